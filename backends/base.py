@@ -1,0 +1,152 @@
+"""The backend protocol: audio in, one vector per track out.
+
+A backend is described by a `BackendSpec` (static facts, listed without importing anything)
+and implemented by a `Backend` subclass in its own module. The core decodes and resamples
+each file once, cuts the excerpt the spec asks for, and hands every backend a batch of mono
+float32 waveforms at its `sample_rate`; `embed` does no I/O.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from mrs_tui.errors import UserError
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """What the registry knows about a backend without importing it."""
+
+    name: str
+    display_name: str
+    target: str  # "module:Class"
+    sample_rate: int
+    clip_seconds: float | None  # None: the whole track (capped by MAX_TRACK_SECONDS)
+    dim: int
+    version: str
+    description: str
+    weights_license: str = "none (no weights)"
+    code_license: str = "MIT (mrs-tui)"
+    source: str = ""  # where the weights come from upstream
+    weights_files: tuple[str, ...] = ()  # files that must be in the weights folder
+    fetch_hint: str = ""  # the exact command that gets the weights
+    needs_gpu: bool = False
+    cpu_seconds_per_track: float | None = None  # 30-s clip, 2 CPU threads, measured in bench/
+    options: tuple[str, ...] = ()  # accepted keyword options, e.g. ("paper_compat",)
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def needs_weights(self) -> bool:
+        return bool(self.weights_files)
+
+
+# Whole-track backends still need a bound: a 3-hour DJ mix must not exhaust memory.
+MAX_TRACK_SECONDS = 600.0
+
+
+@dataclass
+class Analysis:
+    """One track's result: the track vector, optional per-frame vectors and extras (tags...)."""
+
+    vector: np.ndarray
+    frames: np.ndarray | None = None
+    extras: dict | None = None
+
+
+class BackendError(UserError):
+    """Loading or running a backend failed in a way the user can act on."""
+
+
+class WeightsMissing(BackendError):
+    pass
+
+
+class Backend(ABC):
+    """Base class of every backend. Subclasses set `spec` and implement `load` and `embed`."""
+
+    spec: ClassVar[BackendSpec]
+    # Largest batch worth queuing; slow models use small batches so results are committed
+    # (and indexing can resume) often. None: the indexer's setting.
+    batch_size: ClassVar[int | None] = None
+
+    def __init__(self, *, paper_compat: bool = False, device: str | None = None, **options: object):
+        unknown = set(options) - set(self.spec.options)
+        if unknown:
+            raise BackendError(
+                f"backend {self.spec.name!r} has no option {', '.join(sorted(unknown))}",
+                f"options it accepts: {', '.join(self.spec.options) or 'none'}",
+            )
+        if paper_compat and "paper_compat" not in self.spec.options:
+            raise BackendError(
+                f"backend {self.spec.name!r} has no paper-compatibility mode",
+                "drop --paper-compat for this backend",
+            )
+        self.paper_compat = paper_compat
+        self.device = device
+        self.options = options
+        self.loaded = False
+
+    # Static facts, readable on instances too.
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def sample_rate(self) -> int:
+        return self.spec.sample_rate
+
+    @property
+    def clip_seconds(self) -> float | None:
+        return self.spec.clip_seconds
+
+    @property
+    def dim(self) -> int:
+        return self.spec.dim
+
+    @property
+    def version(self) -> str:
+        """Embedding version: changes whenever stored vectors would change."""
+        from backends import embedding_version
+
+        return embedding_version(self.name, paper_compat=self.paper_compat, **self.options)
+
+    @classmethod
+    def fetch(
+        cls,
+        *,
+        source: str | Path | None = None,
+        allow_pickle: bool = False,
+        revision: str | None = None,
+    ) -> Path:
+        """Put the weights in the user cache: from `source` (a folder), or downloaded."""
+        from backends._weights import install_from_folder
+
+        if source is None:
+            raise WeightsMissing(
+                f"mrs-tui cannot download the {cls.spec.name} weights by itself ({cls.spec.source})",
+                f"download them and run: mrs-tui backends fetch {cls.spec.name} --from FOLDER",
+            )
+        return install_from_folder(cls.spec, Path(source))
+
+    @abstractmethod
+    def load(self, weights: str | Path | None = None) -> Backend:
+        """Load weights from a folder/file, the user cache, or (where allowed) the hub."""
+
+    @abstractmethod
+    def embed(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        """(N, dim) float32 track vectors for N mono waveforms at `sample_rate`."""
+
+    def analyze(self, waveforms: Sequence[np.ndarray]) -> list[Analysis]:
+        """Vectors plus anything else worth keeping; backends with tags or frames override."""
+        vectors = self.embed(waveforms)
+        return [Analysis(vector=v) for v in vectors]
+
+    def _require_loaded(self) -> None:
+        if not self.loaded:
+            raise BackendError(f"backend {self.name!r} is not loaded", "call load() first")

@@ -1,0 +1,3 @@
+from mrs_tui.cli import main
+
+raise SystemExit(main())

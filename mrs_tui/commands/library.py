@@ -1,0 +1,146 @@
+"""Commands over the library: index a folder, list tracks, suggest next tracks."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from pathlib import Path
+
+from mrs_tui.cli import ProgressLine, emit, fmt_duration, open_engine, open_store, track_json
+from mrs_tui.errors import UserError
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("index", parents=[common], help="scan a folder and analyse its tracks")
+    p.add_argument("folder")
+    p.add_argument("--backend", help="backend name, or several separated by commas")
+    p.add_argument("--paper-compat", action="store_true", help="reproduce the paper's extraction quirks")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.set_defaults(run=run_index)
+
+    p = sub.add_parser("suggest", parents=[common], help="suggest next tracks")
+    p.add_argument("--seed", metavar="TRACK", help="track id or path")
+    p.add_argument("-k", type=int, default=20, help="how many suggestions (default 20)")
+    p.add_argument("--backend")
+    p.add_argument("--recommender")
+    p.add_argument("--pool", choices=["all", "hot", "cold"], default="all")
+    p.add_argument("--paper-compat", action="store_true")
+    p.set_defaults(run=run_suggest)
+
+    p = sub.add_parser("library", parents=[common], help="list tracks")
+    p.add_argument("--status", choices=["ok", "failed", "missing"])
+    p.add_argument("--search", metavar="TEXT")
+    p.set_defaults(run=run_library)
+
+
+def run_index(args: argparse.Namespace) -> int:
+    folder = Path(args.folder).expanduser()
+    if not folder.is_dir():
+        raise UserError(
+            f"folder {folder} does not exist" if not folder.exists() else f"{folder} is not a folder",
+            "give the folder that holds your music",
+        )
+    engine = open_engine(args)
+    names = args.backend.split(",") if args.backend else [engine.backend]
+    from backends import get_spec
+
+    for name in names:
+        get_spec(name)
+    line = ProgressLine(args.json or args.quiet)
+    cancel = threading.Event()
+    scan = engine.scan(folder, progress=lambda d, t, p: line(f"scanning {d}/{t}"))
+    line(f"scan: {scan.summary()}", final=True)
+    ids = [t.id for t in engine.store.tracks(under=str(folder.resolve()))]
+
+    def on_progress(p) -> None:
+        eta = f", ETA {fmt_duration(p.eta)}" if p.eta is not None else ""
+        line(f"analysing {p.done}/{p.total} ({p.rate:.1f} tracks/s{eta})")
+
+    try:
+        report = engine.index(names, track_ids=ids, progress=on_progress, cancel=cancel)
+    except KeyboardInterrupt:
+        cancel.set()
+        raise
+    line(report.summary(), final=True)
+    data = {
+        "folder": str(folder.resolve()),
+        "scan": {
+            "added": len(scan.added),
+            "changed": len(scan.changed),
+            "moved": len(scan.moved),
+            "missing": len(scan.missing),
+            "failed": [{"path": p, "reason": r} for p, r in scan.failed],
+            "unchanged": scan.unchanged,
+        },
+        "index": {
+            "backends": names,
+            "embedded": report.embedded,
+            "failed": [{"path": p, "reason": r} for p, r in report.failed],
+            "backend_failures": [{"path": p, "backend": b, "reason": r} for p, b, r in report.backend_failures],
+            "seconds": round(report.seconds, 3),
+            "cancelled": report.cancelled,
+        },
+    }
+
+    def text() -> str:
+        lines = [f"{scan.summary()}", report.summary()]
+        for path, reason in scan.failed + report.failed:
+            lines.append(f"  failed: {path}: {reason}")
+        return "\n".join(lines)
+
+    emit(args, data, text)
+    return 0
+
+
+def run_suggest(args: argparse.Namespace) -> int:
+    engine = open_engine(args)
+    seed = engine.resolve_track(args.seed).id if args.seed else None
+    result = engine.suggest(seed, k=args.k, pool=args.pool)
+    data = {
+        "backend": result.backend,
+        "version": result.version,
+        "recommender": result.recommender,
+        "mode": result.mode,
+        "seed": track_json(result.seed) if result.seed else None,
+        "note": result.note,
+        "suggestions": [
+            {**track_json(s.track), "score": round(s.score, 6), "new": s.cold, "reason": s.reason} for s in result.items
+        ],
+    }
+
+    def text() -> str:
+        lines = [result.describe()]
+        if result.note:
+            lines.append(result.note)
+        for rank, s in enumerate(result.items, 1):
+            badge = " [new]" if s.cold else ""
+            who = f"{s.track.artist} - " if s.track.artist else ""
+            lines.append(f"{rank:3d}. {s.score:6.3f}  {who}{s.track.display_title}{badge}   ({s.reason})")
+        return "\n".join(lines)
+
+    emit(args, data, text)
+    return 0
+
+
+def run_library(args: argparse.Namespace) -> int:
+
+    store = open_store(args)
+    tracks = store.tracks(status=args.status)
+    if args.search:
+        needle = args.search.lower()
+        tracks = [
+            t for t in tracks if needle in " ".join(filter(None, (t.title, t.artist, t.album, t.genre, t.path))).lower()
+        ]
+
+    def text() -> str:
+        lines = []
+        for t in tracks:
+            status = t.status if t.status != "failed" else f"failed: {t.error}"
+            lines.append(
+                f"{t.id:6d}  {(t.artist or '?')[:24]:24s}  {t.display_title[:40]:40s}  "
+                f"{fmt_duration(t.duration):>6s}  {status}"
+            )
+        return "\n".join(lines) or "the library is empty: run mrs-tui index FOLDER"
+
+    emit(args, [track_json(t) for t in tracks], text)
+    return 0

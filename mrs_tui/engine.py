@@ -1,0 +1,294 @@
+"""The headless core the TUI, the CLI and the tests share.
+
+`Engine` ties the store, the play history, the backends and the recommenders together:
+scan a folder, analyse it, suggest next tracks for a seed and the current session, and
+record what was played. It never imports Textual; heavy libraries (torch, librosa, faiss)
+are imported only by the operations that need them.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import backends as backend_registry
+import recommenders as recommender_registry
+from mrs_tui.catalogue import Catalogue
+from mrs_tui.config import Settings
+from mrs_tui.errors import UserError
+from mrs_tui.history import History
+from mrs_tui.indexing import Indexer, IndexReport, ProgressFn
+from mrs_tui.library import ScanReport, scan
+from mrs_tui.store import Play, Store, Track
+from recommenders.base import Query, Recommender
+
+
+@dataclass
+class Suggestion:
+    track: Track
+    score: float
+    cold: bool  # never played: a *new* track
+    reason: str = ""
+
+
+@dataclass
+class SuggestionList:
+    items: list[Suggestion]
+    backend: str
+    version: str
+    recommender: str
+    mode: str  # "hot", "cold" (audio only) or "popular" (nothing to go on yet)
+    seed: Track | None = None
+    note: str = ""
+    profile_size: int = 0  # tracks the suggestions were computed from
+
+    def describe(self) -> str:
+        source = {
+            "hot": "from your session",
+            "cold": "cold start: audio only",
+            "popular": "most played (no seed or session yet)",
+        }.get(self.mode, self.mode)
+        return f"{self.recommender} on {self.backend} · {source}"
+
+
+@dataclass
+class _FittedModel:
+    model: Recommender
+    key: tuple
+
+
+@dataclass
+class Engine:
+    store: Store
+    settings: Settings = field(default_factory=Settings)
+    backend_options: dict[str, dict] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.history = History(self.store, gap_minutes=self.settings.session_gap_minutes)
+        self._backend = backend_registry.default_backend_name(self.settings.backend)
+        self._recommender = self.settings.recommender or "knn"
+        recommender_registry.get_spec(self._recommender)
+        self._catalogues: dict[tuple[str, str], Catalogue] = {}
+        self._models: dict[tuple[str, str, str], _FittedModel] = {}
+        self._loaded_backends: dict[tuple[str, str], backend_registry.Backend] = {}
+        self._lock = threading.RLock()
+
+    # -- where things live -------------------------------------------------------------------
+
+    @property
+    def data_folder(self) -> Path:
+        """Derived files (vector caches, trained models) beside the database."""
+        db = self.store.path
+        return db.parent / f"{db.stem}-data"
+
+    # -- backends ------------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    @backend.setter
+    def backend(self, name: str) -> None:
+        backend_registry.get_spec(name)
+        self._backend = name
+
+    @property
+    def recommender(self) -> str:
+        return self._recommender
+
+    @recommender.setter
+    def recommender(self, name: str) -> None:
+        recommender_registry.get_spec(name)
+        self._recommender = name
+
+    def version(self, backend: str | None = None) -> str:
+        name = backend or self.backend
+        return backend_registry.embedding_version(name, **self.backend_options.get(name, {}))
+
+    def load_backend(self, name: str | None = None, weights: str | Path | None = None) -> backend_registry.Backend:
+        name = name or self.backend
+        key = (name, self.version(name))
+        with self._lock:
+            if key not in self._loaded_backends:
+                options = self.backend_options.get(name, {})
+                self._loaded_backends[key] = backend_registry.load_backend(name, weights, **options)
+            return self._loaded_backends[key]
+
+    # -- library ------------------------------------------------------------------------------
+
+    def scan(self, root: Path | str, **kwargs) -> ScanReport:
+        return scan(self.store, root, **kwargs)
+
+    def index(
+        self,
+        backends: list[str] | None = None,
+        *,
+        track_ids: list[int] | None = None,
+        progress: ProgressFn | None = None,
+        cancel: threading.Event | None = None,
+    ) -> IndexReport:
+        names = backends or [self.backend]
+        loaded = [self.load_backend(n) for n in names]
+        indexer = Indexer(
+            self.store,
+            loaded,
+            batch_size=self.settings.index_batch_size,
+            clip_position=self.settings.clip_position,
+        )
+        report = indexer.run(track_ids, progress=progress, cancel=cancel)
+        for name in names:
+            self.catalogue(name).save(self.data_folder / "indexes")
+        return report
+
+    def catalogue(self, backend: str | None = None) -> Catalogue:
+        name = backend or self.backend
+        key = (name, self.version(name))
+        with self._lock:
+            catalogue = self._catalogues.get(key)
+            if catalogue is None:
+                catalogue = Catalogue.load(self.store, *key, folder=self.data_folder / "indexes")
+                self._catalogues[key] = catalogue
+            else:
+                catalogue.refresh(self.store)
+            return catalogue
+
+    def resolve_track(self, ref: str | int) -> Track:
+        """A track by id or by path (absolute or relative to the current folder)."""
+        text = str(ref)
+        if text.isdigit():
+            track = self.store.track(int(text))
+            if track is None:
+                raise UserError(f"no track with id {text}", "see `mrs-tui library` for ids")
+            return track
+        path = Path(text).expanduser()
+        track = self.store.track_by_path(str(path.resolve())) or self.store.track_by_path(text)
+        if track is None:
+            raise UserError(f"{text} is not in the library", "index its folder first: mrs-tui index FOLDER")
+        return track
+
+    # -- history -------------------------------------------------------------------------------
+
+    def record(self, track_id: int, event: str, *, position_s: float | None = None) -> Play:
+        return self.history.record(track_id, event, position_s=position_s)
+
+    # -- recommending ----------------------------------------------------------------------------
+
+    def fitted_model(self, recommender: str | None = None, backend: str | None = None) -> Recommender:
+        """A recommender fitted on the current history and catalogue (cached until either changes)."""
+        rec_name = recommender or self.recommender
+        name = backend or self.backend
+        catalogue = self.catalogue(name)
+        spec = recommender_registry.get_spec(rec_name)
+        if spec.trainable:
+            return self.trained_model(rec_name, name)
+        key = (len(catalogue), catalogue.last_rowid, self.store.last_play_id())
+        cache_key = (rec_name, name, self.version(name))
+        with self._lock:
+            cached = self._models.get(cache_key)
+            if cached is not None and cached.key == key:
+                return cached.model
+            data = self.history.data(catalogue.index_of)
+            model = recommender_registry.create(rec_name)
+            model.fit(data.interactions, catalogue.vectors)
+            if hasattr(model, "use_index") and not getattr(model, "zscore", False):
+                model.use_index(catalogue.faiss_index)
+            self._models[cache_key] = _FittedModel(model, key)
+            return model
+
+    def trained_model(self, recommender: str, backend: str) -> Recommender:
+        """Recommenders that learn from history are trained in the background (`mrs-tui train`)."""
+        raise UserError(
+            f"the {recommender} recommender is not trained yet",
+            "run `mrs-tui train` (or press t in the app)",
+        )
+
+    def suggest(
+        self,
+        seed: int | None = None,
+        *,
+        k: int | None = None,
+        backend: str | None = None,
+        recommender: str | None = None,
+        pool: str = "all",
+        session_id: int | None = None,
+    ) -> SuggestionList:
+        name = backend or self.backend
+        rec_name = recommender or self.recommender
+        k = k or self.settings.suggestions
+        version = self.version(name)
+        catalogue = self.catalogue(name)
+        seed_track = self.store.track(seed) if seed is not None else None
+        if seed is not None and seed_track is None:
+            raise UserError(f"no track with id {seed}", "see `mrs-tui library` for ids")
+        result = SuggestionList([], name, version, rec_name, "hot", seed=seed_track)
+        if len(catalogue) == 0:
+            result.note = f"nothing is analysed with {name} yet: index the library first"
+            return result
+        session_tracks = self.history.session_tracks(session_id)
+        seen = self.history.session_seen(session_id)
+        index_of = catalogue.index_of
+        history_items = [index_of[t] for t in session_tracks if t in index_of]
+        seed_item = index_of.get(seed) if seed is not None else None
+        if seed is not None and seed_item is None:
+            result.note = "the selected track is not analysed yet; suggestions use the session only"
+        exclude = {index_of[t] for t in seen | ({seed} if seed is not None else set()) if t in index_of}
+        query = Query(history=history_items, seed=seed_item, pool=pool, exclude=exclude)
+        model_name = rec_name
+        if not history_items and seed_item is None:
+            model_name = "popular"
+            result.mode = "popular"
+        model = self.fitted_model(model_name, name)
+        items, scores = model.recommend(query, k)
+        result.profile_size = len(history_items) + (seed_item is not None)
+        result.items = self._to_suggestions(catalogue, items, scores, result, model_name)
+        return result
+
+    def _to_suggestions(
+        self,
+        catalogue: Catalogue,
+        items: np.ndarray,
+        scores: np.ndarray,
+        result: SuggestionList,
+        model_name: str,
+    ) -> list[Suggestion]:
+        track_ids = [int(catalogue.track_ids[i]) for i in items]
+        tracks = {t.id: t for t in self.store.tracks(ids=track_ids)}
+        played = self.store.played_track_ids()
+        out = []
+        for track_id, score in zip(track_ids, scores, strict=True):
+            track = tracks.get(track_id)
+            if track is None:
+                continue
+            out.append(
+                Suggestion(
+                    track, float(score), track_id not in played, self._reason(track, float(score), result, model_name)
+                )
+            )
+        return out
+
+    def _reason(self, track: Track, score: float, result: SuggestionList, model_name: str) -> str:
+        if model_name == "popular":
+            return "often played"
+        basis = []
+        if result.seed is not None:
+            basis.append("the selected track")
+        session = result.profile_size - (result.seed is not None)
+        if session:
+            basis.append(f"{session} track{'s' if session != 1 else ''} of this session")
+        text = f"{score:.2f} similar to {' and '.join(basis)}" if basis else f"score {score:.2f}"
+        tags = self.track_tags(track.id, result.backend)
+        if tags:
+            text += f" · sounds like {', '.join(tags[:3])}"
+        return text
+
+    def track_tags(self, track_id: int, backend: str | None = None) -> list[str]:
+        """Descriptive tags a backend stored for a track (MusiCNN's taggram), best first."""
+        candidates = [backend or self.backend, "musicnn"]
+        for name in dict.fromkeys(candidates):
+            row = self.store.embedding(track_id, name, self.version(name))
+            if row is not None and row.extras and row.extras.get("tags"):
+                return [tag for tag, _ in row.extras["tags"]]
+        return []

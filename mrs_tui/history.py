@@ -1,0 +1,116 @@
+"""The local play history: events grouped into listening sessions.
+
+A session is a run of events with no gap longer than `gap_minutes` (30 by default, as in
+session-based recommendation work); the next event after a longer pause opens a new one.
+Sessions are the *contexts* recommenders train on in the app (users are the contexts of
+research logs).
+
+A (session, track) pair is a positive interaction when the track was played, completed or
+liked there and not skipped or disliked afterwards in the same session; a preview stopped
+before half its length is recorded as a skip.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from mrs_tui.store import PLAY_EVENTS, Play, Store
+from recommenders.base import Interactions
+
+NEGATIVE_EVENTS = ("skip", "dislike")
+
+
+@dataclass
+class HistoryData:
+    """Interactions in recommender form plus the id maps needed to go back."""
+
+    interactions: Interactions
+    session_ids: list[int]
+
+
+class History:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        gap_minutes: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.gap_seconds = gap_minutes * 60.0
+        self.clock = clock
+
+    def current_session(self, at: float | None = None, *, create: bool = True) -> int | None:
+        at = self.clock() if at is None else at
+        latest = self.store.latest_session()
+        if latest is not None and at - latest[2] <= self.gap_seconds:
+            return latest[0]
+        return self.store.new_session(at) if create else None
+
+    def record(self, track_id: int, event: str, *, position_s: float | None = None, at: float | None = None) -> Play:
+        if event not in PLAY_EVENTS:
+            raise ValueError(f"unknown event {event!r}; expected one of {', '.join(PLAY_EVENTS)}")
+        at = self.clock() if at is None else at
+        session_id = self.current_session(at)
+        play_id = self.store.add_play(session_id, track_id, event, at, position_s)
+        return Play(play_id, session_id, track_id, event, at, position_s)
+
+    def session_plays(self, session_id: int | None = None) -> list[Play]:
+        if session_id is None:
+            session_id = self.current_session(create=False)
+            if session_id is None:
+                return []
+        return self.store.plays(session_id=session_id)
+
+    def session_tracks(self, session_id: int | None = None) -> list[int]:
+        """Positive tracks of a session in the order first played (the KNN profile)."""
+        return positive_sequence(self.session_plays(session_id))
+
+    def session_seen(self, session_id: int | None = None) -> set[int]:
+        """Every track with any event in the session: not worth suggesting again right away."""
+        return {p.track_id for p in self.session_plays(session_id)}
+
+    def data(self, item_index: Mapping[int, int]) -> HistoryData:
+        """All positive (session, track) pairs whose track is in `item_index` (track id -> item)."""
+        by_session: dict[int, list[Play]] = {}
+        for play in self.store.plays():
+            by_session.setdefault(play.session_id, []).append(play)
+        session_ids: list[int] = []
+        contexts, items, stamps = [], [], []
+        for session_id, plays in by_session.items():
+            sequence = positive_sequence(plays)
+            first_at = {}
+            for p in plays:
+                first_at.setdefault(p.track_id, p.at)
+            rows = [(item_index[t], first_at[t]) for t in sequence if t in item_index]
+            if not rows:
+                continue
+            context = len(session_ids)
+            session_ids.append(session_id)
+            for item, at in rows:
+                contexts.append(context)
+                items.append(item)
+                stamps.append(at)
+        interactions = Interactions(
+            np.asarray(contexts, np.int64),
+            np.asarray(items, np.int64),
+            np.asarray(stamps, np.float64),
+            n_contexts=len(session_ids),
+            n_items=len(item_index),
+        )
+        return HistoryData(interactions, session_ids)
+
+
+def positive_sequence(plays: list[Play]) -> list[int]:
+    """Tracks whose last verdict in these plays is positive, ordered by first play."""
+    verdict: dict[int, bool] = {}
+    order: list[int] = []
+    for play in sorted(plays, key=lambda p: (p.at, p.id)):
+        if play.track_id not in verdict:
+            order.append(play.track_id)
+        verdict[play.track_id] = play.event not in NEGATIVE_EVENTS
+    return [t for t in order if verdict[t]]

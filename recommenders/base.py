@@ -1,0 +1,238 @@
+"""The recommender protocol: a small `fit` / `recommend` surface over plain arrays.
+
+Items are internal integer indices 0..n_items-1 — the rows of the item (audio) vector
+matrix, which covers the whole catalogue, hot and cold. Contexts are listening sessions in
+the app and users in research logs; both are internal indices 0..n_contexts-1. The engine
+maps track and session ids to these indices at the edge.
+
+A track is *hot* for a fitted recommender when it occurs in its training interactions and
+*cold* otherwise; `hot_mask` records which. Every recommender scores cold items through
+its audio path where it can (`scores_cold_items`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import numpy as np
+
+Pool = Literal["all", "hot", "cold"]
+ProgressCallback = Callable[[float, float, str], None]  # (done, total, message)
+
+
+class Cancelled(Exception):
+    """Raised inside `fit` when the caller's cancel event is set."""
+
+
+@dataclass
+class Interactions:
+    """(context, item, time, weight) rows; the unit every recommender trains on."""
+
+    contexts: np.ndarray
+    items: np.ndarray
+    timestamps: np.ndarray
+    n_contexts: int
+    n_items: int
+    weights: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.contexts = np.asarray(self.contexts, dtype=np.int64)
+        self.items = np.asarray(self.items, dtype=np.int64)
+        self.timestamps = np.asarray(self.timestamps, dtype=np.float64)
+        if self.weights is None:
+            self.weights = np.ones(len(self.items), dtype=np.float32)
+        else:
+            self.weights = np.asarray(self.weights, dtype=np.float32)
+        n = len(self.items)
+        if not (len(self.contexts) == len(self.timestamps) == len(self.weights) == n):
+            raise ValueError("contexts, items, timestamps and weights must have the same length")
+        if n and (self.items.min() < 0 or self.items.max() >= self.n_items):
+            raise ValueError("item index out of range")
+        if n and (self.contexts.min() < 0 or self.contexts.max() >= self.n_contexts):
+            raise ValueError("context index out of range")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def matrix(self, *, binary: bool = True):
+        """contexts x items CSR matrix (scipy)."""
+        from scipy.sparse import csr_matrix
+
+        data = np.ones(len(self), np.float32) if binary else self.weights
+        m = csr_matrix((data, (self.contexts, self.items)), shape=(self.n_contexts, self.n_items))
+        m.sum_duplicates()
+        if binary:
+            m.data[:] = 1.0
+        return m
+
+    def sequences(self) -> list[np.ndarray]:
+        """Per context, its items ordered by time (ties by row order)."""
+        order = np.lexsort((np.arange(len(self)), self.timestamps, self.contexts))
+        ctx = self.contexts[order]
+        items = self.items[order]
+        bounds = np.searchsorted(ctx, np.arange(self.n_contexts + 1))
+        return [items[bounds[c] : bounds[c + 1]] for c in range(self.n_contexts)]
+
+    def hot_mask(self) -> np.ndarray:
+        mask = np.zeros(self.n_items, dtype=bool)
+        mask[self.items] = True
+        return mask
+
+    def item_counts(self) -> np.ndarray:
+        """Number of distinct contexts per item."""
+        return np.asarray(self.matrix(binary=True).sum(axis=0)).ravel()
+
+
+@dataclass
+class Query:
+    """What to recommend for.
+
+    `history` is what was played in this context so far (oldest first); `seed` the track the
+    user selected; `context` an index into the training contexts when the query is for a
+    known user/session (research data). `pool` restricts candidates to hot or cold items,
+    `exclude` removes items (already played, the seed itself...).
+    """
+
+    history: Sequence[int] = ()
+    seed: int | None = None
+    context: int | None = None
+    pool: Pool = "all"
+    exclude: Collection[int] = field(default_factory=tuple)
+
+    def items(self) -> list[int]:
+        """History plus seed, in order, the seed last."""
+        out = [int(i) for i in self.history]
+        if self.seed is not None:
+            out.append(int(self.seed))
+        return out
+
+
+class Recommender(ABC):
+    """Base of every recommender. Subclasses implement `fit`, `score` and the state hooks."""
+
+    name: ClassVar[str]
+    scores_cold_items: ClassVar[bool] = True
+    uses_audio: ClassVar[bool] = True
+
+    def __init__(self, *, seed: int = 0, **params: object) -> None:
+        self.seed = seed
+        self.params = dict(params)
+        self.hot_mask: np.ndarray | None = None
+        self.n_items = 0
+
+    # -- to implement ------------------------------------------------------------------------
+
+    @abstractmethod
+    def fit(
+        self,
+        interactions: Interactions,
+        item_vectors: np.ndarray,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Recommender:
+        """Train on `interactions`; `item_vectors` has one row per catalogue item."""
+
+    @abstractmethod
+    def score(self, query: Query) -> np.ndarray:
+        """(n_items,) float32 scores, higher is better. Masking is done by `recommend`."""
+
+    def _state(self) -> dict[str, np.ndarray]:
+        """Arrays needed to restore a fitted model (the base stores `hot_mask`)."""
+        return {}
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore from `_state()` output."""
+
+    # -- shared behaviour ----------------------------------------------------------------------
+
+    def score_batch(self, queries: Sequence[Query]) -> np.ndarray:
+        if not queries:
+            return np.zeros((0, self.n_items), np.float32)
+        return np.stack([self.score(q) for q in queries])
+
+    def candidate_mask(self, query: Query) -> np.ndarray:
+        mask = np.ones(self.n_items, dtype=bool)
+        if query.pool != "all":
+            hot = self.hot_mask if self.hot_mask is not None else np.zeros(self.n_items, bool)
+            mask &= hot if query.pool == "hot" else ~hot
+        if query.exclude:
+            excluded = np.fromiter((int(i) for i in query.exclude), np.int64)
+            mask[excluded[(excluded >= 0) & (excluded < self.n_items)]] = False
+        return mask
+
+    def recommend(self, query: Query, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (item indices, scores) among the candidates, best first."""
+        return self._top_k(self.score(query), self.candidate_mask(query), k)
+
+    def recommend_batch(self, queries: Sequence[Query], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        scores = self.score_batch(queries)
+        return [self._top_k(s, self.candidate_mask(q), k) for s, q in zip(scores, queries, strict=True)]
+
+    @staticmethod
+    def _top_k(scores: np.ndarray, mask: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        candidates = np.flatnonzero(mask)
+        if len(candidates) == 0 or k <= 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        cand_scores = scores[candidates]
+        k = min(k, len(candidates))
+        if k < len(candidates):
+            top = np.argpartition(-cand_scores, k - 1)[:k]
+        else:
+            top = np.arange(len(candidates))
+        # Stable order: by score, then by item index, so ties are deterministic.
+        order = np.lexsort((candidates[top], -cand_scores[top]))
+        chosen = top[order]
+        return candidates[chosen].astype(np.int64), cand_scores[chosen].astype(np.float32)
+
+    def _fitted(self, interactions: Interactions, item_vectors: np.ndarray) -> None:
+        """Record what every fitted model knows: catalogue size and hot items."""
+        if item_vectors.shape[0] != interactions.n_items:
+            raise ValueError(
+                f"item_vectors has {item_vectors.shape[0]} rows but interactions have {interactions.n_items} items"
+            )
+        self.n_items = interactions.n_items
+        self.hot_mask = interactions.hot_mask()
+
+    @staticmethod
+    def _check_cancel(cancel: threading.Event | None) -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled
+
+    def save(self, path: Path | str) -> Path:
+        """Write the fitted model to folder `path` (params.json + state.npz)."""
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {"name": self.name, "seed": self.seed, "params": self.params, "n_items": self.n_items}
+        (folder / "params.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        arrays = dict(self._state())
+        if self.hot_mask is not None:
+            arrays["hot_mask"] = self.hot_mask
+        np.savez(folder / "state.npz", **arrays)
+        return folder
+
+    @classmethod
+    def load(cls, path: Path | str) -> Recommender:
+        folder = Path(path)
+        meta = json.loads((folder / "params.json").read_text(encoding="utf-8"))
+        if meta["name"] != cls.name:
+            raise ValueError(f"{folder} holds a {meta['name']!r} model, not {cls.name!r}")
+        model = cls(seed=meta["seed"], **meta["params"])
+        with np.load(folder / "state.npz", allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+        model.n_items = int(meta["n_items"])
+        model.hot_mask = arrays.pop("hot_mask", None)
+        model._set_state(arrays)
+        return model
+
+
+def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(norms, eps)

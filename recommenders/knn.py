@@ -1,0 +1,116 @@
+"""KNN on audio vectors, as in the paper.
+
+The profile of a context is the mean of the *raw* vectors of the items it played (plus the
+seed); profile and items are L2-normalised and ranked by inner product — cosine similarity —
+in a FAISS flat index, with pool and exclusions applied inside the search through an ID
+selector so that excluding thousands of played tracks costs nothing extra.
+
+Option ``zscore=True`` standardises every vector dimension over the catalogue before the
+cosine (off by default, as in the paper): backends whose dimensions have very different
+scales (the handcrafted ``mfcc`` features) can gain from it; `mrs-tui eval` shows whether.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from recommenders.base import Interactions, ProgressCallback, Query, Recommender, l2_normalize
+
+
+class KNNRecommender(Recommender):
+    name = "knn"
+
+    def __init__(self, *, seed: int = 0, zscore: bool = False, **params: object) -> None:
+        super().__init__(seed=seed, zscore=zscore, **params)
+        self.zscore = zscore
+        self.vectors = np.zeros((0, 0), np.float32)  # raw (or z-scored) vectors, for profiles
+        self.unit = np.zeros((0, 0), np.float32)  # L2-normalised, what the index holds
+        self.context_items: list[np.ndarray] = []
+        self._index = None
+
+    def fit(
+        self,
+        interactions: Interactions,
+        item_vectors: np.ndarray,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> KNNRecommender:
+        self._fitted(interactions, item_vectors)
+        vectors = np.asarray(item_vectors, dtype=np.float32)
+        if self.zscore:
+            mean = vectors.mean(axis=0)
+            std = vectors.std(axis=0)
+            vectors = (vectors - mean) / np.where(std > 1e-8, std, 1.0)
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.unit = l2_normalize(self.vectors)
+        self.context_items = [np.unique(s) for s in interactions.sequences()]
+        self._index = None
+        if progress:
+            progress(1, 1, "built the vector index")
+        return self
+
+    @property
+    def index(self):
+        if self._index is None:
+            import faiss
+
+            index = faiss.IndexFlatIP(self.unit.shape[1])
+            index.add(self.unit)
+            self._index = index
+        return self._index
+
+    def use_index(self, index) -> None:
+        """Search a prebuilt FAISS index over the same normalised vectors (the app's catalogue)."""
+        if index.ntotal != self.n_items or index.d != self.unit.shape[1]:
+            raise ValueError("the index does not hold this model's item vectors")
+        self._index = index
+
+    def profile(self, query: Query) -> np.ndarray | None:
+        items = query.items()
+        if not items and query.context is not None and query.context < len(self.context_items):
+            items = list(self.context_items[query.context])
+        if not items:
+            return None
+        return l2_normalize(self.vectors[np.asarray(items, dtype=np.int64)].mean(axis=0))
+
+    def score(self, query: Query) -> np.ndarray:
+        profile = self.profile(query)
+        if profile is None:
+            return np.zeros(self.n_items, np.float32)
+        return self.unit @ profile
+
+    def recommend(self, query: Query, k: int) -> tuple[np.ndarray, np.ndarray]:
+        profile = self.profile(query)
+        mask = self.candidate_mask(query)
+        if profile is None:
+            return self._top_k(np.zeros(self.n_items, np.float32), mask, k)
+        n_candidates = int(mask.sum())
+        k = min(k, n_candidates)
+        if k <= 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        import faiss
+
+        params = None
+        if n_candidates < self.n_items:
+            bitmap = np.packbits(mask, bitorder="little")
+            selector = faiss.IDSelectorBitmap(self.n_items, faiss.swig_ptr(bitmap))
+            params = faiss.SearchParameters(sel=selector)
+        scores, ids = self.index.search(profile[None, :], k, params=params)
+        keep = ids[0] >= 0
+        return ids[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)
+
+    def _state(self) -> dict[str, np.ndarray]:
+        lengths = np.array([len(c) for c in self.context_items], np.int64)
+        flat = np.concatenate(self.context_items) if self.context_items else np.zeros(0, np.int64)
+        return {"vectors": self.vectors, "context_lengths": lengths, "context_flat": flat}
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.vectors = arrays["vectors"].astype(np.float32)
+        self.unit = l2_normalize(self.vectors)
+        bounds = np.concatenate([[0], np.cumsum(arrays["context_lengths"])])
+        flat = arrays["context_flat"]
+        self.context_items = [flat[bounds[i] : bounds[i + 1]] for i in range(len(bounds) - 1)]
+        self._index = None

@@ -1,0 +1,45 @@
+"""Popularity baseline: items ranked by the number of contexts that played them."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from recommenders.base import Interactions, ProgressCallback, Query, Recommender
+
+
+class PopularRecommender(Recommender):
+    name = "popular"
+    scores_cold_items = False  # every cold item has count 0: the cold ranking is arbitrary
+    uses_audio = False
+
+    def __init__(self, *, seed: int = 0, **params: object) -> None:
+        super().__init__(seed=seed, **params)
+        self.counts = np.zeros(0, np.float32)
+
+    def fit(
+        self,
+        interactions: Interactions,
+        item_vectors: np.ndarray,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> PopularRecommender:
+        self._fitted(interactions, item_vectors)
+        self.counts = interactions.item_counts().astype(np.float32)
+        if progress:
+            progress(1, 1, "counted plays")
+        return self
+
+    def score(self, query: Query) -> np.ndarray:
+        return self.counts
+
+    def score_batch(self, queries):
+        return np.broadcast_to(self.counts, (len(queries), self.n_items))
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {"counts": self.counts}
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.counts = arrays["counts"]
