@@ -46,12 +46,21 @@ class SuggestionList:
     profile_size: int = 0  # tracks the suggestions were computed from
 
     def describe(self) -> str:
+        session = self.profile_size - (self.seed is not None)
+        basis = " and ".join(
+            part
+            for part in (
+                "the selected track" if self.seed is not None else "",
+                f"{session} track{'s' if session != 1 else ''} of this session" if session > 0 else "",
+            )
+            if part
+        )
         source = {
-            "hot": "from your session",
-            "cold": "cold start: audio only",
+            "hot": f"from {basis}" if basis else "",
+            "cold": f"cold start: new tracks only, by audio{f', from {basis}' if basis else ''}",
             "popular": "most played (no seed or session yet)",
         }.get(self.mode, self.mode)
-        return f"{self.recommender} on {self.backend} · {source}"
+        return f"{self.recommender} on {self.backend}" + (f" · {source}" if source else "")
 
 
 @dataclass
@@ -174,6 +183,15 @@ class Engine:
     def record(self, track_id: int, event: str, *, position_s: float | None = None) -> Play:
         return self.history.record(track_id, event, position_s=position_s)
 
+    def preview_started(self, track_id: int) -> Play:
+        """A preview began: the track joins the session at once, so suggestions follow it."""
+        return self.record(track_id, "play", position_s=0.0)
+
+    def preview_ended(self, track_id: int, heard: float, length: float, *, finished: bool) -> Play:
+        """A preview stopped: before half its length it was a skip, otherwise a full listen."""
+        event = "complete" if finished or (length > 0 and heard >= length / 2) else "skip"
+        return self.record(track_id, event, position_s=heard)
+
     # -- recommending ----------------------------------------------------------------------------
 
     def fitted_model(self, recommender: str | None = None, backend: str | None = None) -> Recommender:
@@ -278,7 +296,7 @@ class Engine:
         session = result.profile_size - (result.seed is not None)
         if session:
             basis.append(f"{session} track{'s' if session != 1 else ''} of this session")
-        text = f"{score:.2f} similar to {' and '.join(basis)}" if basis else f"score {score:.2f}"
+        text = f"similarity {score:.3f} to {' and '.join(basis)}" if basis else f"score {score:.3f}"
         tags = self.track_tags(track.id, result.backend)
         if tags:
             text += f" · sounds like {', '.join(tags[:3])}"

@@ -8,7 +8,10 @@ so a failed migration leaves the file as it was.
 Several processes may use the file at once (the TUI and a CLI ``index`` run, say): WAL lets
 readers proceed during a write, every write takes the lock up front (``BEGIN IMMEDIATE``) and
 waits for it up to `BUSY_TIMEOUT_MS` instead of failing with "database is locked".
-A connection belongs to one thread; a worker thread calls `Store.clone()`.
+One `Store` may be shared by the threads of one process (the TUI's workers): every statement
+runs under the store's lock and its rows are read before the lock is released, and a write
+transaction holds the lock from BEGIN to COMMIT. `Store.clone()` gives a thread its own
+connection where that is preferable (long read loops).
 """
 
 from __future__ import annotations
@@ -188,14 +191,58 @@ def blob_to_vector(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype="<f4")
 
 
+class _Rows:
+    """A statement's result, read completely while the store's lock was held."""
+
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self.description = cursor.description
+        self.lastrowid = cursor.lastrowid
+        self.rowcount = cursor.rowcount
+        self._rows = cursor.fetchall()
+        self._next = 0
+
+    def fetchone(self):
+        if self._next >= len(self._rows):
+            return None
+        self._next += 1
+        return self._rows[self._next - 1]
+
+    def fetchall(self) -> list:
+        rest, self._next = self._rows[self._next :], len(self._rows)
+        return rest
+
+    def __iter__(self):
+        return iter(self.fetchall())
+
+
+class _LockedConnection:
+    """Serialises statements from several threads on one sqlite3 connection."""
+
+    def __init__(self, conn: sqlite3.Connection, lock: threading.RLock) -> None:
+        self._conn = conn
+        self._lock = lock
+
+    def execute(self, sql: str, parameters=()) -> _Rows:
+        with self._lock:
+            return _Rows(self._conn.execute(sql, parameters))
+
+    def executemany(self, sql: str, seq) -> _Rows:
+        with self._lock:
+            return _Rows(self._conn.executemany(sql, seq))
+
+    def __getattr__(self, name: str):
+        return getattr(self._conn, name)
+
+
 class Store:
-    """A connection to the library database. Cheap to open; one per thread."""
+    """A connection to the library database. Cheap to open; safe to share between threads."""
 
     def __init__(self, path: Path | str, *, _conn: sqlite3.Connection | None = None) -> None:
         self.path = Path(path)
-        self.conn = _conn if _conn is not None else self._connect(self.path)
-        self.db = sqlite_utils.Database(self.conn)
         self._lock = threading.RLock()
+        raw = _conn if _conn is not None else self._connect(self.path)
+        self.conn = _LockedConnection(raw, self._lock)
+        self.db = sqlite_utils.Database(self.conn)
         self._migrate()
 
     @classmethod
@@ -204,7 +251,7 @@ class Store:
 
     @classmethod
     def memory(cls) -> Store:
-        conn = sqlite3.connect(":memory:", isolation_level=None)
+        conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         return cls(":memory:", _conn=conn)
 
     def clone(self) -> Store:
@@ -237,7 +284,9 @@ class Store:
             raise DatabaseError(f"cannot create database in {path.parent}: permission denied", fix)
         try:
             # isolation_level=None: we issue BEGIN ourselves, so writes can take the lock up front.
-            conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+            conn = sqlite3.connect(
+                path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
+            )
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -499,9 +548,14 @@ class Store:
     def last_play_id(self) -> int:
         return self.conn.execute("SELECT coalesce(max(id), 0) FROM plays").fetchone()[0]
 
-    def play_count(self, events: Sequence[str] = POSITIVE_EVENTS) -> int:
+    def play_count(self, events: Sequence[str] = POSITIVE_EVENTS, *, track_id: int | None = None) -> int:
         marks = ", ".join("?" for _ in events)
-        return self.conn.execute(f"SELECT count(*) FROM plays WHERE event IN ({marks})", list(events)).fetchone()[0]
+        sql = f"SELECT count(*) FROM plays WHERE event IN ({marks})"
+        params: list = list(events)
+        if track_id is not None:
+            sql += " AND track_id = ?"
+            params.append(track_id)
+        return self.conn.execute(sql, params).fetchone()[0]
 
     def played_track_ids(self) -> set[int]:
         marks = ", ".join("?" for _ in POSITIVE_EVENTS)

@@ -1,0 +1,314 @@
+"""The Textual app: a thin layer over `Engine`.
+
+Startup order matters: the first screen paints from this module's imports alone (Textual,
+the store and engine modules — no torch, librosa or faiss); the database opens in a worker
+right after, then scanning and analysis run in another worker that reports progress a few
+times a second and stops when cancelled. Workers never touch widgets: they post messages.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from textual import on, work
+from textual.app import App
+from textual.binding import Binding
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from mrs_tui.config import Settings
+from mrs_tui.engine import Engine
+from mrs_tui.errors import UserError
+from mrs_tui.player import PlaybackEnded, PlaybackUnavailable, Player, load_preview
+from mrs_tui.store import Store, Track
+from mrs_tui.tui import messages as msg
+from mrs_tui.tui.screens.main import MainScreen
+
+PROGRESS_INTERVAL = 0.2  # seconds between progress messages from workers
+
+
+class MrsTuiApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "mrs-tui"
+    SUB_TITLE = "next-track suggestions from your own music"
+
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help"),
+        Binding("b", "pick_backend", "Backend"),
+        Binding("r", "pick_recommender", "Recommender"),
+        Binding("v", "compare", "Compare backends"),
+    ]
+
+    def __init__(
+        self,
+        *,
+        db_path: Path,
+        folder: Path | None = None,
+        settings: Settings | None = None,
+        player: Player | None = None,
+        index_on_start: bool = True,
+    ) -> None:
+        super().__init__()
+        self.db_path = Path(db_path)
+        self.folder = Path(folder).resolve() if folder else None
+        self.settings = settings or Settings()
+        self.player = player or Player()
+        self.player.on_ended = lambda ended: self.post_message(msg.PreviewEnded(ended))
+        self.index_on_start = index_on_start
+        self.engine: Engine | None = None
+        self.cancel_indexing = threading.Event()
+        self.started_at = time.perf_counter()
+        self.previews_reason: str | None = None
+        self._suggest_request = 0
+
+    def on_mount(self) -> None:
+        self.push_screen(MainScreen())
+        self.open_engine()
+        self.set_interval(0.25, self.update_player_position)
+
+    @property
+    def main(self) -> MainScreen:
+        return self.get_screen_by_type(MainScreen)
+
+    def get_screen_by_type(self, kind: type) -> MainScreen:
+        for screen in self.screen_stack:
+            if isinstance(screen, kind):
+                return screen
+        raise LookupError(kind)
+
+    # -- opening the database -------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
+    def open_engine(self) -> None:
+        store = Store.open(self.db_path)
+        self.engine = Engine(store, self.settings)
+        self.post_message(msg.EngineReady(store.tracks(), store.played_track_ids()))
+
+    def on_engine_ready(self, message: msg.EngineReady) -> None:
+        self.log(f"started in {(time.perf_counter() - self.started_at) * 1000:.0f} ms")
+        self.main.show_library(message.tracks, self.analysed_ids(), message.played)
+        self.main.show_models(self.engine.backend, self.engine.recommender)
+        if self.folder is not None and self.index_on_start:
+            self.start_indexing()
+
+    def analysed_ids(self) -> set[int]:
+        engine = self.engine
+        if engine is None:
+            return set()
+        return engine.store.embedded_track_ids(engine.backend, engine.version(), include_failed=False)
+
+    # -- scanning and analysis ------------------------------------------------------------------
+
+    def start_indexing(self, track_ids: list[int] | None = None) -> None:
+        if self.engine is None:
+            return
+        self.cancel_indexing = threading.Event()
+        self.index_library(track_ids)
+
+    @work(thread=True, exclusive=True, group="index", exit_on_error=False)
+    def index_library(self, track_ids: list[int] | None = None) -> None:
+        engine = self.engine
+        cancel = self.cancel_indexing
+        worker = get_current_worker()
+        last = [0.0]
+
+        def throttled(message) -> None:
+            now = time.monotonic()
+            if now - last[0] >= PROGRESS_INTERVAL:
+                last[0] = now
+                self.post_message(message)
+
+        if self.folder is not None and track_ids is None:
+            report = engine.scan(
+                self.folder, progress=lambda d, t, _p: throttled(msg.ScanProgressed(d, t)), cancel=cancel
+            )
+            self.post_message(msg.ScanFinished(report))
+            if report.cancelled or worker.is_cancelled:
+                return
+            track_ids = [t.id for t in engine.store.tracks(under=str(self.folder))]
+        backend = engine.backend
+        result = engine.index(
+            [backend],
+            track_ids=track_ids,
+            progress=lambda p: throttled(msg.IndexProgressed(backend, p)),
+            cancel=cancel,
+        )
+        self.post_message(msg.IndexFinished(result))
+
+    def on_scan_progressed(self, message: msg.ScanProgressed) -> None:
+        self.main.index_status.scanning(message.done, message.total)
+
+    def on_scan_finished(self, message: msg.ScanFinished) -> None:
+        self.refresh_library()
+
+    def on_index_progressed(self, message: msg.IndexProgressed) -> None:
+        self.main.index_status.analysing(message.backend, message.progress)
+
+    def on_index_finished(self, message: msg.IndexFinished) -> None:
+        self.main.index_status.finished(message.report.summary())
+        self.refresh_library()
+        self.main.request_suggestions()
+
+    def refresh_library(self) -> None:
+        if self.engine is None:
+            return
+        store = self.engine.store
+        self.main.show_library(store.tracks(), self.analysed_ids(), store.played_track_ids())
+
+    def cancel_index(self) -> None:
+        if not self.cancel_indexing.is_set():
+            self.cancel_indexing.set()
+            self.notify("stopping analysis; what is done is kept and resumes next time", title="Indexing")
+
+    @property
+    def indexing(self) -> bool:
+        return any(w.group == "index" and w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in self.workers)
+
+    # -- suggestions --------------------------------------------------------------------------------
+
+    def request_suggestions(self, seed: int | None, pool: str = "all") -> None:
+        if self.engine is None:
+            return
+        self._suggest_request += 1
+        self.compute_suggestions(seed, pool, self._suggest_request)
+
+    @work(thread=True, exclusive=True, group="suggest", exit_on_error=False)
+    def compute_suggestions(self, seed: int | None, pool: str, request: int) -> None:
+        result = self.engine.suggest(seed, pool=pool)
+        self.post_message(msg.SuggestionsReady(result, request))
+
+    def on_suggestions_ready(self, message: msg.SuggestionsReady) -> None:
+        if message.request == self._suggest_request:
+            self.main.show_suggestions(message.result)
+
+    # -- previews ---------------------------------------------------------------------------------------
+
+    def play_track(self, track: Track) -> None:
+        if self.previews_reason is None:
+            self.previews_reason = self.player.check()
+            if self.previews_reason is not None:
+                self.notify(self.previews_reason, title="Previews", severity="warning", timeout=10)
+        if self.previews_reason is not None:
+            return
+        self.load_and_play(track)
+
+    @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
+    def load_and_play(self, track: Track) -> None:
+        audio = load_preview(track.path, track.duration, self.settings.preview_seconds, self.settings.clip_position)
+        try:
+            self.player.play(audio.samples, audio.sample_rate, track_id=track.id)
+        except PlaybackUnavailable as exc:
+            self.previews_reason = str(exc)
+            self.post_message(msg.Notice(str(exc), "warning"))
+            return
+        self.engine.preview_started(track.id)
+        self.post_message(msg.PreviewStarted(track))
+
+    def on_preview_started(self, message: msg.PreviewStarted) -> None:
+        self.main.player_bar.playing(f"{message.track.display_title} — {message.track.artist or '?'}")
+        self.main.mark_played(message.track.id)
+        self.main.request_suggestions(message.track.id)
+
+    def on_preview_ended(self, message: msg.PreviewEnded) -> None:
+        ended: PlaybackEnded = message.ended
+        if ended.track_id is not None and self.engine is not None:
+            play = self.engine.preview_ended(ended.track_id, ended.position, ended.length, finished=ended.finished)
+            self.main.player_bar.stopped(f"■ {play.event}: {self.track_title(ended.track_id)}")
+            self.main.request_suggestions()
+
+    def stop_preview(self) -> None:
+        self.player.stop()
+
+    def update_player_position(self) -> None:
+        if self.player.playing:
+            self.main.player_bar.position(self.player.position, self.player.length)
+
+    def track_title(self, track_id: int) -> str:
+        track = self.engine.store.track(track_id) if self.engine else None
+        return track.display_title if track else str(track_id)
+
+    def rate(self, track_id: int, event: str) -> None:
+        if self.engine is None:
+            return
+        self.engine.record(track_id, event)
+        self.notify(f"{'liked' if event == 'like' else 'disliked'}: {self.track_title(track_id)}")
+        if event == "like":
+            self.main.mark_played(track_id)
+        self.main.request_suggestions()
+
+    def on_notice(self, message: msg.Notice) -> None:
+        self.notify(message.text, severity=message.severity, timeout=8)
+
+    # -- models ------------------------------------------------------------------------------------------
+
+    def action_pick_backend(self) -> None:
+        from mrs_tui.tui.screens.pickers import BackendPicker
+
+        if self.engine is None:
+            return
+
+        def chosen(name: str | None) -> None:
+            if name and name != self.engine.backend:
+                self.engine.backend = name
+                self.main.show_models(self.engine.backend, self.engine.recommender)
+                self.refresh_library()
+                self.start_indexing(self.main.library.visible_track_ids if self.folder is None else None)
+
+        self.push_screen(BackendPicker(self.engine), chosen)
+
+    def action_pick_recommender(self) -> None:
+        from mrs_tui.tui.screens.pickers import RecommenderPicker
+
+        if self.engine is None:
+            return
+
+        def chosen(name: str | None) -> None:
+            if name and name != self.engine.recommender:
+                self.engine.recommender = name
+                self.main.show_models(self.engine.backend, self.engine.recommender)
+                self.main.request_suggestions()
+
+        self.push_screen(RecommenderPicker(self.engine), chosen)
+
+    def action_compare(self) -> None:
+        from mrs_tui.tui.screens.compare import CompareScreen
+
+        if self.engine is None:
+            return
+        self.push_screen(CompareScreen(self.engine, self.main.selected_track_id))
+
+    def action_help(self) -> None:
+        from mrs_tui.tui.screens.help import HelpScreen
+
+        self.push_screen(HelpScreen())
+
+    # -- errors and shutdown ----------------------------------------------------------------------------
+
+    @on(Worker.StateChanged)
+    def worker_failed(self, event: Worker.StateChanged) -> None:
+        if event.state != WorkerState.ERROR:
+            return
+        error = event.worker.error
+        if isinstance(error, UserError):
+            self.notify(str(error), title="Cannot do that", severity="warning", timeout=10)
+        else:
+            self.notify(f"{type(error).__name__}: {error}", title=f"{event.worker.group} failed", severity="error", timeout=15)
+
+    async def action_quit(self) -> None:
+        self.cancel_indexing.set()
+        self.player.stop()
+        self.exit()
+
+
+def create_app(
+    *,
+    db_path: Path,
+    folder: Path | None = None,
+    settings: Settings | None = None,
+    player: Player | None = None,
+    index_on_start: bool = True,
+) -> MrsTuiApp:
+    """The one place the app is built: the CLI, the tests and the benchmarks all call this."""
+    return MrsTuiApp(db_path=db_path, folder=folder, settings=settings, player=player, index_on_start=index_on_start)

@@ -1,0 +1,81 @@
+"""App-wide messages: how workers (threads) report to the UI without touching widgets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.message import Message
+
+from mrs_tui.engine import SuggestionList
+from mrs_tui.indexing import IndexProgress, IndexReport
+from mrs_tui.library import ScanReport
+from mrs_tui.player import PlaybackEnded
+from mrs_tui.store import Track
+
+
+@dataclass
+class EngineReady(Message):
+    """The database is open and the track list is read."""
+
+    tracks: list[Track]
+    played: set[int]
+
+
+@dataclass
+class LibraryChanged(Message):
+    """The track list changed on disk (scan or indexing finished)."""
+
+    tracks: list[Track]
+    played: set[int]
+
+
+@dataclass
+class ScanProgressed(Message):
+    done: int
+    total: int
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, ScanProgressed)
+
+
+@dataclass
+class ScanFinished(Message):
+    report: ScanReport
+
+
+@dataclass
+class IndexProgressed(Message):
+    backend: str
+    progress: IndexProgress
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, IndexProgressed)
+
+
+@dataclass
+class IndexFinished(Message):
+    report: IndexReport
+
+
+@dataclass
+class SuggestionsReady(Message):
+    result: SuggestionList
+    request: int  # which request this answers (older answers are ignored)
+
+
+@dataclass
+class PreviewStarted(Message):
+    track: Track
+
+
+@dataclass
+class PreviewEnded(Message):
+    ended: PlaybackEnded
+
+
+@dataclass
+class Notice(Message):
+    """Something to tell the user once (e.g. why previews are off)."""
+
+    text: str
+    severity: str = "information"

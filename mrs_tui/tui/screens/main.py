@@ -1,0 +1,187 @@
+"""The main screen: library on the left, "next up" and the track details on the right,
+indexing progress and the preview player at the bottom."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from mrs_tui.engine import SuggestionList
+from mrs_tui.store import Track
+from mrs_tui.tui.widgets.details import TrackDetails
+from mrs_tui.tui.widgets.library import TrackTable
+from mrs_tui.tui.widgets.status import IndexStatus, PlayerBar
+from mrs_tui.tui.widgets.suggestions import NextUp
+
+
+class MainScreen(Screen):
+    BINDINGS = [
+        Binding("slash", "search", "Search"),
+        Binding("p", "play", "Play"),
+        Binding("s", "stop", "Stop"),
+        Binding("n", "play_next", "Next"),
+        Binding("l", "like", "Like"),
+        Binding("d", "dislike", "Dislike"),
+        Binding("f", "new_files", "New files"),
+        Binding("c", "cancel_index", "Cancel indexing"),
+        Binding("i", "index", "Index"),
+        Binding("escape", "clear_search", "Clear search", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="panes"):
+            with Vertical(id="library-pane"):
+                yield Input(placeholder="/ search title, artist, album, genre", id="search")
+                yield TrackTable(id="library")
+                yield Static("", id="library-summary")
+            with Vertical(id="side-pane"):
+                yield Static("", id="models")
+                yield NextUp(id="nextup")
+                yield TrackDetails(id="details")
+        yield IndexStatus(id="index-status")
+        yield PlayerBar(id="player")
+        yield Footer()
+
+    # -- handles on widgets ----------------------------------------------------------------------
+
+    @property
+    def library(self) -> TrackTable:
+        return self.query_one(TrackTable)
+
+    @property
+    def nextup(self) -> NextUp:
+        return self.query_one(NextUp)
+
+    @property
+    def index_status(self) -> IndexStatus:
+        return self.query_one(IndexStatus)
+
+    @property
+    def player_bar(self) -> PlayerBar:
+        return self.query_one(PlayerBar)
+
+    @property
+    def selected_track_id(self) -> int | None:
+        return self.library.selected_track_id
+
+    def focused_track(self) -> Track | None:
+        """The track under the cursor of whichever table has focus (suggestions or library)."""
+        table = self.nextup.table
+        if self.focused is table and table.selected is not None:
+            return table.selected.track
+        track_id = self.library.selected_track_id
+        return self.library.tracks.get(track_id) if track_id is not None else None
+
+    # -- what the app tells us --------------------------------------------------------------------
+
+    def show_library(self, tracks: list[Track], analysed: set[int], played: set[int]) -> None:
+        first_time = not self.library.tracks
+        self.library.set_tracks(tracks, analysed=analysed, played=played)
+        failed = sum(t.status == "failed" for t in tracks)
+        missing = sum(t.status == "missing" for t in tracks)
+        parts = [f"{len(tracks)} tracks", f"{len(analysed)} analysed"]
+        if failed:
+            parts.append(f"{failed} unreadable")
+        if missing:
+            parts.append(f"{missing} missing")
+        self.query_one("#library-summary", Static).update(" · ".join(parts))
+        if first_time and tracks:
+            self.library.focus()
+            self.show_details()
+
+    def show_models(self, backend: str, recommender: str) -> None:
+        self.query_one("#models", Static).update(f"backend [b]{backend}[/b] (b) · recommender [b]{recommender}[/b] (r)")
+
+    def show_suggestions(self, result: SuggestionList) -> None:
+        self.nextup.show(result)
+
+    def mark_played(self, track_id: int) -> None:
+        self.library.played.add(track_id)
+        self.library.mark_analysed(self.library.analysed)
+
+    def request_suggestions(self, seed: int | None = None, pool: str = "all") -> None:
+        seed = seed if seed is not None else self.selected_track_id
+        self.app.request_suggestions(seed, pool)
+
+    def show_details(self) -> None:
+        track_id = self.selected_track_id
+        track = self.library.tracks.get(track_id) if track_id is not None else None
+        engine = self.app.engine
+        tags = engine.track_tags(track_id) if engine is not None and track_id is not None else None
+        plays = engine.store.play_count(track_id=track_id) if engine is not None and track_id is not None else 0
+        self.query_one(TrackDetails).show(track, tags=tags, plays=plays)
+
+    # -- events ------------------------------------------------------------------------------------------
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table is self.library:
+            self.show_details()
+            self.request_suggestions()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        track = self.focused_track()
+        if track is not None:
+            self.app.play_track(track)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "search":
+            self.library.set_filter(event.value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.library.focus()
+
+    # -- actions -------------------------------------------------------------------------------------------
+
+    def action_search(self) -> None:
+        self.query_one("#search", Input).focus()
+
+    def action_clear_search(self) -> None:
+        search = self.query_one("#search", Input)
+        search.value = ""
+        self.library.focus()
+
+    def action_play(self) -> None:
+        track = self.focused_track()
+        if track is not None:
+            self.app.play_track(track)
+
+    def action_stop(self) -> None:
+        self.app.stop_preview()
+
+    def action_play_next(self) -> None:
+        items = self.nextup.table.items
+        if items:
+            self.app.play_track(items[0].track)
+        else:
+            self.app.notify("no suggestion to play yet")
+
+    def _rate(self, event: str) -> None:
+        track_id = self.app.player.track_id if self.app.player.playing else None
+        if track_id is None:
+            track = self.focused_track()
+            track_id = track.id if track else None
+        if track_id is not None:
+            self.app.rate(track_id, event)
+
+    def action_like(self) -> None:
+        self._rate("like")
+
+    def action_dislike(self) -> None:
+        self._rate("dislike")
+
+    def action_new_files(self) -> None:
+        self.request_suggestions(pool="cold")
+
+    def action_cancel_index(self) -> None:
+        self.app.cancel_index()
+
+    def action_index(self) -> None:
+        if self.app.indexing:
+            self.app.notify("analysis is already running (c cancels it)")
+            return
+        folder = self.app.folder
+        self.app.start_indexing(None if folder is not None else self.library.visible_track_ids)

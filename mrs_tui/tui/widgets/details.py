@@ -1,0 +1,35 @@
+"""The selected track's details: tags, file, status, and what the audio model hears in it."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from textual.widgets import Static
+
+from mrs_tui.store import Track
+from mrs_tui.tui.widgets.library import fmt_duration
+
+
+class TrackDetails(Static):
+    DEFAULT_CSS = """
+    TrackDetails { height: auto; max-height: 12; padding: 0 1; }
+    """
+
+    def show(self, track: Track | None, *, tags: list[str] | None = None, plays: int = 0) -> None:
+        if track is None:
+            self.update("")
+            return
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column()
+        grid.add_row("Title", track.display_title)
+        grid.add_row("Artist", track.artist or "—")
+        grid.add_row("Album", " · ".join(filter(None, (track.album, track.year))) or "—")
+        grid.add_row("Genre", track.genre or "—")
+        grid.add_row("Length", fmt_duration(track.duration))
+        grid.add_row("Played", f"{plays} time{'s' if plays != 1 else ''}" if plays else "never (a cold track)")
+        if tags:
+            grid.add_row("Sounds like", ", ".join(tags[:5]))
+        status = track.status if track.status != "failed" else f"failed: {track.error}"
+        grid.add_row("Status", status)
+        grid.add_row("File", track.path)
+        self.update(grid)

@@ -1,0 +1,67 @@
+"""Bottom bars: indexing progress (with rate and ETA) and the preview player."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import Label, ProgressBar
+
+from mrs_tui.indexing import IndexProgress
+from mrs_tui.tui.widgets.library import fmt_duration
+
+
+class IndexStatus(Horizontal):
+    DEFAULT_CSS = """
+    IndexStatus { height: 1; display: none; }
+    IndexStatus.-active { display: block; }
+    IndexStatus > Label { width: 1fr; padding: 0 1; }
+    IndexStatus > ProgressBar { width: auto; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield ProgressBar(total=None, show_eta=False, id="index-bar")
+        yield Label("", id="index-text")
+
+    def scanning(self, done: int, total: int) -> None:
+        self.add_class("-active")
+        self.query_one(ProgressBar).update(total=total or None, progress=done)
+        self.query_one("#index-text", Label).update(f"scanning files {done}/{total}")
+
+    def analysing(self, backend: str, p: IndexProgress) -> None:
+        self.add_class("-active")
+        self.query_one(ProgressBar).update(total=p.total or None, progress=p.done)
+        eta = f" · ETA {fmt_duration(p.eta)}" if p.eta is not None and p.done else ""
+        failed = f" · {p.failed} unreadable" if p.failed else ""
+        self.query_one("#index-text", Label).update(
+            f"analysing with {backend}: {p.done}/{p.total} · {p.rate:.1f} tracks/s{eta}{failed} · c cancels"
+        )
+
+    def finished(self, text: str) -> None:
+        self.remove_class("-active")
+        self.app.notify(text, title="Indexing")
+
+
+class PlayerBar(Horizontal):
+    DEFAULT_CSS = """
+    PlayerBar { height: 1; }
+    PlayerBar > #player-title { width: 1fr; padding: 0 1; }
+    PlayerBar > ProgressBar { width: auto; }
+    PlayerBar > #player-time { width: 13; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Label("■ nothing playing · p plays a preview", id="player-title")
+        yield ProgressBar(total=1, show_eta=False, show_percentage=False, id="player-bar")
+        yield Label("", id="player-time")
+
+    def playing(self, title: str) -> None:
+        self.query_one("#player-title", Label).update(f"▶ {title}")
+
+    def stopped(self, text: str = "■ nothing playing · p plays a preview") -> None:
+        self.query_one("#player-title", Label).update(text)
+        self.query_one("#player-time", Label).update("")
+        self.query_one(ProgressBar).update(total=1, progress=0)
+
+    def position(self, position: float, length: float) -> None:
+        self.query_one(ProgressBar).update(total=max(length, 0.01), progress=position)
+        self.query_one("#player-time", Label).update(f"{fmt_duration(position)} / {fmt_duration(length)}")

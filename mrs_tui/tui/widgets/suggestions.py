@@ -1,0 +1,83 @@
+""""Next up": the suggestion list with scores, *new* badges and why each track is there."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import DataTable, Static
+
+from mrs_tui.engine import Suggestion, SuggestionList
+
+
+class SuggestionTable(DataTable):
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+        Binding("g", "scroll_top", "Top", show=False),
+        Binding("G", "scroll_bottom", "Bottom", show=False),
+    ]
+
+    DEFAULT_CSS = """
+    SuggestionTable { height: 1fr; }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(cursor_type="row", **kwargs)
+        self.items: list[Suggestion] = []
+
+    def on_mount(self) -> None:
+        self.add_columns("#", "Score", "Title", "Artist", "")
+
+    def show(self, items: list[Suggestion]) -> None:
+        self.items = items
+        self.clear()
+        for rank, item in enumerate(items, 1):
+            badge = Text(" new ", style="bold black on bright_cyan") if item.cold else Text("")
+            self.add_row(
+                str(rank), f"{item.score:.3f}", item.track.display_title, item.track.artist or "", badge,
+                key=str(item.track.id),
+            )
+
+    @property
+    def selected(self) -> Suggestion | None:
+        if not self.items or self.cursor_row is None or self.cursor_row >= len(self.items):
+            return None
+        return self.items[self.cursor_row]
+
+
+class NextUp(Vertical):
+    """Title line (which model, which mode), the table, and the highlighted item's reason."""
+
+    DEFAULT_CSS = """
+    NextUp { height: 1fr; }
+    NextUp > #nextup-mode { color: $text-muted; height: auto; }
+    NextUp > #nextup-reason { color: $text-muted; height: auto; min-height: 1; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Static("Select a track to see what could come next.", id="nextup-mode")
+        yield SuggestionTable(id="suggestions")
+        yield Static("", id="nextup-reason")
+
+    @property
+    def table(self) -> SuggestionTable:
+        return self.query_one(SuggestionTable)
+
+    def show(self, result: SuggestionList) -> None:
+        mode = result.describe()
+        if result.seed is not None:
+            mode += f" · seed: {result.seed.display_title}"
+        if result.note:
+            mode += f"\n{result.note}"
+        self.query_one("#nextup-mode", Static).update(mode)
+        self.table.show(result.items)
+        self.show_reason()
+
+    def show_reason(self) -> None:
+        item = self.table.selected
+        self.query_one("#nextup-reason", Static).update(item.reason if item else "")
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.show_reason()
