@@ -142,13 +142,25 @@ class _NotForSoundfile(Exception):
 
 
 _AUDIO_MAGIC = (
-    (b"RIFF", "wav"), (b"fLaC", "flac"), (b"OggS", "ogg"), (b"ID3", "mp3"), (b"FORM", "aiff"),
-    (b"wvpk", "wavpack"), (b"MAC ", "ape"), (b"\x30\x26\xb2\x75", "wma"), (b"caff", "caf"),
-    (b"RF64", "wav"), (b".snd", "au"),
+    (b"RIFF", "wav"),
+    (b"fLaC", "flac"),
+    (b"OggS", "ogg"),
+    (b"ID3", "mp3"),
+    (b"FORM", "aiff"),
+    (b"wvpk", "wavpack"),
+    (b"MAC ", "ape"),
+    (b"\x30\x26\xb2\x75", "wma"),
+    (b"caff", "caf"),
+    (b"RF64", "wav"),
+    (b".snd", "au"),
 )
 _OTHER_MAGIC = (
-    (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"%PDF", "a PDF document"),
-    (b"PK\x03\x04", "a zip archive"), (b"GIF8", "a GIF image"), (b"\x7fELF", "a program"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a zip archive"),
+    (b"GIF8", "a GIF image"),
+    (b"\x7fELF", "a program"),
 )
 
 

@@ -109,7 +109,7 @@ class Catalogue:
 
     @staticmethod
     def cache_path(folder: Path, backend: str, version: str) -> Path:
-        safe = re.sub(r"[^A-Za-z0-9_.+-]", "_", f"{backend}@{version}")
+        safe = re.sub(r"[^A-Za-z0-9_.+@=-]", "_", f"{backend}@{version}")
         return folder / f"{safe}.npz"
 
     def save(self, folder: Path) -> Path:

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "mrs_tui.commands.history",
     "mrs_tui.commands.backends",
     "mrs_tui.commands.demo",
+    "mrs_tui.commands.evaluate",
 )
 
 

@@ -178,10 +178,12 @@ def scan(
             report.failed.append((key, exc.strerror or str(exc)))
         if progress is not None:
             progress(done, len(files), key)
+    moved_away = {old for old, _new in report.moved}
     for path, track in known.items():
-        if path not in seen and track.status != "missing" and not Path(path).exists():
-            store.update_track(track.id, status="missing")
-            report.missing.append(path)
+        if path in seen or path in moved_away or track.status == "missing" or Path(path).exists():
+            continue
+        store.update_track(track.id, status="missing")
+        report.missing.append(path)
     return report
 
 

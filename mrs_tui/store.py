@@ -391,7 +391,7 @@ class Store:
             clauses.append("id IN (SELECT value FROM json_each(?))")
             params.append(json.dumps(id_list))
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT * FROM tracks {where} ORDER BY artist, album, title, path"
+        sql = f"SELECT * FROM tracks {where} ORDER BY artist IS NULL, artist, album, title, path"
         return [Track.from_row(row) for row in self.db.query(sql, params)]
 
     def tracks_by_hash(self, content_hash: str) -> list[Track]:

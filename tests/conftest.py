@@ -60,8 +60,13 @@ def make_library(
                 path,
                 samples,
                 FIXTURE_RATE,
-                {"title": f"{style.genre} {i}", "artist": style.artist, "album": f"{style.genre} LP",
-                 "genre": style.genre, "year": "2025"},
+                {
+                    "title": f"{style.genre} {i}",
+                    "artist": style.artist,
+                    "album": f"{style.genre} LP",
+                    "genre": style.genre,
+                    "year": "2025",
+                },
             )
             made.setdefault(style_name, []).append(path)
     if broken:

@@ -19,7 +19,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from mrs_tui.config import Settings
 from mrs_tui.engine import Engine
-from mrs_tui.errors import UserError
+from mrs_tui.errors import AudioDecodeError, UserError
 from mrs_tui.player import PlaybackEnded, PlaybackUnavailable, Player, load_preview
 from mrs_tui.store import Store, Track
 from mrs_tui.tui import messages as msg
@@ -69,14 +69,9 @@ class MrsTuiApp(App):
         self.set_interval(0.25, self.update_player_position)
 
     @property
-    def main(self) -> MainScreen:
-        return self.get_screen_by_type(MainScreen)
-
-    def get_screen_by_type(self, kind: type) -> MainScreen:
-        for screen in self.screen_stack:
-            if isinstance(screen, kind):
-                return screen
-        raise LookupError(kind)
+    def main(self) -> MainScreen | None:
+        """The main screen, or None while the app is starting or shutting down (late messages)."""
+        return next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)
 
     # -- opening the database -------------------------------------------------------------------
 
@@ -87,9 +82,12 @@ class MrsTuiApp(App):
         self.post_message(msg.EngineReady(store.tracks(), store.played_track_ids()))
 
     def on_engine_ready(self, message: msg.EngineReady) -> None:
+        main = self.main
+        if main is None:
+            return
         self.log(f"started in {(time.perf_counter() - self.started_at) * 1000:.0f} ms")
-        self.main.show_library(message.tracks, self.analysed_ids(), message.played)
-        self.main.show_models(self.engine.backend, self.engine.recommender)
+        main.show_library(message.tracks, self.analysed_ids(), message.played)
+        main.show_models(self.engine.backend, self.engine.recommender)
         if self.folder is not None and self.index_on_start:
             self.start_indexing()
 
@@ -138,24 +136,36 @@ class MrsTuiApp(App):
         self.post_message(msg.IndexFinished(result))
 
     def on_scan_progressed(self, message: msg.ScanProgressed) -> None:
-        self.main.index_status.scanning(message.done, message.total)
+        main = self.main
+        if main is None:
+            return
+        main.index_status.scanning(message.done, message.total)
 
     def on_scan_finished(self, message: msg.ScanFinished) -> None:
         self.refresh_library()
 
     def on_index_progressed(self, message: msg.IndexProgressed) -> None:
-        self.main.index_status.analysing(message.backend, message.progress)
+        main = self.main
+        if main is None:
+            return
+        main.index_status.analysing(message.backend, message.progress)
 
     def on_index_finished(self, message: msg.IndexFinished) -> None:
-        self.main.index_status.finished(message.report.summary())
+        main = self.main
+        if main is None:
+            return
+        main.index_status.finished(message.report.summary())
         self.refresh_library()
-        self.main.request_suggestions()
+        main.request_suggestions()
 
     def refresh_library(self) -> None:
+        main = self.main
+        if main is None:
+            return
         if self.engine is None:
             return
         store = self.engine.store
-        self.main.show_library(store.tracks(), self.analysed_ids(), store.played_track_ids())
+        main.show_library(store.tracks(), self.analysed_ids(), store.played_track_ids())
 
     def cancel_index(self) -> None:
         if not self.cancel_indexing.is_set():
@@ -180,8 +190,11 @@ class MrsTuiApp(App):
         self.post_message(msg.SuggestionsReady(result, request))
 
     def on_suggestions_ready(self, message: msg.SuggestionsReady) -> None:
+        main = self.main
+        if main is None:
+            return
         if message.request == self._suggest_request:
-            self.main.show_suggestions(message.result)
+            main.show_suggestions(message.result)
 
     # -- previews ---------------------------------------------------------------------------------------
 
@@ -196,7 +209,11 @@ class MrsTuiApp(App):
 
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
     def load_and_play(self, track: Track) -> None:
-        audio = load_preview(track.path, track.duration, self.settings.preview_seconds, self.settings.clip_position)
+        try:
+            audio = load_preview(track.path, track.duration, self.settings.preview_seconds, self.settings.clip_position)
+        except AudioDecodeError as exc:
+            self.post_message(msg.Notice(f"cannot play {track.display_title}: {exc}", "warning"))
+            return
         try:
             self.player.play(audio.samples, audio.sample_rate, track_id=track.id)
         except PlaybackUnavailable as exc:
@@ -207,36 +224,49 @@ class MrsTuiApp(App):
         self.post_message(msg.PreviewStarted(track))
 
     def on_preview_started(self, message: msg.PreviewStarted) -> None:
-        self.main.player_bar.playing(f"{message.track.display_title} — {message.track.artist or '?'}")
-        self.main.mark_played(message.track.id)
-        self.main.request_suggestions(message.track.id)
+        main = self.main
+        if main is None:
+            return
+        main.player_bar.playing(f"{message.track.display_title} — {message.track.artist or '?'}")
+        main.mark_played(message.track.id)
+        main.request_suggestions(message.track.id)
 
     def on_preview_ended(self, message: msg.PreviewEnded) -> None:
-        ended: PlaybackEnded = message.ended
-        if ended.track_id is not None and self.engine is not None:
-            play = self.engine.preview_ended(ended.track_id, ended.position, ended.length, finished=ended.finished)
-            self.main.player_bar.stopped(f"■ {play.event}: {self.track_title(ended.track_id)}")
-            self.main.request_suggestions()
+        play = self.record_preview_end(message.ended)
+        main = self.main
+        if main is None or play is None:
+            return
+        main.player_bar.stopped(f"■ {play.event}: {self.track_title(play.track_id)}")
+        main.request_suggestions()
+
+    def record_preview_end(self, ended: PlaybackEnded | None):
+        if ended is None or ended.track_id is None or self.engine is None:
+            return None
+        return self.engine.preview_ended(ended.track_id, ended.position, ended.length, finished=ended.finished)
 
     def stop_preview(self) -> None:
         self.player.stop()
 
     def update_player_position(self) -> None:
+        main = self.main
+        if main is None:
+            return
         if self.player.playing:
-            self.main.player_bar.position(self.player.position, self.player.length)
+            main.player_bar.position(self.player.position, self.player.length)
 
     def track_title(self, track_id: int) -> str:
         track = self.engine.store.track(track_id) if self.engine else None
         return track.display_title if track else str(track_id)
 
     def rate(self, track_id: int, event: str) -> None:
-        if self.engine is None:
+        main = self.main
+        if main is None or self.engine is None:
             return
         self.engine.record(track_id, event)
         self.notify(f"{'liked' if event == 'like' else 'disliked'}: {self.track_title(track_id)}")
         if event == "like":
-            self.main.mark_played(track_id)
-        self.main.request_suggestions()
+            main.mark_played(track_id)
+        main.request_suggestions()
 
     def on_notice(self, message: msg.Notice) -> None:
         self.notify(message.text, severity=message.severity, timeout=8)
@@ -244,6 +274,9 @@ class MrsTuiApp(App):
     # -- models ------------------------------------------------------------------------------------------
 
     def action_pick_backend(self) -> None:
+        main = self.main
+        if main is None:
+            return
         from mrs_tui.tui.screens.pickers import BackendPicker
 
         if self.engine is None:
@@ -252,13 +285,16 @@ class MrsTuiApp(App):
         def chosen(name: str | None) -> None:
             if name and name != self.engine.backend:
                 self.engine.backend = name
-                self.main.show_models(self.engine.backend, self.engine.recommender)
+                main.show_models(self.engine.backend, self.engine.recommender)
                 self.refresh_library()
-                self.start_indexing(self.main.library.visible_track_ids if self.folder is None else None)
+                self.start_indexing(main.library.visible_track_ids if self.folder is None else None)
 
         self.push_screen(BackendPicker(self.engine), chosen)
 
     def action_pick_recommender(self) -> None:
+        main = self.main
+        if main is None:
+            return
         from mrs_tui.tui.screens.pickers import RecommenderPicker
 
         if self.engine is None:
@@ -267,17 +303,20 @@ class MrsTuiApp(App):
         def chosen(name: str | None) -> None:
             if name and name != self.engine.recommender:
                 self.engine.recommender = name
-                self.main.show_models(self.engine.backend, self.engine.recommender)
-                self.main.request_suggestions()
+                main.show_models(self.engine.backend, self.engine.recommender)
+                main.request_suggestions()
 
         self.push_screen(RecommenderPicker(self.engine), chosen)
 
     def action_compare(self) -> None:
+        main = self.main
+        if main is None:
+            return
         from mrs_tui.tui.screens.compare import CompareScreen
 
         if self.engine is None:
             return
-        self.push_screen(CompareScreen(self.engine, self.main.selected_track_id))
+        self.push_screen(CompareScreen(self.engine, main.selected_track_id))
 
     def action_help(self) -> None:
         from mrs_tui.tui.screens.help import HelpScreen
@@ -294,11 +333,15 @@ class MrsTuiApp(App):
         if isinstance(error, UserError):
             self.notify(str(error), title="Cannot do that", severity="warning", timeout=10)
         else:
-            self.notify(f"{type(error).__name__}: {error}", title=f"{event.worker.group} failed", severity="error", timeout=15)
+            self.notify(
+                f"{type(error).__name__}: {error}", title=f"{event.worker.group} failed", severity="error", timeout=15
+            )
 
     async def action_quit(self) -> None:
         self.cancel_indexing.set()
-        self.player.stop()
+        # Record the preview that is cut short here: a message posted now would never be handled.
+        self.player.on_ended = None
+        self.record_preview_end(self.player.stop())
         self.exit()
 
 

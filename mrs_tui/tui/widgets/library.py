@@ -44,7 +44,9 @@ class TrackTable(DataTable):
     def on_mount(self) -> None:
         self._status_column = self.add_columns(*self.COLUMNS)[-1]
 
-    def set_tracks(self, tracks: Iterable[Track], *, analysed: set[int] | None = None, played: set[int] | None = None) -> None:
+    def set_tracks(
+        self, tracks: Iterable[Track], *, analysed: set[int] | None = None, played: set[int] | None = None
+    ) -> None:
         self.tracks = {t.id: t for t in tracks}
         if analysed is not None:
             self.analysed = analysed
@@ -58,7 +60,10 @@ class TrackTable(DataTable):
         if track.status == "missing":
             return Text("missing", style="yellow")
         if track.id in self.analysed:
-            return Text("new" if track.id not in self.played else "analysed", style="green" if track.id in self.played else "cyan")
+            return Text(
+                "new" if track.id not in self.played else "analysed",
+                style="green" if track.id in self.played else "cyan",
+            )
         return Text("pending", style="dim")
 
     def matches(self, track: Track) -> bool:

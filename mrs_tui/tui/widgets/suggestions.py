@@ -1,4 +1,4 @@
-""""Next up": the suggestion list with scores, *new* badges and why each track is there."""
+""" "Next up": the suggestion list with scores, *new* badges and why each track is there."""
 
 from __future__ import annotations
 
@@ -36,7 +36,11 @@ class SuggestionTable(DataTable):
         for rank, item in enumerate(items, 1):
             badge = Text(" new ", style="bold black on bright_cyan") if item.cold else Text("")
             self.add_row(
-                str(rank), f"{item.score:.3f}", item.track.display_title, item.track.artist or "", badge,
+                str(rank),
+                f"{item.score:.3f}",
+                item.track.display_title,
+                item.track.artist or "",
+                badge,
                 key=str(item.track.id),
             )
 
