@@ -16,7 +16,7 @@ from mrs_tui.player import PlaybackEnded, Player
 from mrs_tui.store import Store
 from mrs_tui.tui import messages as msg
 from mrs_tui.tui.app import create_app
-from mrs_tui.tui.widgets.library import TrackTable
+from mrs_tui.tui.widgets.library import TrackList
 from mrs_tui.tui.widgets.suggestions import SuggestionTable
 from tests.conftest import make_library
 
@@ -84,9 +84,9 @@ def test_opens_indexes_suggests_and_records_a_play(tmp_path, music):
         app = create_app(db_path=tmp_path / "lib.db", folder=music, player=player)
         async with app.run_test(size=SIZE, message_hook=log.append) as pilot:
             await wait_for(pilot, lambda: messages_of(msg.IndexFinished, log))
-            table = app.screen.query_one(TrackTable)
+            table = app.screen.query_one(TrackList)
             await wait_for(pilot, lambda: table.row_count == 13)
-            statuses = {str(table.get_row(key)[4]) for key in table.rows}
+            statuses = {table.status_text(table.tracks[t]).plain for t in table.visible_track_ids}
             assert "new" in statuses and any(s.startswith("failed:") for s in statuses)
 
             # Highlighting a track shows next-up suggestions from KNN.
@@ -124,12 +124,12 @@ def test_search_filters_the_library(tmp_path, music):
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause()
             app.start_indexing()
-            table = app.screen.query_one(TrackTable)
+            table = app.screen.query_one(TrackList)
             await wait_for(pilot, lambda: table.row_count == 13)
             await pilot.press("slash")
             await pilot.press(*"hammer")
             await wait_for(pilot, lambda: table.row_count == 3)
-            assert {table.tracks[int(k.value)].artist for k in table.rows} == {"Hammer & Felt"}
+            assert {table.tracks[t].artist for t in table.visible_track_ids} == {"Hammer & Felt"}
             await pilot.press("escape")
             await wait_for(pilot, lambda: table.row_count == 13)
 
@@ -204,7 +204,7 @@ def test_previews_off_is_said_once_and_the_app_keeps_working(tmp_path, music):
         notes = []
         app.notify = lambda text, **kw: notes.append(text)
         async with app.run_test(size=SIZE) as pilot:
-            table = app.screen.query_one(TrackTable)
+            table = app.screen.query_one(TrackList)
             await wait_for(pilot, lambda: table.row_count == 13)
             table.focus()
             await pilot.press("p")
@@ -225,7 +225,7 @@ def test_compare_screen_shows_a_column_per_analysed_backend(tmp_path, music):
         app = create_app(db_path=tmp_path / "lib.db", folder=music, player=RecordingPlayer())
         async with app.run_test(size=SIZE, message_hook=log.append) as pilot:
             await wait_for(pilot, lambda: messages_of(msg.IndexFinished, log))
-            app.screen.query_one(TrackTable).focus()
+            app.screen.query_one(TrackList).focus()
             await pilot.press("v")
             await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.query(".column"))
             assert "mfcc" in str(app.screen.query_one(".column").children[0].render())

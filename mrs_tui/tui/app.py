@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import App
@@ -18,18 +19,20 @@ from textual.binding import Binding
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from mrs_tui.config import Settings
-from mrs_tui.engine import Engine
 from mrs_tui.errors import AudioDecodeError, UserError
-from mrs_tui.player import PlaybackEnded, PlaybackUnavailable, Player, load_preview
-from mrs_tui.store import Store, Track
 from mrs_tui.tui import messages as msg
 from mrs_tui.tui.screens.main import MainScreen
+
+if TYPE_CHECKING:
+    from mrs_tui.engine import Engine
+    from mrs_tui.player import PlaybackEnded, Player
+    from mrs_tui.store import Track
 
 PROGRESS_INTERVAL = 0.2  # seconds between progress messages from workers
 
 
 class MrsTuiApp(App):
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses may live elsewhere
     TITLE = "mrs-tui"
     SUB_TITLE = "next-track suggestions from your own music"
 
@@ -54,8 +57,9 @@ class MrsTuiApp(App):
         self.db_path = Path(db_path)
         self.folder = Path(folder).resolve() if folder else None
         self.settings = settings or Settings()
-        self.player = player or Player()
-        self.player.on_ended = lambda ended: self.post_message(msg.PreviewEnded(ended))
+        self.player = player  # created with the engine, after the first paint, when not given
+        if player is not None:
+            player.on_ended = self._on_player_ended
         self.index_on_start = index_on_start
         self.engine: Engine | None = None
         self.cancel_indexing = threading.Event()
@@ -65,7 +69,8 @@ class MrsTuiApp(App):
 
     def on_mount(self) -> None:
         self.push_screen(MainScreen())
-        self.open_engine()
+        # Paint first, then open the database: the first frame never waits for disk.
+        self.call_after_refresh(self.open_engine)
         self.set_interval(0.25, self.update_player_position)
 
     @property
@@ -77,6 +82,13 @@ class MrsTuiApp(App):
 
     @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
     def open_engine(self) -> None:
+        from mrs_tui.engine import Engine
+        from mrs_tui.store import Store
+
+        if self.player is None:
+            from mrs_tui.player import Player
+
+            self.player = Player(on_ended=self._on_player_ended)
         store = Store.open(self.db_path)
         self.engine = Engine(store, self.settings)
         self.post_message(msg.EngineReady(store.tracks(), store.played_track_ids()))
@@ -196,9 +208,14 @@ class MrsTuiApp(App):
         if message.request == self._suggest_request:
             main.show_suggestions(message.result)
 
+    def _on_player_ended(self, ended: PlaybackEnded) -> None:
+        self.post_message(msg.PreviewEnded(ended))
+
     # -- previews ---------------------------------------------------------------------------------------
 
     def play_track(self, track: Track) -> None:
+        if self.player is None or self.engine is None:
+            return
         if self.previews_reason is None:
             self.previews_reason = self.player.check()
             if self.previews_reason is not None:
@@ -209,6 +226,8 @@ class MrsTuiApp(App):
 
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
     def load_and_play(self, track: Track) -> None:
+        from mrs_tui.player import PlaybackUnavailable, load_preview
+
         try:
             audio = load_preview(track.path, track.duration, self.settings.preview_seconds, self.settings.clip_position)
         except AudioDecodeError as exc:
@@ -245,13 +264,14 @@ class MrsTuiApp(App):
         return self.engine.preview_ended(ended.track_id, ended.position, ended.length, finished=ended.finished)
 
     def stop_preview(self) -> None:
-        self.player.stop()
+        if self.player is not None:
+            self.player.stop()
 
     def update_player_position(self) -> None:
         main = self.main
         if main is None:
             return
-        if self.player.playing:
+        if self.player is not None and self.player.playing:
             main.player_bar.position(self.player.position, self.player.length)
 
     def track_title(self, track_id: int) -> str:
@@ -340,8 +360,9 @@ class MrsTuiApp(App):
     async def action_quit(self) -> None:
         self.cancel_indexing.set()
         # Record the preview that is cut short here: a message posted now would never be handled.
-        self.player.on_ended = None
-        self.record_preview_end(self.player.stop())
+        if self.player is not None:
+            self.player.on_ended = None
+            self.record_preview_end(self.player.stop())
         self.exit()
 
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
-from mrs_tui.engine import SuggestionList
-from mrs_tui.indexing import IndexProgress, IndexReport
-from mrs_tui.library import ScanReport
-from mrs_tui.player import PlaybackEnded
-from mrs_tui.store import Track
+if TYPE_CHECKING:
+    from mrs_tui.engine import SuggestionList
+    from mrs_tui.indexing import IndexProgress, IndexReport
+    from mrs_tui.library import ScanReport
+    from mrs_tui.player import PlaybackEnded
+    from mrs_tui.store import Track
 
 
 @dataclass

@@ -3,18 +3,22 @@ indexing progress and the preview player at the bottom."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from mrs_tui.engine import SuggestionList
-from mrs_tui.store import Track
 from mrs_tui.tui.widgets.details import TrackDetails
-from mrs_tui.tui.widgets.library import TrackTable
+from mrs_tui.tui.widgets.library import TrackList, TrackListHeader
 from mrs_tui.tui.widgets.status import IndexStatus, PlayerBar
 from mrs_tui.tui.widgets.suggestions import NextUp
+
+if TYPE_CHECKING:
+    from mrs_tui.engine import SuggestionList
+    from mrs_tui.store import Track
 
 
 class MainScreen(Screen):
@@ -36,7 +40,8 @@ class MainScreen(Screen):
         with Horizontal(id="panes"):
             with Vertical(id="library-pane"):
                 yield Input(placeholder="/ search title, artist, album, genre", id="search")
-                yield TrackTable(id="library")
+                yield TrackListHeader(id="library-header")
+                yield TrackList(id="library")
                 yield Static("", id="library-summary")
             with Vertical(id="side-pane"):
                 yield Static("", id="models")
@@ -49,8 +54,8 @@ class MainScreen(Screen):
     # -- handles on widgets ----------------------------------------------------------------------
 
     @property
-    def library(self) -> TrackTable:
-        return self.query_one(TrackTable)
+    def library(self) -> TrackList:
+        return self.query_one(TrackList)
 
     @property
     def nextup(self) -> NextUp:
@@ -81,6 +86,7 @@ class MainScreen(Screen):
     def show_library(self, tracks: list[Track], analysed: set[int], played: set[int]) -> None:
         first_time = not self.library.tracks
         self.library.set_tracks(tracks, analysed=analysed, played=played)
+        self.query_one(TrackListHeader).show_for(self.library)
         failed = sum(t.status == "failed" for t in tracks)
         missing = sum(t.status == "missing" for t in tracks)
         parts = [f"{len(tracks)} tracks", f"{len(analysed)} analysed"]
@@ -101,7 +107,7 @@ class MainScreen(Screen):
 
     def mark_played(self, track_id: int) -> None:
         self.library.played.add(track_id)
-        self.library.mark_analysed(self.library.analysed)
+        self.library.refresh()
 
     def request_suggestions(self, seed: int | None = None, pool: str = "all") -> None:
         seed = seed if seed is not None else self.selected_track_id
@@ -117,15 +123,22 @@ class MainScreen(Screen):
 
     # -- events ------------------------------------------------------------------------------------------
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.data_table is self.library:
-            self.show_details()
-            self.request_suggestions()
+    def on_track_list_highlighted(self, event: TrackList.Highlighted) -> None:
+        self.show_details()
+        self.request_suggestions()
+
+    def on_track_list_selected(self, event: TrackList.Selected) -> None:
+        track = self.library.tracks.get(event.track_id)
+        if track is not None:
+            self.app.play_track(track)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         track = self.focused_track()
         if track is not None:
             self.app.play_track(track)
+
+    def on_resize(self) -> None:
+        self.query_one(TrackListHeader).show_for(self.library)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "search":
@@ -160,7 +173,8 @@ class MainScreen(Screen):
             self.app.notify("no suggestion to play yet")
 
     def _rate(self, event: str) -> None:
-        track_id = self.app.player.track_id if self.app.player.playing else None
+        player = self.app.player
+        track_id = player.track_id if player is not None and player.playing else None
         if track_id is None:
             track = self.focused_track()
             track_id = track.id if track else None

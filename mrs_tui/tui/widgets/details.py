@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.table import Table
 from textual.widgets import Static
 
-from mrs_tui.store import Track
 from mrs_tui.tui.widgets.library import fmt_duration
+
+if TYPE_CHECKING:
+    from mrs_tui.store import Track
 
 
 class TrackDetails(Static):

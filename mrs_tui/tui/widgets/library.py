@@ -1,14 +1,29 @@
-"""The library table: every track with its tags, duration and analysis status, filterable."""
+"""The library list: every track with its tags, duration and analysis status, filterable.
+
+A virtual list (Textual's line API, as in Toolong): only the rows on screen are rendered,
+so a 100,000-track library paints as fast as a ten-track one. Textual's DataTable measures
+every cell of every row before its first paint — seconds for 10,000 tracks.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
-from textual.widgets import DataTable
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widgets import Static
 
-from mrs_tui.store import Track
+if TYPE_CHECKING:
+    from mrs_tui.store import Track
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -18,31 +33,68 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{total // 60}:{total % 60:02d}"
 
 
-class TrackTable(DataTable):
+def _fit(text: str, width: int) -> str:
+    if width <= 0:
+        return ""
+    if len(text) <= width:
+        return text.ljust(width)
+    return text[: max(width - 1, 0)] + "…"
+
+
+class TrackList(ScrollView, can_focus=True):
+    """Tracks as rows; `filter_text` narrows them without a database trip."""
+
+    COMPONENT_CLASSES = {
+        "tracklist--cursor",
+        "tracklist--odd",
+        "tracklist--failed",
+        "tracklist--missing",
+        "tracklist--new",
+        "tracklist--analysed",
+        "tracklist--pending",
+    }
+    DEFAULT_CSS = """
+    TrackList { height: 1fr; background: $surface; }
+    TrackList > .tracklist--cursor { background: $accent 40%; text-style: bold; }
+    TrackList:focus > .tracklist--cursor { background: $accent; color: $text; }
+    TrackList > .tracklist--odd { background: $surface-lighten-1; }
+    TrackList > .tracklist--failed { color: $error; }
+    TrackList > .tracklist--missing { color: $warning; }
+    TrackList > .tracklist--new { color: $secondary; }
+    TrackList > .tracklist--analysed { color: $success; }
+    TrackList > .tracklist--pending { color: $text-muted; }
+    """
     BINDINGS = [
-        Binding("j", "cursor_down", "Down", show=False),
-        Binding("k", "cursor_up", "Up", show=False),
-        Binding("g", "scroll_top", "Top", show=False),
-        Binding("G", "scroll_bottom", "Bottom", show=False),
+        Binding("up,k", "cursor(-1)", "Up", show=False),
+        Binding("down,j", "cursor(1)", "Down", show=False),
+        Binding("pageup,ctrl+u", "page(-1)", "Page up", show=False),
+        Binding("pagedown,ctrl+d", "page(1)", "Page down", show=False),
+        Binding("home,g", "jump(0)", "Top", show=False),
+        Binding("end,G", "jump(-1)", "Bottom", show=False),
+        Binding("enter", "select", "Play", show=False),
     ]
 
-    """Tracks as rows keyed by track id; `filter_text` narrows them without a database trip."""
+    cursor = reactive(0)
 
-    DEFAULT_CSS = """
-    TrackTable { height: 1fr; }
-    """
+    @dataclass
+    class Highlighted(Message):
+        track_list: TrackList
+        track_id: int
 
-    COLUMNS = ("Title", "Artist", "Album", "Time", "Status")
+    @dataclass
+    class Selected(Message):
+        track_list: TrackList
+        track_id: int
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        super().__init__(**kwargs)
         self.tracks: dict[int, Track] = {}
         self.analysed: set[int] = set()
         self.played: set[int] = set()
         self.filter_text = ""
+        self._rows: list[int] = []  # visible track ids, in order
 
-    def on_mount(self) -> None:
-        self._status_column = self.add_columns(*self.COLUMNS)[-1]
+    # -- data ----------------------------------------------------------------------------------
 
     def set_tracks(
         self, tracks: Iterable[Track], *, analysed: set[int] | None = None, played: set[int] | None = None
@@ -52,19 +104,17 @@ class TrackTable(DataTable):
             self.analysed = analysed
         if played is not None:
             self.played = played
-        self.refresh_rows()
+        self._apply_filter()
 
-    def status_text(self, track: Track) -> Text:
-        if track.status == "failed":
-            return Text(f"failed: {track.error or '?'}", style="bold red")
-        if track.status == "missing":
-            return Text("missing", style="yellow")
-        if track.id in self.analysed:
-            return Text(
-                "new" if track.id not in self.played else "analysed",
-                style="green" if track.id in self.played else "cyan",
-            )
-        return Text("pending", style="dim")
+    def set_filter(self, text: str) -> None:
+        self.filter_text = text.strip()
+        self._apply_filter()
+
+    def mark_analysed(self, ids: set[int], played: set[int] | None = None) -> None:
+        self.analysed = ids
+        if played is not None:
+            self.played = played
+        self.refresh()
 
     def matches(self, track: Track) -> bool:
         if not self.filter_text:
@@ -72,45 +122,142 @@ class TrackTable(DataTable):
         haystack = " ".join(filter(None, (track.title, track.artist, track.album, track.genre, track.path))).lower()
         return all(word in haystack for word in self.filter_text.lower().split())
 
-    def refresh_rows(self) -> None:
+    def _apply_filter(self) -> None:
         selected = self.selected_track_id
-        self.clear()
-        for track in self.tracks.values():
-            if self.matches(track):
-                self.add_row(
-                    track.display_title,
-                    track.artist or "",
-                    track.album or "",
-                    fmt_duration(track.duration),
-                    self.status_text(track),
-                    key=str(track.id),
-                )
-        if selected is not None and str(selected) in self.rows:
-            self.move_cursor(row=self.get_row_index(str(selected)))
+        self._rows = [t.id for t in self.tracks.values() if self.matches(t)]
+        self.virtual_size = Size(self.size.width, len(self._rows))
+        index = self._rows.index(selected) if selected in self._rows else 0
+        self.cursor = index
+        self.refresh()
+        self._announce()
 
-    def set_filter(self, text: str) -> None:
-        self.filter_text = text.strip()
-        self.refresh_rows()
-
-    def mark_analysed(self, ids: set[int], played: set[int] | None = None) -> None:
-        self.analysed = ids
-        if played is not None:
-            self.played = played
-        for track_id in self.tracks:
-            key = str(track_id)
-            if key in self.rows:
-                self.update_cell(key, self._status_column, self.status_text(self.tracks[track_id]))
+    @property
+    def row_count(self) -> int:
+        return len(self._rows)
 
     @property
     def selected_track_id(self) -> int | None:
-        if not self.row_count:
+        if not self._rows:
             return None
-        try:
-            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
-        except Exception:  # noqa: BLE001 - an empty or refreshing table has no cursor row
-            return None
-        return int(key.value) if key.value is not None else None
+        return self._rows[min(self.cursor, len(self._rows) - 1)]
 
     @property
     def visible_track_ids(self) -> list[int]:
-        return [int(key.value) for key in self.rows]
+        return list(self._rows)
+
+    def status_text(self, track: Track) -> Text:
+        if track.status == "failed":
+            return Text(f"failed: {track.error or '?'}", style="bold red")
+        if track.status == "missing":
+            return Text("missing", style="yellow")
+        if track.id in self.analysed:
+            return Text("analysed" if track.id in self.played else "new")
+        return Text("pending")
+
+    def _status_class(self, track: Track) -> str:
+        if track.status in ("failed", "missing"):
+            return f"tracklist--{track.status}"
+        if track.id in self.analysed:
+            return "tracklist--analysed" if track.id in self.played else "tracklist--new"
+        return "tracklist--pending"
+
+    # -- cursor ------------------------------------------------------------------------------------
+
+    def move_to(self, index: int) -> None:
+        if self._rows:
+            self.cursor = max(0, min(index, len(self._rows) - 1))
+
+    def watch_cursor(self, old: int, new: int) -> None:
+        self.refresh()
+        # keep the cursor on screen
+        height = max(self.scrollable_content_region.height, 1)
+        if new < self.scroll_y:
+            self.scroll_to(y=new, animate=False)
+        elif new >= self.scroll_y + height:
+            self.scroll_to(y=new - height + 1, animate=False)
+        if old != new:
+            self._announce()
+
+    def _announce(self) -> None:
+        track_id = self.selected_track_id
+        if track_id is not None:
+            self.post_message(self.Highlighted(self, track_id))
+
+    def action_cursor(self, delta: int) -> None:
+        self.move_to(self.cursor + delta)
+
+    def action_page(self, direction: int) -> None:
+        self.move_to(self.cursor + direction * max(self.scrollable_content_region.height - 1, 1))
+
+    def action_jump(self, where: int) -> None:
+        self.move_to(len(self._rows) - 1 if where < 0 else 0)
+
+    def action_select(self) -> None:
+        track_id = self.selected_track_id
+        if track_id is not None:
+            self.post_message(self.Selected(self, track_id))
+
+    def on_click(self, event) -> None:
+        row = int(self.scroll_y) + event.y
+        if 0 <= row < len(self._rows):
+            if row == self.cursor and event.chain >= 2:
+                self.action_select()
+            self.move_to(row)
+
+    # -- rendering -------------------------------------------------------------------------------
+
+    def column_widths(self) -> tuple[int, int, int, int, int]:
+        width = max(self.scrollable_content_region.width, 40)
+        time_w = 6
+        status_w = max(10, width // 6)
+        rest = width - time_w - status_w - 4
+        title_w = rest * 2 // 5
+        artist_w = rest * 3 // 10
+        album_w = rest - title_w - artist_w
+        return title_w, artist_w, album_w, time_w, status_w
+
+    def header_text(self) -> str:
+        widths = self.column_widths()
+        names = ("Title", "Artist", "Album", "Time", "Status")
+        return " ".join(_fit(n, w) for n, w in zip(names, widths, strict=True))
+
+    def render_line(self, y: int) -> Strip:
+        row = int(self.scroll_y) + y
+        width = self.scrollable_content_region.width
+        base = self.rich_style
+        if row >= len(self._rows):
+            return Strip.blank(width, base)
+        track = self.tracks[self._rows[row]]
+        title_w, artist_w, album_w, time_w, status_w = self.column_widths()
+        if row == self.cursor:
+            style = base + self.get_component_rich_style("tracklist--cursor")
+        elif row % 2:
+            style = base + self.get_component_rich_style("tracklist--odd")
+        else:
+            style = base
+        status_style = style + self.get_component_rich_style(self._status_class(track), partial=True)
+        cells = " ".join(
+            (
+                _fit(track.display_title, title_w),
+                _fit(track.artist or "", artist_w),
+                _fit(track.album or "", album_w),
+                fmt_duration(track.duration).rjust(time_w),
+            )
+        )
+        segments = [Segment(cells + " ", style), Segment(_fit(self.status_text(track).plain, status_w), status_style)]
+        strip = Strip(segments)
+        return strip.adjust_cell_length(width, style if isinstance(style, Style) else None)
+
+    def on_resize(self) -> None:
+        self.virtual_size = Size(self.size.width, len(self._rows))
+
+
+class TrackListHeader(Static):
+    """Column titles above the list, sized like its columns."""
+
+    DEFAULT_CSS = """
+    TrackListHeader { height: 1; text-style: bold; background: $panel; }
+    """
+
+    def show_for(self, track_list: TrackList) -> None:
+        self.update(track_list.header_text())

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Label, ProgressBar
 
-from mrs_tui.indexing import IndexProgress
 from mrs_tui.tui.widgets.library import fmt_duration
+
+if TYPE_CHECKING:
+    from mrs_tui.indexing import IndexProgress
 
 
 class IndexStatus(Horizontal):

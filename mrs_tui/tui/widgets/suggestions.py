@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from mrs_tui.engine import Suggestion, SuggestionList
+if TYPE_CHECKING:
+    from mrs_tui.engine import Suggestion, SuggestionList
 
 
 class SuggestionTable(DataTable):
