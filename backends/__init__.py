@@ -14,6 +14,7 @@ from pathlib import Path
 
 from backends.base import (
     MAX_TRACK_SECONDS,
+    RUNTIME_OPTIONS,
     Analysis,
     Backend,
     BackendError,
@@ -59,7 +60,7 @@ _SPECS = [
         display_name="MusiCNN (MSD)",
         target="backends.musicnn:MusicnnBackend",
         sample_rate=16000,
-        clip_seconds=None,
+        clip_seconds=30.0,
         dim=200,
         version="msd-1",
         description="Pons & Serra's MusiCNN, PyTorch port of the real MSD/MTT weights; penultimate layer, mean over 3-s patches.",
@@ -95,15 +96,16 @@ _SPECS = [
         sample_rate=24000,
         clip_seconds=30.0,
         dim=1024,
-        version="v1-330m-1",
+        version="v1-1",
         description="MERT acoustic music model run as transformers HubertModel (no remote code); last hidden state, mean.",
         weights_license="MIT per model card (CC-BY-NC-4.0 elsewhere: check)",
         code_license="Apache-2.0 (transformers)",
-        source="huggingface.co/m-a-p/MERT-v1-330M",
+        source="huggingface.co/m-a-p/MERT-v1-330M (variant=95m: m-a-p/MERT-v1-95M)",
         weights_files=("config.json", "model.safetensors|pytorch_model.bin"),
         fetch_hint="mrs-tui backends fetch mert",
         cpu_seconds_per_track=34.0,
-        options=("variant",),
+        options=("variant", "paper_compat"),
+        option_defaults={"variant": "330m"},
     ),
     BackendSpec(
         name="musicfm",
@@ -120,6 +122,7 @@ _SPECS = [
         weights_files=("pretrained_msd.pt|pretrained_msd.safetensors", "msd_stats.json"),
         fetch_hint="mrs-tui backends fetch musicfm",
         cpu_seconds_per_track=24.0,
+        options=("paper_compat",),
     ),
     BackendSpec(
         name="muq",
@@ -136,6 +139,7 @@ _SPECS = [
         weights_files=("config.json", "model.safetensors"),
         fetch_hint="mrs-tui backends fetch muq",
         cpu_seconds_per_track=24.0,
+        options=("paper_compat",),
     ),
     BackendSpec(
         name="muq_mulan",
@@ -148,17 +152,18 @@ _SPECS = [
         description="Audio tower of the MuQ-MuLan joint music-text model; normalised latent, mean over 10-s clips.",
         weights_license=_NC,
         code_license="MIT (mrs-tui wrapper)",
-        source="huggingface.co/OpenMuQ/MuQ-MuLan-large",
-        weights_files=("config.json", "model.safetensors"),
+        source="huggingface.co/OpenMuQ/MuQ-MuLan-large (+ config.json of OpenMuQ/MuQ-large-msd-iter as muq_config.json)",
+        weights_files=("config.json", "model.safetensors", "muq_config.json"),
         fetch_hint="mrs-tui backends fetch muq_mulan",
-        cpu_seconds_per_track=25.0,
+        cpu_seconds_per_track=21.0,
+        options=("paper_compat",),
     ),
     BackendSpec(
         name="encodecmae",
         display_name="EncodecMAE base",
         target="backends.encodecmae:EncodecMAEBackend",
         sample_rate=24000,
-        clip_seconds=None,
+        clip_seconds=30.0,
         dim=768,
         version="base-1",
         description="Masked autoencoder over EnCodec latents (own re-implementation); last layer, mean over 4-s chunks.",
@@ -174,15 +179,15 @@ _SPECS = [
         display_name="MULE (SF-NFNet-F0)",
         target="backends.mule:MuleBackend",
         sample_rate=16000,
-        clip_seconds=None,
+        clip_seconds=30.0,
         dim=1728,
         version="1",
-        description="Pandora's MULE contrastive model; 3-s slices every 2 s, timeline average.",
+        description="Pandora's MULE contrastive model (own torch port); 3-s slices every 2 s, timeline average.",
         weights_license=_NC,
         code_license="MIT (mrs-tui port; upstream code GPL-3.0)",
-        source="PandoraMedia/music-audio-representations (model.keras), or converted safetensors",
-        weights_files=("model.safetensors",),
-        fetch_hint="mrs-tui backends fetch mule --from FOLDER",
+        source="huggingface.co/matteospanio/mule (PandoraMedia model.keras converted to safetensors)",
+        weights_files=("config.json", "model.safetensors"),
+        fetch_hint="mrs-tui backends fetch mule",
         cpu_seconds_per_track=14.0,
     ),
     BackendSpec(
@@ -197,10 +202,11 @@ _SPECS = [
         weights_license="OpenAI Noncommercial Use License",
         code_license="MIT (mrs-tui wrapper)",
         source="openaipublic.azureedge.net/jukebox/models/5b (vqvae.pth.tar, prior_level_2.pth.tar)",
-        weights_files=("vqvae.pth.tar", "prior_level_2.pth.tar"),
+        weights_files=("vqvae.safetensors|vqvae.pth.tar", "prior_level_2.safetensors|prior_level_2.pth.tar"),
         fetch_hint="mrs-tui backends fetch jukebox",
         needs_gpu=True,
         cpu_seconds_per_track=None,
+        options=("allow_cpu",),
     ),
 ]
 
@@ -271,7 +277,7 @@ def embedding_version(name: str, **options: object) -> str:
     version = spec.version
     for key in sorted(options):
         value = options[key]
-        if key == "paper_compat" or value is None or key == "device":
+        if key == "paper_compat" or key in RUNTIME_OPTIONS or value is None or spec.option_defaults.get(key) == value:
             continue
         version += f"+{key}={value}"
     if options.get("paper_compat"):

@@ -131,8 +131,10 @@ def install_from_folder(spec: BackendSpec, folder: Path) -> Path:
     from backends import _has_files, weights_dir
 
     folder = Path(folder).expanduser()
+    if folder.is_file():  # a weights file names its folder
+        folder = folder.parent
     if not folder.is_dir():
-        raise WeightsMissing(f"{folder} is not a folder", "give the folder that holds the weight files")
+        raise WeightsMissing(f"{folder} does not exist", "give the folder (or a file in it) that holds the weights")
     if spec.weights_files and not _has_files(folder, spec.weights_files):
         raise WeightsMissing(
             f"{folder} does not hold the {spec.name} weights ({', '.join(spec.weights_files)})",

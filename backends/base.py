@@ -39,12 +39,16 @@ class BackendSpec:
     needs_gpu: bool = False
     cpu_seconds_per_track: float | None = None  # 30-s clip, 2 CPU threads, measured in bench/
     options: tuple[str, ...] = ()  # accepted keyword options, e.g. ("paper_compat",)
+    option_defaults: dict = field(default_factory=dict)  # an option at its default is left out of the version
     extras: dict = field(default_factory=dict)
 
     @property
     def needs_weights(self) -> bool:
         return bool(self.weights_files)
 
+
+# Options that say how or where a model runs, never what it computes: not part of the version.
+RUNTIME_OPTIONS = frozenset({"device", "allow_cpu", "allow_pickle"})
 
 # Whole-track backends still need a bound: a 3-hour DJ mix must not exhaust memory.
 MAX_TRACK_SECONDS = 600.0

@@ -1,0 +1,212 @@
+"""What every backend shares, through the command line a user types.
+
+- `mrs-tui backends` lists all ten backends with status, licence and dimension, and imports
+  neither torch nor any backend module to do it (checked in a fresh interpreter).
+- For every backend that can write a tiny random checkpoint: `backends fetch NAME --from
+  FOLDER` installs it, the listing then says "ready", and `embed --backend NAME` prints a
+  vector of the model's width.
+- Every backend given another backend's checkpoint fails with one line, not a traceback and
+  not a half-loaded model.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backends import REGISTRY, _gpu_visible
+from mrs_tui.cli import main
+from tests.backend_helpers import make_clips
+
+ROOT = Path(__file__).resolve().parents[1]
+WEIGHTED = [name for name, spec in REGISTRY.items() if spec.needs_weights]
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def backend_class(name: str):
+    """The backend's class, or None while its module is not written yet."""
+    module_name, _, class_name = REGISTRY[name].target.partition(":")
+    if importlib.util.find_spec(module_name) is None:
+        return None
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def writable(name: str):
+    cls = backend_class(name)
+    if cls is None:
+        pytest.skip(f"backends/{name}.py does not exist yet")
+    if not hasattr(cls, "write_random_checkpoint"):
+        pytest.skip(f"{name} has no random test checkpoint (its weights come another way)")
+    return cls
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoints(tmp_path_factory):
+    """Tiny checkpoints, written once per module and only when asked for."""
+    made: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in made:
+            written = writable(name).write_random_checkpoint(tmp_path_factory.mktemp(name), size="tiny", seed=1)
+            # Some backends return the folder, others the main file in it.
+            made[name] = written if written.is_dir() else written.parent
+        return made[name]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def audio_files(tmp_path_factory) -> list[Path]:
+    import soundfile
+
+    folder = tmp_path_factory.mktemp("audio")
+    paths = []
+    for index, clip in enumerate(make_clips(22050, 4.0, count=2, seed=5)):
+        path = folder / f"clip{index}.wav"
+        soundfile.write(path, clip, 22050)
+        paths.append(path)
+    return paths
+
+
+def test_listing_imports_no_backend_module_and_no_torch():
+    script = (
+        "import contextlib, io, json, sys\n"
+        "from mrs_tui.cli import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        "    code = main(['backends', '--json'])\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'librosa', 'faiss')\n"
+        "               or (m.startswith('backends.') and m != 'backends.base'))\n"
+        "print(json.dumps({'code': code, 'rows': json.loads(out.getvalue()), 'heavy': heavy}))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["code"] == 0
+    assert result["heavy"] == []
+    rows = {row["name"]: row for row in result["rows"]}
+    assert set(rows) == set(REGISTRY) and len(rows) == 10
+    for name, row in rows.items():
+        assert row["dim"] == REGISTRY[name].dim > 0
+        assert row["weights_license"] and row["status"] in ("ready", "weights missing", "needs a GPU")
+    assert rows["mfcc"]["status"] == "ready"
+    assert rows["music2vec"]["status"] == "weights missing"
+    assert "mrs-tui backends fetch music2vec" in rows["music2vec"]["detail"]
+    if not _gpu_visible():
+        assert rows["jukebox"]["status"] == "needs a GPU"
+
+
+def test_listing_as_text_shows_every_backend_with_licence_and_speed(capsys):
+    code, out, _ = run(capsys, "backends")
+    assert code == 0
+    for name, spec in REGISTRY.items():
+        line = next(line for line in out.splitlines() if line[1:].startswith(name + " "))
+        assert str(spec.dim) in line and spec.weights_license in line
+    assert "mrs-tui backends fetch mert" in out
+
+
+@pytest.mark.parametrize("name", WEIGHTED)
+def test_fetch_from_folder_then_embed(name, tiny_checkpoints, audio_files, capsys):
+    folder = tiny_checkpoints(name)
+    code, out, err = run(capsys, "backends", "fetch", name, "--from", str(folder), "--json")
+    assert code == 0, err
+    assert Path(json.loads(out)["path"]).is_dir()
+
+    code, out, _ = run(capsys, "backends", "--json")
+    row = next(r for r in json.loads(out) if r["name"] == name)
+    if REGISTRY[name].needs_gpu and not _gpu_visible():
+        assert row["status"] == "needs a GPU"
+        code, _, err = run(capsys, "embed", str(audio_files[0]), "--backend", name)
+        assert code != 0 and err.startswith("mrs-tui: error: ") and err.count("\n") == 1
+        assert "GPU" in err
+        return
+    assert row["status"] == "ready"
+
+    code, out, err = run(capsys, "embed", *map(str, audio_files), "--backend", name, "--json")
+    assert code == 0, err
+    first, second = json.loads(out)
+    vectors = np.array([first["embedding"], second["embedding"]], np.float32)
+    assert first["backend"] == name and first["dim"] == vectors.shape[1] > 0
+    assert np.isfinite(vectors).all()
+    assert not np.allclose(vectors[0], vectors[1])
+
+
+@pytest.mark.parametrize("name", WEIGHTED)
+def test_other_backends_checkpoints_are_refused_in_one_line(name, tiny_checkpoints, audio_files, capsys):
+    if backend_class(name) is None:
+        pytest.skip(f"backends/{name}.py does not exist yet")
+    others = [other for other in WEIGHTED if other != name and _can_write(other)]
+    assert others, "no other backend to take a checkpoint from"
+    for other in others:
+        folder = tiny_checkpoints(other)
+        code, _, err = run(capsys, "embed", str(audio_files[0]), "--backend", name, "--weights", str(folder))
+        assert code != 0, f"{name} accepted the {other} checkpoint"
+        assert err.startswith("mrs-tui: error: ") and err.count("\n") == 1, err
+        assert "Traceback" not in err
+
+
+def _can_write(name: str) -> bool:
+    cls = backend_class(name)
+    return cls is not None and hasattr(cls, "write_random_checkpoint")
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["embed", "{audio}", "--backend", "music2vec"], "mrs-tui backends fetch music2vec"),
+        (["embed", "{audio}", "--backend", "mert", "--weights", "{tmp}/nowhere"], "does not exist"),
+        (["backends", "fetch", "music2vec", "--from", "{tmp}"], "config.json"),
+        (["backends", "fetch", "mert"], "offline"),
+        (["backends", "fetch", "nosuchmodel"], "unknown backend"),
+    ],
+)
+def test_weights_errors_are_one_line(argv, expected, tmp_path, audio_files, capsys, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    argv = [a.replace("{tmp}", str(tmp_path)).replace("{audio}", str(audio_files[0])) for a in argv]
+    code, _, err = run(capsys, *argv)
+    assert code != 0
+    assert err.startswith("mrs-tui: error: ") and err.count("\n") == 1, err
+    assert expected in err
+
+
+def test_corrupt_weights_file_is_one_line(tiny_checkpoints, audio_files, tmp_path, capsys):
+    folder = tiny_checkpoints("music2vec")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_bytes((folder / "config.json").read_bytes())
+    (broken / "pytorch_model.bin").write_bytes(b"PK\x03\x04" + bytes(300))
+    code, _, err = run(capsys, "embed", str(audio_files[0]), "--backend", "music2vec", "--weights", str(broken))
+    assert code != 0 and err.count("\n") == 1 and "pytorch_model.bin" in err
+
+
+def test_embed_frames_and_paper_mode_through_the_cli(tiny_checkpoints, audio_files, capsys):
+    folder = tiny_checkpoints("music2vec")
+    assert run(capsys, "backends", "fetch", "music2vec", "--from", str(folder))[0] == 0
+    code, out, err = run(capsys, "embed", str(audio_files[0]), "--backend", "music2vec", "--frames", "--json")
+    assert code == 0, err
+    (entry,) = json.loads(out)
+    frames = np.array(entry["frames"], np.float32)
+    assert frames.shape == (199, entry["dim"])  # 4 s at 50 frames per second
+    np.testing.assert_allclose(frames.mean(axis=0), entry["embedding"], rtol=1e-4, atol=1e-5)
+
+    code, out, err = run(capsys, "embed", str(audio_files[0]), "--backend", "music2vec", "--paper-compat", "--json")
+    assert code == 0, err
+    (paper,) = json.loads(out)
+    assert paper["version"].endswith("+paper") and paper["version"] != entry["version"]
+    assert not np.allclose(paper["embedding"], entry["embedding"], rtol=1e-3, atol=1e-4)
