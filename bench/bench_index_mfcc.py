@@ -47,7 +47,9 @@ def main() -> None:
     print(f"mfcc indexing of {n} tracks (30-s excerpts of 40-s files, 44.1 kHz, FLAC/Vorbis/MP3)")
     print(f"  wall time            {wall:7.2f} s   {n / wall:6.2f} tracks/s")
     print(f"  decode + resample    {report.decode_seconds:7.2f} s   {report.decode_seconds / n * 1000:6.1f} ms/track")
-    print(f"  features (librosa)   {report.embed_seconds['mfcc']:7.2f} s   {report.embed_seconds['mfcc'] / n * 1000:6.1f} ms/track")
+    print(
+        f"  features (librosa)   {report.embed_seconds['mfcc']:7.2f} s   {report.embed_seconds['mfcc'] / n * 1000:6.1f} ms/track"
+    )
 
 
 if __name__ == "__main__":

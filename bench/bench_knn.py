@@ -42,7 +42,11 @@ def main() -> None:
         knn.index  # noqa: B018 - build the FAISS index outside the timed queries
         fit = time.perf_counter() - started
         queries = [
-            Query(history=rng.integers(0, n, 5).tolist(), seed=int(rng.integers(0, n)), exclude=set(rng.integers(0, n, 50).tolist()))
+            Query(
+                history=rng.integers(0, n, 5).tolist(),
+                seed=int(rng.integers(0, n)),
+                exclude=set(rng.integers(0, n, 50).tolist()),
+            )
             for _ in range(args.queries)
         ]
         knn.recommend(queries[0], 20)

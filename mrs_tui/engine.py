@@ -19,11 +19,15 @@ import recommenders as recommender_registry
 from mrs_tui.catalogue import Catalogue
 from mrs_tui.config import Settings
 from mrs_tui.errors import UserError
+from mrs_tui.evaluation import training
 from mrs_tui.history import History
 from mrs_tui.indexing import Indexer, IndexReport, ProgressFn
 from mrs_tui.library import ScanReport, scan
-from mrs_tui.store import Play, Store, Track
+from mrs_tui.store import POSITIVE_EVENTS, Play, Store, Track
 from recommenders.base import Query, Recommender
+
+# How many recent positive plays make the profile of the "new files" view without a seed.
+RECENT_PROFILE_PLAYS = 20
 
 
 @dataclass
@@ -44,6 +48,8 @@ class SuggestionList:
     seed: Track | None = None
     note: str = ""
     profile_size: int = 0  # tracks the suggestions were computed from
+    pool: str = "all"  # candidates: "all", "hot" (known from history) or "cold" (new to the model)
+    basis: str = "session"  # what the profile is: "session" (seed + session) or "recent" (recent plays)
 
     def describe(self) -> str:
         session = self.profile_size - (self.seed is not None)
@@ -82,6 +88,7 @@ class Engine:
         recommender_registry.get_spec(self._recommender)
         self._catalogues: dict[tuple[str, str], Catalogue] = {}
         self._models: dict[tuple[str, str, str], _FittedModel] = {}
+        self._trained: dict[tuple[str, str, str], training.AlignedModel] = {}
         self._loaded_backends: dict[tuple[str, str], backend_registry.Backend] = {}
         self._lock = threading.RLock()
 
@@ -217,11 +224,140 @@ class Engine:
             return model
 
     def trained_model(self, recommender: str, backend: str) -> Recommender:
-        """Recommenders that learn from history are trained in the background (`mrs-tui train`)."""
-        raise UserError(
-            f"the {recommender} recommender is not trained yet",
-            "run `mrs-tui train` (or press t in the app)",
+        """The newest trained model of (recommender, backend, version), aligned on today's catalogue.
+
+        Tracks analysed after training are appended with the recommender's `extend_items` (cold,
+        scored from audio). A newer model written by `train` — in this or another process —
+        replaces the cached one at the next call; until then the previous one keeps serving.
+        """
+        version = self.version(backend)
+        record = training.latest_record(self.store, recommender, backend, version)
+        if record is None:
+            raise training.ModelNotTrained(
+                f"the {recommender} recommender is not trained for {backend} yet",
+                "run `mrs-tui train` (or press t in the app)",
+            )
+        catalogue = self.catalogue(backend)
+        key = (recommender, backend, version)
+        with self._lock:
+            model = training.serve(record, self.data_folder, catalogue, self._trained.get(key))
+            self._trained[key] = model
+            return model
+
+    def _worker_store(self) -> Store:
+        """A connection for the calling thread (an in-memory store can only be shared as is)."""
+        try:
+            return self.store.clone()
+        except ValueError:
+            return self.store
+
+    def train(
+        self,
+        recommender: str | None = None,
+        backend: str | None = None,
+        *,
+        params: dict | None = None,
+        progress=None,
+        cancel: threading.Event | None = None,
+    ) -> training.ModelRecord:
+        """Train a recommender on the whole play history; safe to call from a worker thread.
+
+        `progress(done, total, message)` reports fitting; `cancel` stops it (raises `Cancelled`,
+        nothing is saved). The model serves from the next `suggest` on; the previous one serves
+        until then.
+        """
+        rec_name = recommender or self.recommender
+        spec = recommender_registry.get_spec(rec_name)
+        if not spec.trainable:
+            raise UserError(
+                f"{rec_name} learns nothing in advance: it is fitted on the fly from the current history",
+                "train a recommender that learns from history: "
+                + (", ".join(n for n, s in recommender_registry.REGISTRY.items() if s.trainable) or "none installed"),
+            )
+        name = backend or self.backend
+        backend_registry.get_spec(name)
+        version = self.version(name)
+        store = self._worker_store()
+        try:
+            if store is self.store:
+                catalogue = self.catalogue(name)
+            else:
+                catalogue = Catalogue.load(store, name, version, folder=self.data_folder / "indexes")
+            return training.train_model(
+                store,
+                catalogue,
+                rec_name,
+                data_folder=self.data_folder,
+                gap_minutes=self.settings.session_gap_minutes,
+                params=params,
+                progress=progress,
+                cancel=cancel,
+            )
+        finally:
+            if store is not self.store:
+                store.close()
+
+    def retrain_due(self, recommender: str | None = None, backend: str | None = None) -> bool:
+        """Has a trainable recommender seen `Settings.retrain_after_plays` new plays since training?"""
+        rec_name = recommender or self.recommender
+        if not recommender_registry.get_spec(rec_name).trainable:
+            return False
+        name = backend or self.backend
+        record = training.latest_record(self.store, rec_name, name, self.version(name))
+        return training.retrain_due(self.store, record, self.settings.retrain_after_plays)
+
+    def due_models(self, backend: str | None = None) -> list[str]:
+        """Trainable recommenders whose model for `backend` is due (the background worker's list)."""
+        return [
+            n for n, spec in recommender_registry.REGISTRY.items() if spec.trainable and self.retrain_due(n, backend)
+        ]
+
+    def model_info(self, recommender: str | None = None, backend: str | None = None) -> training.ModelInfo:
+        """Trained when, on how many plays, and how much of the catalogue is hot or cold for it."""
+        rec_name = recommender or self.recommender
+        spec = recommender_registry.get_spec(rec_name)
+        name = backend or self.backend
+        version = self.version(name)
+        catalogue = self.catalogue(name)
+        size = len(catalogue)
+        if not spec.trainable:
+            played = self.store.played_track_ids()
+            n_hot = sum(1 for t in played if t in catalogue.index_of)
+            return training.ModelInfo(
+                rec_name, name, version, False, None, self.store.play_count(), n_hot, size - n_hot, 0, False, size
+            )
+        record = training.latest_record(self.store, rec_name, name, version)
+        if record is None:
+            new = training.positive_plays(self.store)
+            due = training.retrain_due(self.store, None, self.settings.retrain_after_plays)
+            return training.ModelInfo(rec_name, name, version, True, None, 0, 0, size, new, due, size)
+        with self._lock:
+            cached = self._trained.get((rec_name, name, version))
+        if cached is not None and cached.record.id == record.id:
+            n_hot = int(cached.align(catalogue).hot_mask.sum())
+        else:
+            n_hot = min(record.n_hot, size)
+        new = training.positive_plays(self.store, after_id=record.last_play_id)
+        due = training.retrain_due(self.store, record, self.settings.retrain_after_plays)
+        return training.ModelInfo(
+            rec_name, name, version, True, record.trained_at, record.n_plays, n_hot, size - n_hot, new, due, size
         )
+
+    def _recent_items(self, index_of: dict[int, int], limit: int = RECENT_PROFILE_PLAYS) -> list[int]:
+        """Catalogue items of the most recent positive plays, oldest first, without repeats."""
+        marks = ", ".join("?" for _ in POSITIVE_EVENTS)
+        rows = self.store.conn.execute(
+            f"SELECT track_id FROM plays WHERE event IN ({marks}) ORDER BY at DESC, id DESC LIMIT ?",
+            [*POSITIVE_EVENTS, limit * 5],
+        ).fetchall()
+        items: list[int] = []
+        for (track_id,) in rows:
+            item = index_of.get(track_id)
+            if item is not None and item not in items:
+                items.append(item)
+            if len(items) == limit:
+                break
+        return items[::-1]
 
     def suggest(
         self,
@@ -233,6 +369,17 @@ class Engine:
         pool: str = "all",
         session_id: int | None = None,
     ) -> SuggestionList:
+        """Next tracks for a seed and the current session.
+
+        Modes: "hot" — the recommender on the seed and session; "cold" — `pool="cold"` (the "new
+        files" view), or a seed that is cold for the fitted model (not in its training
+        interactions; for recommenders fitted on the fly, never played): only tracks cold for
+        the model are candidates, all scored through the recommender's audio path, so one
+        ranking never mixes learned and audio-only representations; without seed or session
+        the profile is the recent plays. "popular" — nothing to go on yet.
+        """
+        if pool not in ("all", "hot", "cold"):
+            raise UserError(f"unknown pool {pool!r}", "use all, hot or cold")
         name = backend or self.backend
         rec_name = recommender or self.recommender
         k = k or self.settings.suggestions
@@ -241,7 +388,7 @@ class Engine:
         seed_track = self.store.track(seed) if seed is not None else None
         if seed is not None and seed_track is None:
             raise UserError(f"no track with id {seed}", "see `mrs-tui library` for ids")
-        result = SuggestionList([], name, version, rec_name, "hot", seed=seed_track)
+        result = SuggestionList([], name, version, rec_name, "hot", seed=seed_track, pool=pool)
         if len(catalogue) == 0:
             result.note = f"nothing is analysed with {name} yet: index the library first"
             return result
@@ -253,12 +400,27 @@ class Engine:
         if seed is not None and seed_item is None:
             result.note = "the selected track is not analysed yet; suggestions use the session only"
         exclude = {index_of[t] for t in seen | ({seed} if seed is not None else set()) if t in index_of}
-        query = Query(history=history_items, seed=seed_item, pool=pool, exclude=exclude)
         model_name = rec_name
-        if not history_items and seed_item is None:
+        if not history_items and seed_item is None and pool != "cold":
             model_name = "popular"
             result.mode = "popular"
-        model = self.fitted_model(model_name, name)
+            model = self.fitted_model(model_name, name)
+        else:
+            model = self.fitted_model(rec_name, name)
+            hot = model.hot_mask
+            seed_is_cold = seed_item is not None and (hot is None or not bool(hot[seed_item]))
+            if pool == "cold" or seed_is_cold:
+                result.mode = "cold"
+                if pool == "all":
+                    pool = "cold"
+                if not history_items and seed_item is None:
+                    history_items = self._recent_items(index_of)
+                    exclude |= set(history_items)  # played after training: cold for a trained model
+                    result.basis = "recent"
+                    if not history_items:
+                        result.note = "no plays yet: new tracks in library order"
+        result.pool = pool
+        query = Query(history=history_items, seed=seed_item, pool=pool, exclude=exclude)
         items, scores = model.recommend(query, k)
         result.profile_size = len(history_items) + (seed_item is not None)
         result.items = self._to_suggestions(catalogue, items, scores, result, model_name)
@@ -294,8 +456,9 @@ class Engine:
         if result.seed is not None:
             basis.append("the selected track")
         session = result.profile_size - (result.seed is not None)
+        where = "of your recent plays" if result.basis == "recent" else "of this session"
         if session:
-            basis.append(f"{session} track{'s' if session != 1 else ''} of this session")
+            basis.append(f"{session} track{'s' if session != 1 else ''} {where}")
         text = f"similarity {score:.3f} to {' and '.join(basis)}" if basis else f"score {score:.3f}"
         tags = self.track_tags(track.id, result.backend)
         if tags:

@@ -27,7 +27,8 @@ def track_of(engine, path):
 def test_suggestions_for_a_seed_prefer_its_style_and_mark_new_tracks(engine):
     seed = track_of(engine, engine.made["piano"][0])
     result = engine.suggest(seed.id, k=3)
-    assert result.recommender == "knn" and result.backend == "mfcc" and result.mode == "hot"
+    # Nothing was ever played: the seed is cold, and so is every candidate (cold-start mode).
+    assert result.recommender == "knn" and result.backend == "mfcc" and result.mode == "cold"
     assert seed.id not in {s.track.id for s in result.items}
     assert [s.track.artist for s in result.items] == ["Hammer & Felt"] * 3
     assert all(s.cold for s in result.items)  # nothing played yet: all new
@@ -59,15 +60,29 @@ def test_a_skip_is_recorded_when_stopped_before_half(engine):
 
 
 def test_played_tracks_lose_the_new_badge(engine):
+    seed = track_of(engine, engine.made["piano"][0])
     a = track_of(engine, engine.made["piano"][1])
+    engine.record(seed.id, "play")
     engine.record(a.id, "like")
-    result = engine.suggest(track_of(engine, engine.made["piano"][0]).id, k=12)
-    badges = {s.track.id: s.cold for s in result.items}
-    assert a.id not in badges  # played in this session, so excluded
+    result = engine.suggest(seed.id, k=12)
+    assert a.id not in {s.track.id for s in result.items}  # played in this session, so excluded
     engine.history.gap_seconds = -1  # the next suggestion belongs to a new session
-    result = engine.suggest(track_of(engine, engine.made["piano"][0]).id, k=12)
+    result = engine.suggest(seed.id, k=12)
+    assert result.mode == "hot"  # the seed was played: the whole library is a candidate
     badges = {s.track.id: s.cold for s in result.items}
     assert badges[a.id] is False
+    assert sum(badges.values()) == len(badges) - 1
+
+
+def test_a_never_played_seed_gets_new_tracks_only(engine):
+    played = track_of(engine, engine.made["piano"][1])
+    engine.record(played.id, "play")
+    engine.history.gap_seconds = -1
+    fresh = track_of(engine, engine.made["piano"][0])
+    result = engine.suggest(fresh.id, k=20)
+    assert result.mode == "cold" and "cold start" in result.describe()
+    assert played.id not in {s.track.id for s in result.items}
+    assert all(s.cold for s in result.items)
 
 
 def test_without_seed_or_session_the_most_played_come_first(engine):

@@ -63,6 +63,7 @@ class MrsTuiApp(App):
         self.index_on_start = index_on_start
         self.engine: Engine | None = None
         self.cancel_indexing = threading.Event()
+        self.cancel_training = threading.Event()
         self.started_at = time.perf_counter()
         self.previews_reason: str | None = None
         self._suggest_request = 0
@@ -179,14 +180,112 @@ class MrsTuiApp(App):
         store = self.engine.store
         main.show_library(store.tracks(), self.analysed_ids(), store.played_track_ids())
 
-    def cancel_index(self) -> None:
-        if not self.cancel_indexing.is_set():
+    def cancel_jobs(self) -> None:
+        """Cancel analysis and training; what analysis stored is kept, training saves nothing."""
+        if self.indexing and not self.cancel_indexing.is_set():
             self.cancel_indexing.set()
             self.notify("stopping analysis; what is done is kept and resumes next time", title="Indexing")
+        if self.training and not self.cancel_training.is_set():
+            self.cancel_training.set()
+            self.notify("stopping training; the previous model keeps serving", title="Training")
+
+    def _busy(self, group: str) -> bool:
+        return any(w.group == group and w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in self.workers)
 
     @property
     def indexing(self) -> bool:
-        return any(w.group == "index" and w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in self.workers)
+        return self._busy("index")
+
+    @property
+    def training(self) -> bool:
+        return self._busy("train")
+
+    # -- training --------------------------------------------------------------------------------
+
+    def train_now(self) -> None:
+        """`t`: train the current recommender on the whole history, in the background."""
+        import recommenders
+
+        engine = self.engine
+        if engine is None:
+            return
+        if not recommenders.get_spec(engine.recommender).trainable:
+            self.notify(
+                f"{engine.recommender} learns nothing in advance; pick a learning recommender with r",
+                title="Training",
+            )
+            return
+        if self.training:
+            self.notify("a model is already training (c cancels it)", title="Training")
+            return
+        self.cancel_training = threading.Event()
+        self.train_models([engine.recommender], engine.backend)
+
+    def maybe_retrain(self) -> None:
+        """After new plays: retrain, in the background, models that have enough new history."""
+        engine = self.engine
+        if engine is None or self.training:
+            return
+        self.cancel_training = threading.Event()
+        self.retrain_due_models(engine.backend)
+
+    @work(thread=True, exclusive=True, group="train", exit_on_error=False)
+    def retrain_due_models(self, backend: str) -> None:
+        engine = self.engine
+        current = engine.recommender
+        # The selected recommender, and any other that was trained before: never surprise-train all.
+        due = [r for r in engine.due_models(backend) if r == current or engine.model_info(r, backend).trained_at]
+        if due:
+            self._train(due, backend)
+
+    @work(thread=True, exclusive=True, group="train", exit_on_error=False)
+    def train_models(self, names: list[str], backend: str) -> None:
+        self._train(names, backend)
+
+    def _train(self, names: list[str], backend: str) -> None:
+        from recommenders import Cancelled
+
+        engine = self.engine
+        cancel = self.cancel_training
+        last = [0.0]
+        for name in names:
+
+            def progress(done: float, total: float, text: str, name: str = name) -> None:
+                now = time.monotonic()
+                if now - last[0] >= PROGRESS_INTERVAL:
+                    last[0] = now
+                    self.post_message(msg.TrainProgressed(name, done, total, text))
+
+            self.post_message(msg.TrainProgressed(name, 0, 1, "preparing"))
+            try:
+                record = engine.train(name, backend, progress=progress, cancel=cancel)
+            except Cancelled:
+                self.post_message(msg.TrainFinished(name, backend, f"{name}: training cancelled", False))
+                return
+            except UserError as exc:
+                self.post_message(msg.TrainFinished(name, backend, str(exc), False))
+                continue
+            self.post_message(
+                msg.TrainFinished(name, backend, f"{name} on {backend}: trained on {record.n_plays} plays", True)
+            )
+
+    def on_train_progressed(self, message: msg.TrainProgressed) -> None:
+        main = self.main
+        if main is None:
+            return
+        main.train_status.show(
+            f"training {message.recommender}: {message.text} · c cancels", message.done, message.total or None
+        )
+
+    def on_train_finished(self, message: msg.TrainFinished) -> None:
+        main = self.main
+        if main is None:
+            return
+        if not self.training:
+            main.train_status.hide()
+        self.notify(message.summary, title="Training", severity="information" if message.trained else "warning")
+        if message.trained and message.recommender == (self.engine.recommender if self.engine else None):
+            main.request_suggestions()
 
     # -- suggestions --------------------------------------------------------------------------------
 
@@ -198,7 +297,14 @@ class MrsTuiApp(App):
 
     @work(thread=True, exclusive=True, group="suggest", exit_on_error=False)
     def compute_suggestions(self, seed: int | None, pool: str, request: int) -> None:
-        result = self.engine.suggest(seed, pool=pool)
+        from mrs_tui.evaluation.training import ModelNotTrained
+
+        try:
+            result = self.engine.suggest(seed, pool=pool)
+        except ModelNotTrained as exc:
+            # Until the model exists, audio similarity answers, and the list says so.
+            result = self.engine.suggest(seed, pool=pool, recommender="knn")
+            result.note = f"{exc.problem}: showing knn meanwhile (t trains it)"
         self.post_message(msg.SuggestionsReady(result, request))
 
     def on_suggestions_ready(self, message: msg.SuggestionsReady) -> None:
@@ -257,6 +363,7 @@ class MrsTuiApp(App):
             return
         main.player_bar.stopped(f"■ {play.event}: {self.track_title(play.track_id)}")
         main.request_suggestions()
+        self.maybe_retrain()
 
     def record_preview_end(self, ended: PlaybackEnded | None):
         if ended is None or ended.track_id is None or self.engine is None:
@@ -287,6 +394,7 @@ class MrsTuiApp(App):
         if event == "like":
             main.mark_played(track_id)
         main.request_suggestions()
+        self.maybe_retrain()
 
     def on_notice(self, message: msg.Notice) -> None:
         self.notify(message.text, severity=message.severity, timeout=8)
@@ -357,8 +465,15 @@ class MrsTuiApp(App):
                 f"{type(error).__name__}: {error}", title=f"{event.worker.group} failed", severity="error", timeout=15
             )
 
+    def open_evaluation(self) -> None:
+        from mrs_tui.tui.screens.evaluate import EvaluateScreen
+
+        if self.engine is not None:
+            self.push_screen(EvaluateScreen(self.engine))
+
     async def action_quit(self) -> None:
         self.cancel_indexing.set()
+        self.cancel_training.set()
         # Record the preview that is cut short here: a message posted now would never be handled.
         if self.player is not None:
             self.player.on_ended = None

@@ -81,3 +81,22 @@ class Notice(Message):
 
     text: str
     severity: str = "information"
+
+
+@dataclass
+class TrainProgressed(Message):
+    recommender: str
+    done: float
+    total: float
+    text: str
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, TrainProgressed) and message.recommender == self.recommender
+
+
+@dataclass
+class TrainFinished(Message):
+    recommender: str
+    backend: str
+    summary: str  # what the user is told: trained on how many plays, or why not
+    trained: bool

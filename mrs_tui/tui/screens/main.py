@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from mrs_tui.tui.widgets.details import TrackDetails
 from mrs_tui.tui.widgets.library import TrackList, TrackListHeader
-from mrs_tui.tui.widgets.status import IndexStatus, PlayerBar
+from mrs_tui.tui.widgets.status import IndexStatus, JobStatus, PlayerBar
 from mrs_tui.tui.widgets.suggestions import NextUp
 
 if TYPE_CHECKING:
@@ -30,8 +30,10 @@ class MainScreen(Screen):
         Binding("l", "like", "Like"),
         Binding("d", "dislike", "Dislike"),
         Binding("f", "new_files", "New files"),
-        Binding("c", "cancel_index", "Cancel indexing"),
+        Binding("c", "cancel_jobs", "Cancel"),
         Binding("i", "index", "Index"),
+        Binding("t", "train", "Train"),
+        Binding("e", "evaluate", "Evaluate"),
         Binding("escape", "clear_search", "Clear search", show=False),
     ]
 
@@ -48,6 +50,7 @@ class MainScreen(Screen):
                 yield NextUp(id="nextup")
                 yield TrackDetails(id="details")
         yield IndexStatus(id="index-status")
+        yield JobStatus(id="train-status")
         yield PlayerBar(id="player")
         yield Footer()
 
@@ -64,6 +67,10 @@ class MainScreen(Screen):
     @property
     def index_status(self) -> IndexStatus:
         return self.query_one(IndexStatus)
+
+    @property
+    def train_status(self) -> JobStatus:
+        return self.query_one("#train-status", JobStatus)
 
     @property
     def player_bar(self) -> PlayerBar:
@@ -190,8 +197,14 @@ class MainScreen(Screen):
     def action_new_files(self) -> None:
         self.request_suggestions(pool="cold")
 
-    def action_cancel_index(self) -> None:
-        self.app.cancel_index()
+    def action_cancel_jobs(self) -> None:
+        self.app.cancel_jobs()
+
+    def action_train(self) -> None:
+        self.app.train_now()
+
+    def action_evaluate(self) -> None:
+        self.app.open_evaluation()
 
     def action_index(self) -> None:
         if self.app.indexing:

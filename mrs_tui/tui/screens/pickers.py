@@ -90,4 +90,4 @@ class RecommenderPicker(_Picker):
             info = describe(name, self.engine.backend)
         except Exception:  # noqa: BLE001 - a picker must open even when a model file is unreadable
             return "model information unavailable"
-        return str(info) if info else ""
+        return info.describe() if info else ""

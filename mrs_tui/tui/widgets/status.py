@@ -1,4 +1,4 @@
-"""Bottom bars: indexing progress (with rate and ETA) and the preview player."""
+"""Bottom bars: background jobs (analysis with rate and ETA, training) and the preview player."""
 
 from __future__ import annotations
 
@@ -14,34 +14,44 @@ if TYPE_CHECKING:
     from mrs_tui.indexing import IndexProgress
 
 
-class IndexStatus(Horizontal):
+class JobStatus(Horizontal):
+    """One background job's progress line (hidden while idle)."""
+
     DEFAULT_CSS = """
-    IndexStatus { height: 1; display: none; }
-    IndexStatus.-active { display: block; }
-    IndexStatus > Label { width: 1fr; padding: 0 1; }
-    IndexStatus > ProgressBar { width: auto; }
+    JobStatus { height: 1; display: none; }
+    JobStatus.-active { display: block; }
+    JobStatus > Label { width: 1fr; padding: 0 1; }
+    JobStatus > ProgressBar { width: auto; }
     """
 
     def compose(self) -> ComposeResult:
-        yield ProgressBar(total=None, show_eta=False, id="index-bar")
-        yield Label("", id="index-text")
+        yield ProgressBar(total=None, show_eta=False)
+        yield Label("")
 
-    def scanning(self, done: int, total: int) -> None:
+    def show(self, text: str, done: float, total: float | None) -> None:
         self.add_class("-active")
         self.query_one(ProgressBar).update(total=total or None, progress=done)
-        self.query_one("#index-text", Label).update(f"scanning files {done}/{total}")
+        self.query_one(Label).update(text)
+
+    def hide(self) -> None:
+        self.remove_class("-active")
+
+
+class IndexStatus(JobStatus):
+    def scanning(self, done: int, total: int) -> None:
+        self.show(f"scanning files {done}/{total}", done, total)
 
     def analysing(self, backend: str, p: IndexProgress) -> None:
-        self.add_class("-active")
-        self.query_one(ProgressBar).update(total=p.total or None, progress=p.done)
         eta = f" · ETA {fmt_duration(p.eta)}" if p.eta is not None and p.done else ""
         failed = f" · {p.failed} unreadable" if p.failed else ""
-        self.query_one("#index-text", Label).update(
-            f"analysing with {backend}: {p.done}/{p.total} · {p.rate:.1f} tracks/s{eta}{failed} · c cancels"
+        self.show(
+            f"analysing with {backend}: {p.done}/{p.total} · {p.rate:.1f} tracks/s{eta}{failed} · c cancels",
+            p.done,
+            p.total,
         )
 
     def finished(self, text: str) -> None:
-        self.remove_class("-active")
+        self.hide()
         self.app.notify(text, title="Indexing")
 
 

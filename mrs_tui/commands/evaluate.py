@@ -1,0 +1,237 @@
+"""`mrs-tui eval` (the paper's offline evaluation) and `mrs-tui train` (fit on the history).
+
+Both run their work in a helper thread so Ctrl-C sets a cancel event and returns what was
+finished (eval prints the partial table; train saves nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from pathlib import Path
+
+from mrs_tui.cli import ProgressLine, emit, open_engine
+from mrs_tui.errors import UserError
+
+
+def _csv_list(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def _ks(values: list[str] | None) -> tuple[int, ...]:
+    parts = _csv_list(values) or ["50"]
+    try:
+        return tuple(int(p) for p in parts)
+    except ValueError:
+        raise UserError(f"-k takes whole numbers, got {', '.join(parts)}", "e.g. -k 50 or -k 10,50") from None
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "eval",
+        parents=[common],
+        help="measure backends x recommenders offline (the paper's protocol)",
+        description="Evaluate recommenders on your history (sessions as contexts) or on an imported log "
+        "(users as contexts): HitRate, Recall and NDCG @K, mean ± 95%% confidence half-width.",
+    )
+    p.add_argument("--log", metavar="FILE", help="play log (user_id, track_id, timestamp): TSV, CSV or parquet")
+    p.add_argument(
+        "--embeddings",
+        metavar="NPY",
+        action="append",
+        help="embedding matrix, one row per track (repeat for several backends; named after the file)",
+    )
+    p.add_argument("--track-ids", metavar="FILE", help="track id of each embedding row, one per line")
+    p.add_argument("--split-dir", metavar="DIR", help="pre-made split: train, val, hot_test, cold_test files")
+    p.add_argument("--library-root", metavar="DIR", help="folder the log's relative track paths start from")
+    p.add_argument("--test-date", metavar="YYYY-MM-DD", help="default: the last month of the log is the test month")
+    p.add_argument("-k", action="append", metavar="K", help="cut-off(s), e.g. -k 10,50 (default 50)")
+    p.add_argument("--backends", action="append", metavar="A,B", help="backends to compare (default: all available)")
+    p.add_argument("--recommenders", action="append", metavar="X,Y", help="recommenders (default: all, + knn+zscore)")
+    p.add_argument("--contexts", choices=["auto", "users", "sessions"], default="auto")
+    p.add_argument(
+        "--catalogue",
+        choices=["auto", "split", "all"],
+        default="auto",
+        help="candidates: split = train + cold test items (paper), all = every item with vectors",
+    )
+    p.add_argument("--val-share", type=float, default=0.3, help="share of test contexts held out (paper: 0.3)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the recommenders")
+    p.add_argument("--quick", action="store_true", help="short training (each recommender's quick settings)")
+    p.add_argument("--csv", metavar="FILE", help="also write the results as CSV")
+    p.add_argument("--no-store", action="store_true", help="do not keep this run in the database")
+    p.add_argument("--runs", action="store_true", help="list past runs instead")
+    p.add_argument("--show", type=int, metavar="ID", help="print a past run")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.set_defaults(run=run_eval)
+
+    p = sub.add_parser("train", parents=[common], help="train recommenders on the play history")
+    p.add_argument("--recommenders", action="append", metavar="X,Y", help="default: every trainable recommender")
+    p.add_argument("--backend", help="backend whose vectors the models use (default: the current one)")
+    p.add_argument("--if-due", action="store_true", help="only models with enough new plays since their training")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.set_defaults(run=run_train)
+
+
+def _in_thread(work, cancel: threading.Event):
+    """Run `work()` in a thread; Ctrl-C sets `cancel` and waits for it to stop."""
+    box: dict = {}
+
+    def target() -> None:
+        try:
+            box["result"] = work()
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="mrs-tui-work", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.2)
+    except KeyboardInterrupt:
+        cancel.set()
+        print("\nmrs-tui: stopping after the current step…", file=sys.stderr)
+        thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")
+
+
+def _dataset(args: argparse.Namespace, engine, backends: list[str] | None):
+    from mrs_tui.evaluation import datasets
+
+    version_of = engine.version
+    if args.embeddings and not (args.log or args.split_dir):
+        raise UserError("--embeddings needs a play log", "add --log FILE (or --split-dir DIR)")
+    if args.track_ids and not args.embeddings:
+        raise UserError("--track-ids belongs to --embeddings", "add --embeddings FILE.npy")
+    if args.log and args.split_dir:
+        raise UserError("give either --log or --split-dir", "a split folder already holds its log")
+    library_backends = backends or datasets.indexed_backends(engine.store, version_of)
+    if not args.embeddings and not library_backends:
+        raise UserError("no backend has analysed the library yet", "run mrs-tui index FOLDER first")
+    common = dict(
+        embeddings=args.embeddings or (),
+        track_ids=args.track_ids,
+        store=engine.store,
+        backends=library_backends,
+        version_of=version_of,
+        library_root=args.library_root,
+    )
+    if args.split_dir:
+        return datasets.split_dir_dataset(args.split_dir, **common)
+    if args.log:
+        return datasets.log_dataset(args.log, **common)
+    return datasets.history_dataset(engine.store, library_backends, version_of)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from mrs_tui.evaluation import runner
+
+    engine = open_engine(args)
+    store = engine.store
+    if args.runs:
+        runs = runner.list_runs(store)
+
+        def listing() -> str:
+            if not runs:
+                return "no evaluation run yet: mrs-tui eval"
+            lines = []
+            for r in runs:
+                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"]))
+                best = r["best_hot_ndcg"]
+                top = f"best hot NDCG {best['value']:.3f} ({best['recommender']} on {best['backend']})" if best else ""
+                lines.append(f"{r['id']:4d}  {when}  {r['dataset']} ({r['protocol']})  {top}")
+            return "\n".join(lines)
+
+        emit(args, runs, listing)
+        return 0
+    if args.show is not None:
+        run = runner.load_run(store, args.show)
+        emit(args, run.to_dict(), run.table)
+        return 0
+
+    backends = _csv_list(args.backends)
+    settings = runner.EvalSettings(
+        ks=_ks(args.k),
+        backends=backends,
+        recommenders=_csv_list(args.recommenders),
+        test_date=args.test_date,
+        contexts=args.contexts,
+        catalogue=args.catalogue,
+        val_share=args.val_share,
+        model_seed=args.seed,
+        quick=args.quick,
+        session_gap_minutes=engine.settings.session_gap_minutes,
+    )
+    dataset = _dataset(args, engine, backends)
+    if not args.embeddings:
+        settings.backends = backends or list(dataset.sources)
+    line = ProgressLine(args.json or args.quiet)
+    cancel = threading.Event()
+
+    def progress(done: float, total: float, message: str) -> None:
+        line(f"[{done:5.1f}/{total:.0f}] {message}")
+
+    run = _in_thread(lambda: runner.run_grid(dataset, settings, progress=progress, cancel=cancel), cancel)
+    line(f"evaluated {len(run.cells)} cells in {run.seconds:.1f} s", final=True)
+    if not args.no_store and not run.cancelled:
+        runner.save_run(store, run)
+    if args.csv:
+        Path(args.csv).expanduser().write_text(run.to_csv(), encoding="utf-8")
+    emit(args, run.to_dict(), run.table)
+    return 130 if run.cancelled else 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    import recommenders
+    from recommenders.base import Cancelled
+
+    engine = open_engine(args)
+    names = _csv_list(args.recommenders) or [n for n, s in recommenders.REGISTRY.items() if s.trainable]
+    if not names:
+        raise UserError(
+            "no installed recommender learns from history in advance",
+            "knn and popular are fitted on the fly; nothing to train",
+        )
+    backend = args.backend or engine.backend
+    line = ProgressLine(args.json or args.quiet)
+    cancel = threading.Event()
+    out = []
+    for name in names:
+        if args.if_due and not engine.retrain_due(name, backend):
+            out.append({"recommender": name, "backend": backend, "trained": False, "reason": "not due"})
+            continue
+
+        def progress(done: float, total: float, message: str, _name: str = name) -> None:
+            share = f"{100 * done / total:3.0f}% " if total else ""
+            line(f"training {_name} on {backend}: {share}{message}")
+
+        started = time.perf_counter()
+        try:
+            record = _in_thread(
+                lambda _n=name, _p=progress: engine.train(_n, backend, progress=_p, cancel=cancel), cancel
+            )
+        except Cancelled:
+            line(f"training {name} cancelled; the previous model keeps serving", final=True)
+            return 130
+        seconds = time.perf_counter() - started
+        line(f"trained {name} on {backend} in {seconds:.1f} s", final=True)
+        info = engine.model_info(name, backend)
+        out.append({**info.to_dict(), "trained": True, "seconds": round(seconds, 3), "model_id": record.id})
+
+    def text() -> str:
+        lines = []
+        for entry in out:
+            if not entry["trained"]:
+                lines.append(f"{entry['recommender']} on {entry['backend']}: {entry['reason']}")
+            else:
+                lines.append(engine.model_info(entry["recommender"], entry["backend"]).describe())
+        return "\n".join(lines)
+
+    emit(args, out, text)
+    return 0

@@ -1,0 +1,409 @@
+"""Training recommenders on the local history, and serving the latest trained model.
+
+A trained model is a folder under ``<data folder>/models/<recommender>@<backend>@<version>/``
+holding the recommender's own files (`Recommender.save`) plus ``track_ids.npy``: the library
+track id of each of its items, in its item order. A row in the ``models`` table (written
+*after* the folder is complete, so a reader never sees half a model) records when it was
+trained, on how many positive plays, up to which play id, how many catalogue tracks were hot
+and cold for it, and its parameters. The newest row of a (recommender, backend, version)
+wins; older folders beyond the last `KEEP_MODELS` are deleted.
+
+Serving (`AlignedModel`): the catalogue keeps growing after training — tracks analysed today
+are appended — and can lose tracks (files gone missing). The stored model is mapped onto the
+current catalogue by track id: tracks it never saw are appended with `extend_items` (they are
+cold and scored through the audio path), tracks that left the catalogue are excluded from its
+answers. A recommender without `extend_items` simply cannot rank tracks added after it was
+trained; it keeps serving the rest.
+
+Retrain policy (`retrain_due`): a model is due when at least ``Settings.retrain_after_plays``
+positive plays (play, complete, like) were recorded since the play its training data ended
+with — for the first model, since the start of the history. `mrs-tui train` and
+`Engine.train` train on demand whatever the count.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import recommenders as recommender_registry
+from mrs_tui.errors import UserError
+from mrs_tui.store import POSITIVE_EVENTS
+from recommenders.base import Interactions, ProgressCallback, Query, Recommender
+
+KEEP_MODELS = 2
+TRACK_IDS_FILE = "track_ids.npy"
+
+
+class ModelNotTrained(UserError):
+    """A recommender that learns from history has no trained model for this backend yet."""
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """One row of the `models` table."""
+
+    id: int
+    recommender: str
+    backend: str
+    version: str
+    path: str  # relative to the data folder
+    trained_at: float
+    n_plays: int
+    last_play_id: int
+    n_hot: int
+    n_cold: int
+    params: dict
+
+    @classmethod
+    def from_row(cls, row: tuple) -> ModelRecord:
+        (rid, rec, backend, version, path, trained_at, n_plays, last_play_id, n_hot, n_cold, params) = row
+        return cls(
+            rid,
+            rec,
+            backend,
+            version,
+            path,
+            trained_at,
+            n_plays,
+            last_play_id or 0,
+            n_hot or 0,
+            n_cold or 0,
+            json.loads(params) if params else {},
+        )
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the app shows about a recommender on a backend."""
+
+    recommender: str
+    backend: str
+    version: str
+    trainable: bool  # learns from history in a background training run
+    trained_at: float | None  # None: never trained (or fitted on the fly when not trainable)
+    n_plays: int  # positive plays the model learned from
+    n_hot: int  # catalogue tracks the model knows from history
+    n_cold: int  # catalogue tracks it can only judge by their audio
+    new_plays: int  # positive plays since (trainable models)
+    retrain_due: bool
+    catalogue_size: int
+
+    @property
+    def hot_share(self) -> float:
+        return self.n_hot / self.catalogue_size if self.catalogue_size else 0.0
+
+    def describe(self) -> str:
+        coverage = f"{self.n_hot} hot / {self.n_cold} cold tracks"
+        if not self.trainable:
+            return f"{self.recommender} on {self.backend}: fitted on the fly on {self.n_plays} plays · {coverage}"
+        if self.trained_at is None:
+            return f"{self.recommender} on {self.backend}: not trained yet ({self.new_plays} plays available)"
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.trained_at))
+        due = " · retraining due" if self.retrain_due else ""
+        return (
+            f"{self.recommender} on {self.backend}: trained {when} on {self.n_plays} plays · {coverage}"
+            f" · {self.new_plays} new plays since{due}"
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "recommender": self.recommender,
+            "backend": self.backend,
+            "version": self.version,
+            "trainable": self.trainable,
+            "trained_at": self.trained_at,
+            "n_plays": self.n_plays,
+            "n_hot": self.n_hot,
+            "n_cold": self.n_cold,
+            "new_plays": self.new_plays,
+            "retrain_due": self.retrain_due,
+            "catalogue_size": self.catalogue_size,
+        }
+
+
+# -- the models table -------------------------------------------------------------------------
+
+_COLUMNS = "id, recommender, backend, version, path, trained_at, n_plays, last_play_id, n_hot, n_cold, params"
+
+
+def latest_record(store, recommender: str, backend: str, version: str) -> ModelRecord | None:
+    row = store.conn.execute(
+        f"""SELECT {_COLUMNS} FROM models WHERE recommender = ? AND backend = ? AND version = ?
+            ORDER BY trained_at DESC, id DESC LIMIT 1""",
+        [recommender, backend, version],
+    ).fetchone()
+    return ModelRecord.from_row(row) if row else None
+
+
+def model_records(store, recommender: str | None = None, backend: str | None = None) -> list[ModelRecord]:
+    clauses, params = [], []
+    if recommender:
+        clauses.append("recommender = ?")
+        params.append(recommender)
+    if backend:
+        clauses.append("backend = ?")
+        params.append(backend)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    cursor = store.conn.execute(f"SELECT {_COLUMNS} FROM models {where} ORDER BY trained_at DESC, id DESC", params)
+    return [ModelRecord.from_row(r) for r in cursor.fetchall()]
+
+
+def positive_plays(store, *, after_id: int = 0, up_to_id: int | None = None) -> int:
+    """Positive plays (play, complete, like) with after_id < id <= up_to_id."""
+    marks = ", ".join("?" for _ in POSITIVE_EVENTS)
+    sql = f"SELECT count(*) FROM plays WHERE event IN ({marks}) AND id > ?"
+    params: list = [*POSITIVE_EVENTS, after_id]
+    if up_to_id is not None:
+        sql += " AND id <= ?"
+        params.append(up_to_id)
+    return store.conn.execute(sql, params).fetchone()[0]
+
+
+def retrain_due(store, record: ModelRecord | None, threshold: int) -> bool:
+    """Enough new positive plays since `record` was trained (or ever, without a record)?"""
+    new = positive_plays(store, after_id=record.last_play_id if record else 0)
+    return new >= max(1, int(threshold))
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+=-]", "_", text)
+
+
+# -- training ---------------------------------------------------------------------------------
+
+
+def train_model(
+    store,
+    catalogue,
+    recommender: str,
+    *,
+    data_folder: Path,
+    gap_minutes: float = 30.0,
+    params: dict | None = None,
+    seed: int = 0,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> ModelRecord:
+    """Fit `recommender` on the session history over `catalogue`, save it and record it.
+
+    `store` must belong to the calling thread (a worker passes `Store.clone()`).
+    """
+    from mrs_tui.history import History
+
+    if len(catalogue) == 0:
+        raise UserError(
+            f"nothing is analysed with {catalogue.backend} yet",
+            f"index the library first: mrs-tui index FOLDER --backend {catalogue.backend}",
+        )
+    # Read the play id first: plays recorded while we read count as new next time, never as lost.
+    last_play_id = store.last_play_id()
+    data = History(store, gap_minutes=gap_minutes).data(catalogue.index_of)
+    interactions: Interactions = data.interactions
+    if len(interactions) == 0:
+        raise UserError(
+            "there is no play history to train on",
+            "play (or like) some previews in the app first; suggestions work from audio alone meanwhile",
+        )
+    model = recommender_registry.create(recommender, seed=seed, **(params or {}))
+    model.fit(interactions, catalogue.vectors, progress=progress, cancel=cancel)
+    if cancel is not None and cancel.is_set():
+        from recommenders.base import Cancelled
+
+        raise Cancelled
+    if progress:
+        progress(1, 1, "saving the model")
+    trained_at = time.time()
+    relative = (
+        Path("models") / _safe(f"{recommender}@{catalogue.backend}@{catalogue.version}") / f"{int(trained_at * 1000)}"
+    )
+    folder = Path(data_folder) / relative
+    partial = folder.with_name(folder.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    model.save(partial)
+    np.save(partial / TRACK_IDS_FILE, np.asarray(catalogue.track_ids, np.int64))
+    partial.replace(folder)
+    hot = model.hot_mask if model.hot_mask is not None else interactions.hot_mask()
+    n_hot = int(np.count_nonzero(hot))
+    with store.write() as conn:
+        cursor = conn.execute(
+            """INSERT INTO models (recommender, backend, version, path, trained_at, n_plays, last_play_id,
+                                   n_hot, n_cold, params) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            [
+                recommender,
+                catalogue.backend,
+                catalogue.version,
+                relative.as_posix(),
+                trained_at,
+                positive_plays(store, up_to_id=last_play_id),
+                last_play_id,
+                n_hot,
+                len(catalogue) - n_hot,
+                json.dumps({"seed": seed, **model.params}, default=str),
+            ],
+        )
+    record = latest_record(store, recommender, catalogue.backend, catalogue.version)
+    assert record is not None and record.id == cursor.lastrowid
+    _prune(store, Path(data_folder), recommender, catalogue.backend, catalogue.version)
+    return record
+
+
+def _prune(store, data_folder: Path, recommender: str, backend: str, version: str) -> None:
+    rows = store.conn.execute(
+        """SELECT id, path FROM models WHERE recommender = ? AND backend = ? AND version = ?
+           ORDER BY trained_at DESC, id DESC""",
+        [recommender, backend, version],
+    ).fetchall()
+    for model_id, path in rows[KEEP_MODELS:]:
+        with store.write() as conn:
+            conn.execute("DELETE FROM models WHERE id = ?", [model_id])
+        shutil.rmtree(data_folder / path, ignore_errors=True)
+
+
+def load_record(record: ModelRecord, data_folder: Path) -> tuple[Recommender, np.ndarray]:
+    """The saved recommender and the track id of each of its items."""
+    folder = Path(data_folder) / record.path
+    try:
+        model = recommender_registry.load_saved(folder)
+        track_ids = np.load(folder / TRACK_IDS_FILE, allow_pickle=False)
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(
+            f"the trained {record.recommender} model for {record.backend} cannot be read ({exc})",
+            "train it again: mrs-tui train",
+        ) from exc
+    if len(track_ids) != model.n_items:
+        raise UserError(
+            f"the trained {record.recommender} model in {folder} is inconsistent",
+            "train it again: mrs-tui train",
+        )
+    return model, track_ids
+
+
+# -- serving a trained model on today's catalogue ----------------------------------------------
+
+
+class AlignedModel(Recommender):
+    """A trained model seen through the current catalogue's item numbering.
+
+    Queries and answers use catalogue indices; inside, items are the model's own (its training
+    catalogue, then the tracks appended with `extend_items`).
+    """
+
+    name = "aligned"
+
+    def __init__(self, model: Recommender, track_ids: np.ndarray, record: ModelRecord) -> None:
+        super().__init__(seed=model.seed)
+        self.model = model
+        self.record = record
+        self.name = model.name
+        self.scores_cold_items = model.scores_cold_items
+        self.uses_audio = model.uses_audio
+        self.model_track_ids = np.asarray(track_ids, np.int64)
+        self.extended = 0  # tracks appended after training
+        self.catalogue_key: tuple | None = None
+        self.to_model = np.zeros(0, np.int64)  # catalogue index -> model item (-1: unknown to the model)
+        self.to_catalogue = np.full(len(self.model_track_ids), -1, np.int64)
+
+    def align(self, catalogue) -> AlignedModel:
+        """Map onto `catalogue`, appending the tracks analysed since training."""
+        key = (len(catalogue), catalogue.last_rowid)
+        if key == self.catalogue_key:
+            return self
+        position = {int(t): i for i, t in enumerate(self.model_track_ids)}
+        new = [i for i, t in enumerate(catalogue.track_ids) if int(t) not in position]
+        extend = getattr(self.model, "extend_items", None)
+        if new and extend is not None:
+            extend(np.ascontiguousarray(catalogue.vectors[new], dtype=np.float32))
+            added = np.asarray(catalogue.track_ids[new], np.int64)
+            start = len(self.model_track_ids)
+            self.model_track_ids = np.concatenate([self.model_track_ids, added])
+            position.update({int(t): start + j for j, t in enumerate(added)})
+            self.extended += len(added)
+        self.to_model = np.fromiter((position.get(int(t), -1) for t in catalogue.track_ids), np.int64, len(catalogue))
+        self.to_catalogue = np.full(len(self.model_track_ids), -1, np.int64)
+        known = self.to_model >= 0
+        self.to_catalogue[self.to_model[known]] = np.flatnonzero(known)
+        self.n_items = len(catalogue)
+        # Appended items are cold; pad in case a recommender's extend_items left its mask short.
+        model_hot = np.zeros(len(self.model_track_ids), bool)
+        if self.model.hot_mask is not None:
+            own = np.asarray(self.model.hot_mask, bool)[: len(model_hot)]
+            model_hot[: len(own)] = own
+        hot = np.zeros(len(catalogue), bool)
+        hot[known] = model_hot[self.to_model[known]]
+        self.hot_mask = hot
+        self.catalogue_key = key
+        return self
+
+    def _model_query(self, query: Query) -> Query:
+        def mapped(items) -> list[int]:
+            out = []
+            for i in items:
+                m = self.to_model[int(i)] if 0 <= int(i) < len(self.to_model) else -1
+                if m >= 0:
+                    out.append(int(m))
+            return out
+
+        seed = None
+        if query.seed is not None and 0 <= query.seed < len(self.to_model) and self.to_model[query.seed] >= 0:
+            seed = int(self.to_model[query.seed])
+        gone = np.flatnonzero(self.to_catalogue < 0).tolist()  # items no longer in the catalogue
+        return Query(
+            history=mapped(query.history),
+            seed=seed,
+            context=None,  # app sessions are new contexts for a trained model
+            pool=query.pool,
+            exclude=mapped(query.exclude) + gone,
+        )
+
+    def fit(self, interactions, item_vectors, *, progress=None, cancel=None) -> AlignedModel:
+        raise TypeError("a trained model is refitted with Engine.train, not fit()")
+
+    def score(self, query: Query) -> np.ndarray:
+        scores = np.full(self.n_items, -np.inf, np.float32)
+        model_scores = self.model.score(self._model_query(query))
+        known = self.to_model >= 0
+        scores[known] = model_scores[self.to_model[known]]
+        return scores
+
+    def recommend(self, query: Query, k: int) -> tuple[np.ndarray, np.ndarray]:
+        items, scores = self.model.recommend(self._model_query(query), k)
+        mapped = self.to_catalogue[items]
+        keep = mapped >= 0
+        return mapped[keep], scores[keep]
+
+    def recommend_batch(self, queries, k: int):
+        return [self.recommend(q, k) for q in queries]
+
+
+def serve(
+    record: ModelRecord,
+    data_folder: Path,
+    catalogue,
+    cached: AlignedModel | None = None,
+    on_error: Callable[[Exception], None] | None = None,
+) -> AlignedModel:
+    """The model of `record` aligned on `catalogue`, reusing `cached` when it is the same model.
+
+    If a newer record cannot be loaded, the cached (previous) model keeps serving.
+    """
+    if cached is None or cached.record.id != record.id:
+        try:
+            model, track_ids = load_record(record, data_folder)
+        except UserError as exc:
+            if cached is None:
+                raise
+            if on_error is not None:
+                on_error(exc)
+            return cached.align(catalogue)
+        cached = AlignedModel(model, track_ids, record)
+    return cached.align(catalogue)

@@ -1,0 +1,218 @@
+"""Measure backends × recommenders on your own listening, the paper's way, and keep the runs.
+
+Contexts are listening sessions: a test session's first half is the query and the rest is
+what should be found, split into hot (tracks known from training) and cold (never played
+before the test period) targets. Every run is stored with its settings, so past runs stay
+comparable; the grid runs in a worker with progress per cell and can be cancelled.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, OptionList, Static
+from textual.widgets.option_list import Option
+
+from mrs_tui.tui.widgets.status import JobStatus
+
+if TYPE_CHECKING:
+    from mrs_tui.engine import Engine
+    from mrs_tui.evaluation.runner import EvalRun
+
+K_CHOICES = (10, 20, 50, 100)
+METRICS = ("HitRate", "Recall", "NDCG")
+
+
+@dataclass
+class EvalProgressed(Message):
+    done: float
+    total: float
+    text: str
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, EvalProgressed)
+
+
+@dataclass
+class EvalFinished(Message):
+    run: EvalRun | None
+    error: str | None = None
+
+
+class EvaluateScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("n", "run", "New run"),
+        Binding("k", "cycle_k", "Change K"),
+        Binding("x", "toggle_quick", "Quick/full"),
+        Binding("c", "cancel", "Cancel"),
+    ]
+    DEFAULT_CSS = """
+    EvaluateScreen #eval-settings { height: auto; padding: 0 1; }
+    EvaluateScreen #eval-body { height: 1fr; }
+    EvaluateScreen #eval-runs { width: 34; height: 1fr; border: round $primary-darken-2; }
+    EvaluateScreen #eval-results { width: 1fr; border: round $primary-darken-2; }
+    EvaluateScreen #eval-split { height: auto; color: $text-muted; padding: 0 1; }
+    EvaluateScreen DataTable { height: 1fr; }
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self.engine = engine
+        self.k = 50
+        self.quick = True
+        self.cancel_event = threading.Event()
+        self.runs: dict[int, dict] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="eval-settings")
+        with Horizontal(id="eval-body"):
+            yield OptionList(id="eval-runs")
+            with Vertical(id="eval-results"):
+                yield Static("", id="eval-split")
+                yield DataTable(id="eval-table", cursor_type="row", zebra_stripes=True)
+        yield JobStatus(id="eval-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.show_settings()
+        self.load_runs()
+
+    def show_settings(self) -> None:
+        from mrs_tui.evaluation.datasets import indexed_backends
+
+        backends = indexed_backends(self.engine.store, self.engine.version)
+        mode = "quick (fewer training epochs: a first look)" if self.quick else "full (the recommenders' defaults)"
+        self.query_one("#eval-settings", Static).update(
+            "Your listening history, sessions as contexts: the first half of a test session is the query, the rest "
+            "must be found.\n"
+            f"K={self.k} (k) · {mode} (x) · backends analysed: {', '.join(backends) or 'none yet'} · "
+            "n starts a run, c cancels"
+        )
+
+    # -- past runs -------------------------------------------------------------------------------
+
+    def load_runs(self, select: int | None = None) -> None:
+        from mrs_tui.evaluation.runner import list_runs
+
+        runs = list_runs(self.engine.store)
+        self.runs = {r["id"]: r for r in runs}
+        options = self.query_one("#eval-runs", OptionList)
+        options.clear_options()
+        for run in runs:
+            when = time.strftime("%m-%d %H:%M", time.localtime(run["created_at"]))
+            options.add_option(Option(f"#{run['id']} {when} {run.get('dataset', '')}", id=str(run["id"])))
+        if runs:
+            options.highlighted = 0 if select is None else next((i for i, r in enumerate(runs) if r["id"] == select), 0)
+        else:
+            self.query_one("#eval-split", Static).update("no evaluation yet: press n to run one")
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        from mrs_tui.evaluation.runner import load_run
+
+        if event.option.id is not None:
+            self.show_run(load_run(self.engine.store, int(event.option.id)))
+
+    def show_run(self, run: EvalRun) -> None:
+        from mrs_tui.evaluation.metrics import metric_names
+
+        ks = run.ks
+        names = metric_names(ks)
+        self.query_one("#eval-split", Static).update("\n".join(run.header()))
+        table = self.query_one("#eval-table", DataTable)
+        table.clear(columns=True)
+        table.add_columns(
+            "backend", "recommender", *(f"hot {n}" for n in names), *(f"cold {n}" for n in names), "fit s"
+        )
+        for cell in run.cells:
+            if cell.error:
+                table.add_row(cell.backend, cell.recommender, f"failed: {cell.error}")
+                continue
+            hot = [cell.parts.get("hot", {}).get(n) for n in names]
+            cold = [cell.parts.get("cold", {}).get(n) for n in names]
+            table.add_row(
+                cell.backend,
+                cell.recommender,
+                *(s.format() if s else "–" for s in hot),
+                *(s.format() if s else "–" for s in cold),
+                f"{cell.fit_seconds:.1f}",
+            )
+
+    # -- a new run ----------------------------------------------------------------------------------
+
+    def action_cycle_k(self) -> None:
+        self.k = K_CHOICES[(K_CHOICES.index(self.k) + 1) % len(K_CHOICES)] if self.k in K_CHOICES else 50
+        self.show_settings()
+
+    def action_toggle_quick(self) -> None:
+        self.quick = not self.quick
+        self.show_settings()
+
+    def action_cancel(self) -> None:
+        self.cancel_event.set()
+
+    def action_run(self) -> None:
+        if any(w.group == "evaluate" and w.is_running for w in self.workers):
+            self.notify("an evaluation is already running (c cancels it)")
+            return
+        self.cancel_event = threading.Event()
+        self.query_one(JobStatus).show("preparing the split", 0, None)
+        self.evaluate(self.k, self.quick)
+
+    @work(thread=True, exclusive=True, group="evaluate", exit_on_error=False)
+    def evaluate(self, k: int, quick: bool) -> None:
+        from mrs_tui.errors import UserError
+        from mrs_tui.evaluation.datasets import history_dataset, indexed_backends
+        from mrs_tui.evaluation.runner import EvalSettings, run_grid, save_run
+
+        store = self.engine.store.clone()
+        try:
+            backends = indexed_backends(store, self.engine.version)
+            if not backends:
+                self.post_message(EvalFinished(None, "nothing is analysed yet: index the library first"))
+                return
+            last = [0.0]
+
+            def progress(done: float, total: float, text: str) -> None:
+                now = time.monotonic()
+                if now - last[0] >= 0.2:
+                    last[0] = now
+                    self.post_message(EvalProgressed(done, total, text))
+
+            try:
+                dataset = history_dataset(store, backends, self.engine.version)
+                settings = EvalSettings(ks=(k,), backends=backends, quick=quick)
+                run = run_grid(dataset, settings, progress=progress, cancel=self.cancel_event)
+            except UserError as exc:
+                self.post_message(EvalFinished(None, str(exc)))
+                return
+            save_run(store, run)
+            self.post_message(EvalFinished(run))
+        finally:
+            store.close()
+
+    def on_eval_progressed(self, message: EvalProgressed) -> None:
+        self.query_one(JobStatus).show(f"{message.text} · c cancels", message.done, message.total or None)
+
+    def on_eval_finished(self, message: EvalFinished) -> None:
+        self.query_one(JobStatus).hide()
+        if message.run is None:
+            self.notify(message.error or "evaluation failed", title="Evaluation", severity="warning", timeout=10)
+            return
+        run = message.run
+        self.notify(
+            f"evaluated {len(run.cells)} cells in {run.seconds:.0f} s" + (" (cancelled)" if run.cancelled else ""),
+            title="Evaluation",
+        )
+        self.load_runs(select=run.id)
+        self.show_run(run)
