@@ -69,7 +69,7 @@ _SPECS = [
         source="PyPI wheel musicnn==0.1.0",
         weights_files=("MSD_musicnn.safetensors",),
         fetch_hint="mrs-tui backends fetch musicnn",
-        cpu_seconds_per_track=0.3,
+        cpu_seconds_per_track=0.6,
         options=("model", "paper_compat"),
     ),
     BackendSpec(
@@ -274,6 +274,13 @@ def default_backend_name(preferred: str = "") -> str:
 def embedding_version(name: str, **options: object) -> str:
     """The version stored vectors are keyed by; any option that changes the vectors is in it."""
     spec = get_spec(name)
+    allowed = set(spec.options) | RUNTIME_OPTIONS
+    unknown = sorted(k for k, v in options.items() if k not in allowed and not (k == "paper_compat" and not v))
+    if unknown:
+        raise BackendError(
+            f"backend {name!r} has no option {', '.join(unknown)}",
+            f"options it accepts: {', '.join(spec.options) or 'none'}",
+        )
     version = spec.version
     for key in sorted(options):
         value = options[key]

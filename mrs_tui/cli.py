@@ -49,24 +49,36 @@ def open_store(args: argparse.Namespace):
     return Store.open(_db_path(args))
 
 
-def open_engine(args: argparse.Namespace, db_path: Path | None = None):
-    from mrs_tui.engine import Engine
+def parse_backend_options(pairs: Sequence[str] | None) -> dict[str, object]:
+    """`--backend-option KEY=VALUE` pairs; values true/false become booleans."""
+    options: dict[str, object] = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--backend-option {pair!r} is not KEY=VALUE", "e.g. --backend-option variant=95m")
+        lowered = value.strip().lower()
+        options[key.strip()] = {"true": True, "false": False}.get(lowered, value.strip())
+    return options
 
-    settings = load_settings(args)
-    if getattr(args, "backend", None) and isinstance(args.backend, str):
-        settings.backend = args.backend
-    if getattr(args, "recommender", None):
-        settings.recommender = args.recommender
+
+def open_engine(args: argparse.Namespace, db_path: Path | None = None):
+    """The engine for a command: its --backend/--recommender, options and the database."""
+    from backends import default_backend_name
+    from mrs_tui.engine import Engine
     from mrs_tui.store import Store
 
-    store = Store.open(db_path or _db_path(args))
-    options: dict[str, dict] = {}
+    settings = load_settings(args)
+    names = [n.strip() for n in (getattr(args, "backend", None) or "").split(",") if n.strip()]
+    if names:
+        settings.backend = names[0]
+    if getattr(args, "recommender", None):
+        settings.recommender = args.recommender
+    options = parse_backend_options(getattr(args, "backend_option", None))
     if getattr(args, "paper_compat", False):
-        name = settings.backend or None
-        from backends import default_backend_name
-
-        options[default_backend_name(name or "")] = {"paper_compat": True}
-    return Engine(store, settings, backend_options=options)
+        options["paper_compat"] = True
+    targets = names or [default_backend_name(settings.backend)]
+    store = Store.open(db_path or _db_path(args))
+    return Engine(store, settings, backend_options={name: dict(options) for name in targets} if options else {})
 
 
 def emit(args: argparse.Namespace, data: object, text: str | Callable[[], str]) -> None:

@@ -7,7 +7,13 @@ maps track and session ids to these indices at the edge.
 
 A track is *hot* for a fitted recommender when it occurs in its training interactions and
 *cold* otherwise; `hot_mask` records which. Every recommender scores cold items through
-its audio path where it can (`scores_cold_items`).
+its audio path where it can (`scores_cold_items`), including items appended to the
+catalogue after training (`extend_items`): the app's library grows between trainings.
+
+A fitted model is a folder: ``params.json`` (name, seed, constructor parameters),
+``state.npz`` (plain arrays: hot mask, vectors, per-context items) and, for models with
+learned weights, ``model.safetensors`` written through `safetensors.numpy` — so saving and
+loading never imports torch and never unpickles anything.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import ClassVar, Literal
 import numpy as np
 
 Pool = Literal["all", "hot", "cold"]
+WEIGHTS_FILE = "model.safetensors"
 ProgressCallback = Callable[[float, float, str], None]  # (done, total, message)
 
 
@@ -119,6 +126,9 @@ class Recommender(ABC):
     name: ClassVar[str]
     scores_cold_items: ClassVar[bool] = True
     uses_audio: ClassVar[bool] = True
+    # Hyper-parameters for a quick fit on a small catalogue (tests, a first model while the
+    # full one trains); the constructor's defaults are the ones meant for real use.
+    quick_params: ClassVar[dict[str, object]] = {}
 
     def __init__(self, *, seed: int = 0, **params: object) -> None:
         self.seed = seed
@@ -150,6 +160,17 @@ class Recommender(ABC):
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         """Restore from `_state()` output."""
 
+    def _weights(self) -> dict[str, np.ndarray]:
+        """Learned weights to save as safetensors (models with torch modules); none by default."""
+        return {}
+
+    def _set_weights(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore from `_weights()` output; called after `_set_state`."""
+
+    def _extend_items(self, new_vectors: np.ndarray) -> None:
+        """Grow the model's per-item state by `new_vectors` rows (cold items, scored from audio)."""
+        raise NotImplementedError(f"the {self.name} recommender cannot take new items without retraining")
+
     # -- shared behaviour ----------------------------------------------------------------------
 
     def score_batch(self, queries: Sequence[Query]) -> np.ndarray:
@@ -162,7 +183,7 @@ class Recommender(ABC):
         if query.pool != "all":
             hot = self.hot_mask if self.hot_mask is not None else np.zeros(self.n_items, bool)
             mask &= hot if query.pool == "hot" else ~hot
-        if query.exclude:
+        if len(query.exclude):  # any collection, numpy arrays included
             excluded = np.fromiter((int(i) for i in query.exclude), np.int64)
             mask[excluded[(excluded >= 0) & (excluded < self.n_items)]] = False
         return mask
@@ -200,6 +221,23 @@ class Recommender(ABC):
         self.n_items = interactions.n_items
         self.hot_mask = interactions.hot_mask()
 
+    def extend_items(self, new_vectors: np.ndarray) -> Recommender:
+        """Append catalogue items indexed after training; they are cold and scored from audio.
+
+        Item indices of the existing rows do not change; the new ones follow them.
+        """
+        new_vectors = np.asarray(new_vectors, dtype=np.float32)
+        if new_vectors.ndim != 2:
+            raise ValueError("new_vectors must be a (n_new, dim) matrix")
+        if self.hot_mask is None:
+            raise ValueError(f"the {self.name} recommender is not fitted yet: fit it before adding items")
+        if len(new_vectors) == 0:
+            return self
+        self._extend_items(new_vectors)
+        self.hot_mask = np.concatenate([self.hot_mask, np.zeros(len(new_vectors), dtype=bool)])
+        self.n_items += len(new_vectors)
+        return self
+
     @staticmethod
     def _check_cancel(cancel: threading.Event | None) -> None:
         if cancel is not None and cancel.is_set():
@@ -215,6 +253,14 @@ class Recommender(ABC):
         if self.hot_mask is not None:
             arrays["hot_mask"] = self.hot_mask
         np.savez(folder / "state.npz", **arrays)
+        weights = self._weights()
+        weights_file = folder / WEIGHTS_FILE
+        if weights:
+            from safetensors.numpy import save_file
+
+            save_file({k: np.ascontiguousarray(v) for k, v in weights.items()}, str(weights_file))
+        elif weights_file.exists():
+            weights_file.unlink()  # a stale file from another model saved in this folder
         return folder
 
     @classmethod
@@ -229,7 +275,44 @@ class Recommender(ABC):
         model.n_items = int(meta["n_items"])
         model.hot_mask = arrays.pop("hot_mask", None)
         model._set_state(arrays)
+        weights_file = folder / WEIGHTS_FILE
+        if weights_file.exists():
+            from safetensors.numpy import load_file
+
+            model._set_weights(load_file(str(weights_file)))
         return model
+
+
+class ContextSequences:
+    """Each training context's items in time order, packed as two flat arrays for `state.npz`."""
+
+    def __init__(self, sequences: Sequence[np.ndarray] = ()) -> None:
+        self.sequences = [np.asarray(s, dtype=np.int64) for s in sequences]
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def __getitem__(self, context: int) -> np.ndarray:
+        return self.sequences[context]
+
+    def known(self, context: int | None) -> bool:
+        return context is not None and 0 <= context < len(self.sequences)
+
+    def query_items(self, query: Query) -> list[int]:
+        """The context's training items (when the query names a known one), then the query's own."""
+        items = [int(i) for i in self.sequences[query.context]] if self.known(query.context) else []
+        return items + query.items()
+
+    def to_arrays(self, prefix: str = "context") -> dict[str, np.ndarray]:
+        lengths = np.array([len(s) for s in self.sequences], np.int64)
+        flat = np.concatenate(self.sequences) if self.sequences else np.zeros(0, np.int64)
+        return {f"{prefix}_lengths": lengths, f"{prefix}_flat": flat.astype(np.int64)}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str = "context") -> ContextSequences:
+        bounds = np.concatenate([[0], np.cumsum(arrays[f"{prefix}_lengths"])]).astype(np.int64)
+        flat = arrays[f"{prefix}_flat"]
+        return cls([flat[bounds[i] : bounds[i + 1]] for i in range(len(bounds) - 1)])
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:

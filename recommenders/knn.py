@@ -38,6 +38,7 @@ class KNNRecommender(Recommender):
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
     ) -> KNNRecommender:
+        self._check_cancel(cancel)
         self._fitted(interactions, item_vectors)
         vectors = np.asarray(item_vectors, dtype=np.float32)
         if self.zscore:
@@ -101,6 +102,13 @@ class KNNRecommender(Recommender):
         scores, ids = self.index.search(profile[None, :], k, params=params)
         keep = ids[0] >= 0
         return ids[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)
+
+    def _extend_items(self, new_vectors: np.ndarray) -> None:
+        if self.zscore:
+            raise NotImplementedError("knn with zscore=True standardised its vectors at fit time: refit it")
+        self.vectors = np.ascontiguousarray(np.concatenate([self.vectors, new_vectors]), dtype=np.float32)
+        self.unit = l2_normalize(self.vectors)
+        self._index = None
 
     def _state(self) -> dict[str, np.ndarray]:
         lengths = np.array([len(c) for c in self.context_items], np.int64)

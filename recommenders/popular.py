@@ -26,6 +26,7 @@ class PopularRecommender(Recommender):
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
     ) -> PopularRecommender:
+        self._check_cancel(cancel)
         self._fitted(interactions, item_vectors)
         self.counts = interactions.item_counts().astype(np.float32)
         if progress:
@@ -37,6 +38,9 @@ class PopularRecommender(Recommender):
 
     def score_batch(self, queries):
         return np.broadcast_to(self.counts, (len(queries), self.n_items))
+
+    def _extend_items(self, new_vectors: np.ndarray) -> None:
+        self.counts = np.concatenate([self.counts, np.zeros(len(new_vectors), np.float32)])
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"counts": self.counts}

@@ -134,3 +134,21 @@ def test_demo_creates_a_tagged_library(tmp_path, capsys):
     assert code == 0 and data["tracks"] == 24
     code, out, _ = run(capsys, "--db", data["db"], "index", data["folder"], "--json")
     assert json.loads(out)["index"]["embedded"]["mfcc"] == 24
+
+
+def test_index_with_several_backends_and_a_backend_option(tmp_path, capsys, monkeypatch):
+    import backends
+    from tests.test_indexing import ENERGY_SPEC, BandEnergyBackend
+
+    monkeypatch.setitem(backends.REGISTRY, "energy", ENERGY_SPEC)
+    BandEnergyBackend.calls = []
+    root = tmp_path / "music"
+    make_library(root, styles=("piano",), per_style=2, seconds=2.0)
+    db = str(tmp_path / "lib.db")
+    code, out, err = run(capsys, "--db", db, "index", str(root), "--backend", "mfcc,energy", "--json")
+    assert code == 0, err
+    assert json.loads(out)["index"]["embedded"] == {"mfcc": 2, "energy": 2}
+    code, _, err = run(capsys, "--db", db, "suggest", "--backend-option", "nonsense", "-k", "1")
+    assert code != 0 and "KEY=VALUE" in err
+    code, _, err = run(capsys, "--db", db, "suggest", "--backend", "mfcc", "--backend-option", "flavour=x")
+    assert code != 0 and "has no option flavour" in err

@@ -105,18 +105,21 @@ def test_new_files_view_ranks_unplayed_tracks_from_recent_plays(listener, knn_le
     assert "recent plays" in result.items[0].reason
 
 
-def test_on_the_fly_knn_keeps_the_whole_library_for_a_new_seed_and_offers_the_cold_pool(listener):
+def test_on_the_fly_knn_follows_cold_start_mode_for_a_never_played_seed(listener):
     engine, _, _ = listener
     catalogue = engine.catalogue("mfcc")
     unplayed = [int(t) for t in catalogue.track_ids if int(t) not in played(engine)]
-    # knn scores every track from audio alike: a never-played seed is no reason to narrow the pool.
+    # A never-played seed is cold for knn fitted on the history: cold pool, audio path.
     result = engine.suggest(unplayed[0], k=20, recommender="knn")
-    assert result.mode == "hot" and result.pool == "all"
-    assert {s.cold for s in result.items} == {True, False}
-    # The "new files" view: only never-played tracks, ranked from the seed's audio.
-    cold = engine.suggest(unplayed[0], k=5, recommender="knn", pool="cold")
-    assert cold.mode == "cold" and "cold start" in cold.describe()
-    assert all(s.cold for s in cold.items) and unplayed[0] not in {s.track.id for s in cold.items}
+    assert result.mode == "cold" and result.pool == "cold" and "cold start" in result.describe()
+    assert all(s.cold for s in result.items) and unplayed[0] not in {s.track.id for s in result.items}
+    # A played seed keeps the whole library as candidates.
+    hot_seed = next(iter(played(engine)))
+    hot = engine.suggest(hot_seed, k=20, recommender="knn")
+    assert hot.mode == "hot" and hot.pool == "all"
+    # The "new files" view: only never-played tracks, whatever the seed.
+    cold = engine.suggest(hot_seed, k=5, recommender="knn", pool="cold")
+    assert cold.mode == "cold" and all(s.cold for s in cold.items)
     assert engine.suggest(None, k=5, recommender="knn").mode == "popular"
     info = engine.model_info("knn", "mfcc")
     assert not info.trainable and info.n_hot == len(played(engine)) and "on the fly" in info.describe()

@@ -15,6 +15,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("folder")
     p.add_argument("--backend", help="backend name, or several separated by commas")
     p.add_argument("--paper-compat", action="store_true", help="reproduce the paper's extraction quirks")
+    p.add_argument(
+        "--backend-option", action="append", metavar="KEY=VALUE", help="a backend option, e.g. variant=95m (repeatable)"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(run=run_index)
 
@@ -25,6 +28,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--recommender")
     p.add_argument("--pool", choices=["all", "hot", "cold"], default="all")
     p.add_argument("--paper-compat", action="store_true")
+    p.add_argument("--backend-option", action="append", metavar="KEY=VALUE", help="a backend option (repeatable)")
     p.set_defaults(run=run_suggest)
 
     p = sub.add_parser("library", parents=[common], help="list tracks")

@@ -1,0 +1,224 @@
+"""Training plumbing shared by the torch-based recommenders (shallow, contrastive, hybrid, bert4rec).
+
+Only recommender modules import this file, and the registry imports those lazily, so torch
+stays out of the app's startup. The pieces:
+
+- `resolve_device`: CUDA when torch sees it, else CPU, unless the caller names a device.
+- `seeded`: seeds torch's global generator (weight initialisation) and returns a separate CPU
+  generator for sampling (batches, negatives, masks). Sampling on the CPU generator keeps a
+  seed's draws the same on every device; the training itself is then bit-identical on CPU
+  and equal up to float rounding of atomic adds on CUDA.
+- `EpochLoop`: runs epochs of shuffled mini-batches, checks the cancel event before every
+  batch, and reports progress at most once per epoch (and at most a few times a second), so a
+  UI worker never drowns in messages. Its `min_steps` reconciles the two scales a model must
+  serve: default epoch counts are sized so that a research log (100k interactions) trains
+  in minutes, which on a personal history of a few hundred sessions would be only a few
+  dozen optimizer steps; there, where steps are cheap, the loop adds epochs until it has
+  made at least `min_steps` updates.
+- `intra_op_threads`: an optional cap on torch's CPU threads while a model trains. Small
+  models (a personal library) gain nothing from intra-op parallelism, and on a busy machine
+  its spin-waiting threads cost ten times the CPU of a single thread; ``threads=1`` in a
+  recommender's parameters avoids that. The setting is process-wide, so it is restored as
+  soon as training ends.
+- `InputScaling`: per-dimension standardisation of the audio vectors, fitted on the
+  catalogue when a model trains and stored with it. For models whose first layer is linear it
+  is only a re-parametrisation of that layer, but it keeps Adam's step sizes meaningful
+  across backends whose vectors differ in scale by orders of magnitude (pooled transformer
+  states, ReLU activations, handcrafted features). The paper feeds raw vectors.
+- `inner_products`: query-time scoring, ``queries @ itemsᵀ``, on one thread for a handful of
+  queries. A single query against 10k items is a 0.05 ms product, but numpy's BLAS hands it
+  to its thread pool, and on a busy machine (or while a model trains in the background) a
+  descheduled pool thread turned that into 8–12 ms, every query.
+- `module_weights` / `load_module_weights`: state dicts as numpy arrays for the base class's
+  safetensors save path.
+
+After training every model is moved to the CPU and put in eval mode: queries are single
+vectors, where the CPU answers in well under a millisecond and a GPU round trip would not,
+and a CPU copy makes save → load → recommend give identical numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from torch import nn
+
+from mrs_tui.errors import UserError
+from recommenders.base import Cancelled, ProgressCallback
+
+
+def resolve_device(requested: str | None = None) -> torch.device:
+    """The device to train on: `requested` ("cpu", "cuda", "cuda:1"...) or the best one torch sees."""
+    if requested in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise UserError(f"unknown device {requested!r}", "use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {requested!r} asked for, but torch sees no CUDA GPU", "use device='cpu' or 'auto'")
+    return device
+
+
+def seeded(seed: int) -> torch.Generator:
+    """Seed weight initialisation and return a CPU generator for every random draw of training."""
+    torch.manual_seed(seed)
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return generator
+
+
+@contextmanager
+def intra_op_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with at most `threads` torch CPU threads (None: leave torch's setting)."""
+    if not threads:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class InputScaling:
+    """``(x − mean) / std`` per dimension; the identity when standardisation is off."""
+
+    def __init__(self, mean: np.ndarray, std: np.ndarray) -> None:
+        self.mean = np.asarray(mean, np.float32)
+        self.std = np.asarray(std, np.float32)
+
+    @classmethod
+    def fit(cls, vectors: np.ndarray, *, enabled: bool = True) -> InputScaling:
+        dim = vectors.shape[1]
+        if not enabled or len(vectors) < 2:
+            return cls(np.zeros(dim, np.float32), np.ones(dim, np.float32))
+        std = vectors.std(axis=0)
+        return cls(vectors.mean(axis=0), np.where(std > 1e-8, std, 1.0))
+
+    def __call__(self, vectors: np.ndarray) -> np.ndarray:
+        if vectors.shape[-1] != len(self.mean):
+            raise ValueError(
+                f"the model was trained on {len(self.mean)}-d vectors, not {vectors.shape[-1]}-d: "
+                "use the backend it was trained with"
+            )
+        return np.ascontiguousarray((np.asarray(vectors, np.float32) - self.mean) / self.std, dtype=np.float32)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"input_mean": self.mean, "input_std": self.std}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> InputScaling:
+        return cls(arrays["input_mean"], arrays["input_std"])
+
+
+SINGLE_THREAD_QUERIES = 16
+
+
+def inner_products(items: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """``queries @ items.T`` as float32 (queries: Q × d, items: N × d), single-threaded for small Q."""
+    threads = 1 if len(queries) <= SINGLE_THREAD_QUERIES else None
+    with torch.inference_mode(), intra_op_threads(threads):
+        left = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
+        right = torch.from_numpy(np.ascontiguousarray(items, dtype=np.float32))
+        return (left @ right.T).numpy()
+
+
+def module_weights(module: nn.Module, prefix: str = "") -> dict[str, np.ndarray]:
+    return {prefix + k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}
+
+
+def load_module_weights(module: nn.Module, arrays: dict[str, np.ndarray], prefix: str = "") -> None:
+    state = {k[len(prefix) :]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith(prefix)}
+    module.load_state_dict(state, strict=True)
+
+
+def csr_rows_to_dense(matrix, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Dense float32 tensor of the given CSR rows, built on `device` from the sparse entries."""
+    sub = matrix[rows].tocoo()
+    dense = torch.zeros(sub.shape, dtype=torch.float32, device=device)
+    index = (
+        torch.from_numpy(sub.row.astype(np.int64)).to(device),
+        torch.from_numpy(sub.col.astype(np.int64)).to(device),
+    )
+    dense[index] = torch.from_numpy(sub.data.astype(np.float32)).to(device)
+    return dense
+
+
+class EpochLoop:
+    """Epochs of shuffled mini-batches with cancellation and throttled progress.
+
+    `run(step)` calls `step(batch_indices)` (a CPU int64 tensor of example indices) for every
+    batch and expects the batch loss as a float; it returns the mean loss of each epoch.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_examples: int,
+        batch_size: int,
+        epochs: int,
+        generator: torch.Generator,
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+        label: str,
+        min_steps: int = 0,
+        shuffle: bool = True,
+        min_report_interval: float = 0.25,
+    ) -> None:
+        self.n_examples = int(n_examples)
+        self.batch_size = max(1, int(batch_size))
+        self.epochs = int(epochs)
+        if min_steps and self.batches_per_epoch:
+            self.epochs = max(self.epochs, math.ceil(min_steps / self.batches_per_epoch))
+        self.generator = generator
+        self.progress = progress
+        self.cancel = cancel
+        self.label = label
+        self.shuffle = shuffle
+        self.min_report_interval = min_report_interval
+        self._last_report = -math.inf
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return max(1, math.ceil(self.n_examples / self.batch_size)) if self.n_examples else 0
+
+    def check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled
+
+    def batches(self) -> Iterator[torch.Tensor]:
+        order = (
+            torch.randperm(self.n_examples, generator=self.generator) if self.shuffle else torch.arange(self.n_examples)
+        )
+        for start in range(0, self.n_examples, self.batch_size):
+            self.check_cancel()
+            yield order[start : start + self.batch_size]
+
+    def run(self, step: Callable[[torch.Tensor], float]) -> list[float]:
+        history: list[float] = []
+        self.check_cancel()
+        for epoch in range(self.epochs):
+            total, count = 0.0, 0
+            for batch in self.batches():
+                total += step(batch) * len(batch)
+                count += len(batch)
+            history.append(total / max(count, 1))
+            self.report(epoch + 1, f"{self.label}: epoch {epoch + 1}/{self.epochs}, loss {history[-1]:.4f}")
+        return history
+
+    def report(self, done: int, message: str) -> None:
+        if self.progress is None:
+            return
+        now = time.monotonic()
+        if done < self.epochs and now - self._last_report < self.min_report_interval:
+            return
+        self._last_report = now
+        self.progress(done, self.epochs, message)

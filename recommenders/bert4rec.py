@@ -1,0 +1,330 @@
+"""BERT4Rec over listening sequences, with item embeddings that come from audio.
+
+A bidirectional transformer encoder (2 layers, 2 heads by default) reads a context's items
+in time order; during training a fraction of the positions (`mask_prob`, 0.2) is replaced by
+a learned ``[MASK]`` vector and the model predicts the hidden item at each of them (cloze
+task, cross-entropy). The item input embeddings are the audio vectors through one learned
+projection ``Linear(audio_dim, hidden)``, and the output head scores every item by the inner
+product of the transformed hidden state with *the same* audio-derived embeddings. No item has
+a free embedding of its own, so cold items — and items appended after training through
+`extend_items` — are scored exactly like hot ones.
+
+Predicting: the query's sequence (the training context's items when the query names a known
+context, then its own history and seed) is cut to its last ``max_len − 1`` items and a
+``[MASK]`` is appended *at the end* — the next item is what is asked for — and the output at
+that position ranks the full catalogue (the RecBole pitfalls: no mask elsewhere, no sampled
+candidate lists).
+
+Where the paper's code and text disagree, or where we chose:
+
+- The code uses the audio vectors themselves as the input embedding table (hidden size =
+  audio dimension) and, through the same inverted ``freeze`` flag as the shallow net, trains
+  every row of it; cold items' rows are then only ever pushed down as negatives of the full
+  softmax. The text describes audio-initialised embeddings that keep cold items scorable;
+  the issue asks for a projection to the hidden size, which is what we do. Like the code,
+  the output layer is tied to the input embeddings; unlike it (and like the original
+  BERT4Rec) a dense + GELU + LayerNorm transform precedes the tied output.
+- The code's softmax spans the whole catalogue, cold items included (see
+  `recommenders.elsa` for why that uses the held-out catalogue); our training softmax spans
+  the hot items, prediction the full catalogue.
+- The code keeps only each user's last ``max_len`` items; we cut longer sequences into
+  consecutive windows of ``max_len`` (from the end), so long research histories are used in
+  full. At least one position per window is masked.
+- Audio vectors are standardised per dimension before use (``standardize=True``, see
+  `recommenders._torch.InputScaling`); the paper feeds them raw.
+- Defaults fit both a personal library and a research log on a CPU: hidden 64,
+  feed-forward 256 (the code's intermediate size), ``max_len`` 100 (the code: 300), and
+  10 epochs of 128 windows but at least 160 optimizer steps (`min_steps`), instead of the
+  code's 200 epochs with early stopping on a validation split the app does not have. With
+  that short budget, Adam at lr 3e-3 (the code: 1e-3) and no dropout (BERT's 0.1 is one
+  parameter away) ranked clearly better on our planted benchmark at both scales (research
+  HitRate@50 0.97 against 0.89; personal 0.83 against 0.53) and dropout's masks cost a fifth
+  of the CPU time.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recommenders._torch import (
+    SINGLE_THREAD_QUERIES,
+    EpochLoop,
+    InputScaling,
+    intra_op_threads,
+    load_module_weights,
+    module_weights,
+    resolve_device,
+    seeded,
+)
+from recommenders.base import ContextSequences, Interactions, ProgressCallback, Query, Recommender
+
+
+class Bert4RecNet(nn.Module):
+    def __init__(
+        self,
+        audio_dim: int,
+        hidden: int,
+        layers: int,
+        heads: int,
+        feedforward: int,
+        max_len: int,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        self.item_projection = nn.Linear(audio_dim, hidden)
+        self.mask_embedding = nn.Parameter(torch.randn(hidden) * 0.02)
+        self.positions = nn.Embedding(max_len, hidden)
+        self.input_norm = nn.LayerNorm(hidden)
+        self.dropout = nn.Dropout(dropout)
+        layer = nn.TransformerEncoderLayer(
+            hidden, heads, feedforward, dropout, activation="gelu", batch_first=True, norm_first=False
+        )
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        # BERT's prediction transform before the (tied, audio-derived) output embeddings.
+        self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.LayerNorm(hidden))
+
+    def item_embeddings(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.item_projection(audio)
+
+    def encode(self, tokens: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Hidden states (B × L × hidden) for `tokens` over a vocabulary of `items` embeddings.
+
+        Token ids: ``0..n-1`` items, ``n`` the mask, ``n + 1`` padding.
+        """
+        n = len(items)
+        table = torch.cat([items, self.mask_embedding[None, :], torch.zeros_like(self.mask_embedding)[None, :]])
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        x = self.dropout(self.input_norm(table[tokens] + self.positions(positions)[None, :, :]))
+        return self.encoder(x, src_key_padding_mask=tokens == n + 1)
+
+    def logits(self, hidden_states: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return self.head(hidden_states) @ items.T
+
+
+def windows(sequences: list[np.ndarray], max_len: int) -> list[np.ndarray]:
+    """Consecutive windows of at most `max_len` items, cut from the end of each sequence."""
+    out = []
+    for seq in sequences:
+        for end in range(len(seq), 0, -max_len):
+            out.append(seq[max(0, end - max_len) : end])
+    return out
+
+
+def prediction_tokens(items: list[int], max_len: int, mask_token: int) -> np.ndarray:
+    """The most recent ``max_len − 1`` items followed by ``[MASK]``: "what comes next?"."""
+    recent = list(items)[-(max_len - 1) :] if max_len > 1 else []
+    return np.asarray([*recent, mask_token], dtype=np.int64)
+
+
+class Bert4RecRecommender(Recommender):
+    name = "bert4rec"
+    quick_params = {"epochs": 40, "batch_size": 64, "hidden": 32, "max_len": 20, "min_steps": 0, "threads": 1}
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        hidden: int = 64,
+        layers: int = 2,
+        heads: int = 2,
+        feedforward: int = 256,
+        max_len: int = 100,
+        dropout: float = 0.0,
+        mask_prob: float = 0.2,
+        epochs: int = 10,
+        batch_size: int = 128,
+        lr: float = 3e-3,
+        min_steps: int = 160,
+        standardize: bool = True,
+        device: str | None = None,
+        threads: int | None = None,
+        **params: object,
+    ) -> None:
+        super().__init__(
+            seed=seed,
+            hidden=hidden,
+            layers=layers,
+            heads=heads,
+            feedforward=feedforward,
+            max_len=max_len,
+            dropout=dropout,
+            mask_prob=mask_prob,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            min_steps=min_steps,
+            standardize=standardize,
+            device=device,
+            threads=threads,
+            **params,
+        )
+        if hidden % heads:
+            raise ValueError(f"hidden ({hidden}) must be a multiple of heads ({heads})")
+        if max_len < 2:
+            raise ValueError("max_len must be at least 2 (one item and the mask)")
+        self.hidden = int(hidden)
+        self.layers = int(layers)
+        self.heads = int(heads)
+        self.feedforward = int(feedforward)
+        self.max_len = int(max_len)
+        self.dropout = float(dropout)
+        self.mask_prob = float(mask_prob)
+        self.epochs = int(epochs)
+        self.batch_size = int(batch_size)
+        self.lr = float(lr)
+        self.min_steps = int(min_steps)
+        self.standardize = bool(standardize)
+        self.scaling: InputScaling | None = None
+        self.device = device
+        self.threads = threads
+        self.net: Bert4RecNet | None = None
+        self.audio = np.zeros((0, 0), np.float32)
+        self.embeddings: torch.Tensor | None = None
+        self.sequences = ContextSequences()
+        self.loss_history: list[float] = []
+
+    def _new_net(self, audio_dim: int) -> Bert4RecNet:
+        return Bert4RecNet(
+            audio_dim, self.hidden, self.layers, self.heads, self.feedforward, self.max_len, self.dropout
+        )
+
+    # -- training ------------------------------------------------------------------------------
+
+    def fit(
+        self,
+        interactions: Interactions,
+        item_vectors: np.ndarray,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Bert4RecRecommender:
+        self._check_cancel(cancel)
+        with intra_op_threads(self.threads):
+            self._fitted(interactions, item_vectors)
+            self.scaling = InputScaling.fit(np.asarray(item_vectors, np.float32), enabled=self.standardize)
+            self.audio = self.scaling(item_vectors)
+            self.sequences = ContextSequences(interactions.sequences())
+            hot = np.flatnonzero(self.hot_mask)
+            to_hot = np.full(self.n_items, -1, np.int64)
+            to_hot[hot] = np.arange(len(hot))
+            examples = [to_hot[w] for w in windows(self.sequences.sequences, self.max_len) if len(w)]
+            mask_token, pad_token = len(hot), len(hot) + 1
+
+            generator = seeded(self.seed)
+            device = resolve_device(self.device)
+            net = self._new_net(self.audio.shape[1]).to(device)
+            net.train()
+            hot_audio = torch.from_numpy(self.audio[hot]).to(device)
+            optimizer = torch.optim.Adam(net.parameters(), lr=self.lr)
+            loop = EpochLoop(
+                n_examples=len(examples),
+                batch_size=self.batch_size,
+                epochs=self.epochs,
+                generator=generator,
+                progress=progress,
+                cancel=cancel,
+                label="BERT4Rec",
+                min_steps=self.min_steps,
+            )
+
+            def step(batch: torch.Tensor) -> float:
+                tokens, targets = self._masked_batch(
+                    [examples[i] for i in batch.tolist()], mask_token, pad_token, generator
+                )
+                tokens, targets = tokens.to(device), targets.to(device)
+                items = net.item_embeddings(hot_audio)
+                states = net.encode(tokens, items)
+                masked = targets >= 0
+                loss = F.cross_entropy(net.logits(states[masked], items), targets[masked])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                return float(loss.detach())
+
+            self.loss_history = loop.run(step)
+            self.net = net.cpu().eval()
+            self._refresh_embeddings()
+        return self
+
+    def _masked_batch(
+        self, sequences: list[np.ndarray], mask_token: int, pad_token: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded token ids with masked positions, and the targets (-1 where nothing is asked)."""
+        length = max(len(s) for s in sequences)
+        tokens = torch.full((len(sequences), length), pad_token, dtype=torch.long)
+        for row, seq in enumerate(sequences):
+            tokens[row, : len(seq)] = torch.from_numpy(seq)
+        real = tokens != pad_token
+        masked = (torch.rand(tokens.shape, generator=generator) < self.mask_prob) & real
+        # A window with no masked position teaches nothing: mask one of its items at random.
+        lengths = real.sum(1)
+        empty = ~masked.any(1)
+        if empty.any():
+            picks = (torch.rand(int(empty.sum()), generator=generator) * lengths[empty]).long()
+            masked[empty.nonzero().squeeze(1), picks] = True
+        targets = torch.where(masked, tokens, torch.full_like(tokens, -1))
+        tokens = torch.where(masked, torch.full_like(tokens, mask_token), tokens)
+        return tokens, targets
+
+    # -- scoring -------------------------------------------------------------------------------
+
+    def _refresh_embeddings(self) -> None:
+        with torch.no_grad():
+            self.embeddings = self.net.item_embeddings(torch.from_numpy(self.audio))
+
+    def score(self, query: Query) -> np.ndarray:
+        if self.net is None:
+            return np.zeros(self.n_items, np.float32)
+        return self.score_batch([query])[0]
+
+    def score_batch(self, queries) -> np.ndarray:
+        if self.net is None or not queries:
+            return np.zeros((len(queries), self.n_items), np.float32)
+        n = len(self.embeddings)
+        rows = [prediction_tokens(self.sequences.query_items(q), self.max_len, n) for q in queries]
+        length = max(len(r) for r in rows)
+        tokens = torch.full((len(rows), length), n + 1, dtype=torch.long)
+        for i, r in enumerate(rows):
+            tokens[i, : len(r)] = torch.from_numpy(r)
+        last = torch.tensor([len(r) - 1 for r in rows])
+        # One query is a few small matrix products: a second thread only adds hand-off latency
+        # (p95 over 100 ms on a busy 2-core machine against under 1 ms with one thread).
+        threads = 1 if len(rows) <= SINGLE_THREAD_QUERIES else self.threads
+        with torch.inference_mode(), intra_op_threads(threads):
+            states = self.net.encode(tokens, self.embeddings)
+            scores = self.net.logits(states[torch.arange(len(rows)), last], self.embeddings)
+        return scores.numpy().astype(np.float32, copy=False)
+
+    # -- persistence and growth ------------------------------------------------------------------
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {**self.sequences.to_arrays(), "loss_history": np.asarray(self.loss_history, np.float64)}
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.sequences = ContextSequences.from_arrays(arrays)
+        self.loss_history = [float(x) for x in arrays.get("loss_history", [])]
+
+    def _weights(self) -> dict[str, np.ndarray]:
+        if self.net is None:
+            return {}
+        return {**module_weights(self.net, "net."), "audio": self.audio, **self.scaling.to_arrays()}
+
+    def _set_weights(self, arrays: dict[str, np.ndarray]) -> None:
+        self.audio = np.array(arrays["audio"], dtype=np.float32)
+        self.scaling = InputScaling.from_arrays(arrays)
+        self.net = self._new_net(self.audio.shape[1])
+        load_module_weights(self.net, {k: v for k, v in arrays.items() if k.startswith("net.")}, "net.")
+        self.net.eval()
+        self._refresh_embeddings()
+
+    def _extend_items(self, new_vectors: np.ndarray) -> None:
+        if self.net is None:
+            raise ValueError("the bert4rec recommender is not fitted yet")
+        new_vectors = self.scaling(new_vectors)
+        self.audio = np.ascontiguousarray(np.concatenate([self.audio, new_vectors]), dtype=np.float32)
+        self._refresh_embeddings()
