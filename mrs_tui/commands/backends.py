@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from mrs_tui.cli import emit, load_settings
+from mrs_tui.cli import emit, load_settings, parse_backend_options
 from mrs_tui.errors import UserError
 
 
@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--weights", metavar="PATH", help="weights folder (default: the user cache)")
     p.add_argument("--frames", action="store_true", help="also print per-frame vectors (and MusiCNN's taggram)")
     p.add_argument("--paper-compat", action="store_true")
+    p.add_argument(
+        "--backend-option", action="append", metavar="KEY=VALUE", help="a backend option, e.g. model=mtt (repeatable)"
+    )
     p.set_defaults(run=run_embed)
 
 
@@ -74,6 +77,8 @@ def run_backends(args: argparse.Namespace) -> int:
             lines.append(f"{mark}{r['name']:10s} {r['status']:16s} {r['dim']:5d} {secs:>8s}  {r['weights_license']}")
             if r["detail"]:
                 lines.append(f"{'':12s}{r['detail']}")
+            elif r["source"]:
+                lines.append(f"{'':12s}weights from {r['source']}")
         lines.append("* default backend.  s/track: expected seconds per 30-s clip on this CPU.")
         return "\n".join(lines)
 
@@ -99,58 +104,100 @@ def _backends_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+_EMBED_BATCH = 8  # files analysed per backend call: enough to batch, few enough to keep memory small
+
+
 def run_embed(args: argparse.Namespace) -> int:
+    """Print each file's track vector; with --frames also the per-frame vectors (and MusiCNN's taggram)."""
+    import sys
+
     import numpy as np
 
-    from backends import load_backend
+    from backends import backend_status, default_backend_name, get_spec, load_backend
     from mrs_tui.audio import decode_excerpt, excerpt_window, probe
     from mrs_tui.config import Settings
+    from mrs_tui.errors import AudioDecodeError
 
     settings = load_settings(args)
-    from backends import default_backend_name
-
-    name = default_backend_name(args.backend or settings.backend)
-    options = {"paper_compat": True} if args.paper_compat else {}
+    paths = [Path(file).expanduser() for file in args.files]
+    for path in paths:
+        if not path.is_file():
+            raise UserError(
+                f"{path} does not exist" if not path.exists() else f"{path} is not a file", "check the name"
+            )
+    requested = args.backend or settings.backend
+    name = default_backend_name(requested)
+    if not requested and name != "musicnn":
+        status = backend_status("musicnn")
+        print(f"mrs-tui: note: MusiCNN is not ready ({status.detail}); using {name}", file=sys.stderr)
+    options = parse_backend_options(getattr(args, "backend_option", None))
+    if args.paper_compat:
+        options["paper_compat"] = True
     backend = load_backend(name, args.weights, **options)
-    results = []
-    for file in args.files:
-        path = Path(file).expanduser()
-        if not path.exists():
-            raise UserError(f"{path} does not exist", "check the file name")
-        info = probe(path)
-        clip = backend.clip_seconds
-        start, seconds = excerpt_window(info.duration, clip, settings.clip_position or Settings().clip_position)
-        audio = decode_excerpt(path, start, seconds)
-        wave = audio.at(backend.sample_rate)
-        (analysis,) = (
-            backend.analyze_frames if args.frames and hasattr(backend, "analyze_frames") else backend.analyze
-        )([wave])
-        entry = {
-            "file": str(path),
-            "backend": name,
-            "version": backend.version,
-            "dim": int(analysis.vector.shape[-1]),
-            "excerpt": {"start": start, "seconds": len(wave) / backend.sample_rate},
-            "embedding": [float(x) for x in np.asarray(analysis.vector, np.float32)],
-        }
-        if args.frames and analysis.frames is not None:
-            entry["frames"] = np.asarray(analysis.frames, np.float32).tolist()
-        if analysis.extras:
-            entry.update(analysis.extras if args.frames else {k: v for k, v in analysis.extras.items() if k == "tags"})
-        results.append(entry)
+    with_frames = args.frames and hasattr(backend, "analyze_frames")
+    position = settings.clip_position or Settings().clip_position
+    clip = get_spec(name).clip_seconds
+
+    results: list[dict] = []
+    for first in range(0, len(paths), _EMBED_BATCH):
+        batch = paths[first : first + _EMBED_BATCH]
+        waves, windows = [], []
+        for path in batch:
+            try:
+                start, seconds = excerpt_window(probe(path).duration, clip, position)
+                waves.append(decode_excerpt(path, start, seconds).at(backend.sample_rate))
+            except AudioDecodeError as exc:
+                raise UserError(f"{path}: {exc}", "check that the file plays") from exc
+            windows.append(start)
+        analyses = (backend.analyze_frames if with_frames else backend.analyze)(waves)
+        for path, start, wave, analysis in zip(batch, windows, waves, analyses, strict=True):
+            extras = dict(analysis.extras or {})
+            entry: dict = {
+                "file": str(path),
+                "backend": name,
+                "version": backend.version,
+                "dim": int(analysis.vector.shape[-1]),
+                "excerpt": {"start": round(start, 3), "seconds": round(len(wave) / backend.sample_rate, 3)},
+                "embedding": np.asarray(analysis.vector, np.float32).tolist(),
+            }
+            if "tags" in extras:
+                entry["tags"] = extras.pop("tags")
+            if args.frames:
+                frames = analysis.frames
+                entry["frames"] = None if frames is None else np.asarray(frames, np.float32).tolist()
+                entry.update(extras)
+            results.append(entry)
+
+    def vector_lines(vector: list[float], indent: str) -> list[str]:
+        return [indent + " ".join(f"{x:+.5f}" for x in vector[i : i + 10]) for i in range(0, len(vector), 10)]
 
     def text() -> str:
         lines = []
         for r in results:
-            vec = np.array(r["embedding"])
-            head = " ".join(f"{x:+.4f}" for x in vec[:8])
-            lines.append(
-                f"{r['file']}: {r['backend']} {r['version']} dim {r['dim']}  [{head} ...]  |v|={np.linalg.norm(vec):.4f}"
-            )
+            head = f"{r['file']}: {r['backend']} {r['version']}, dim {r['dim']}"
+            head += f", excerpt {r['excerpt']['start']:.1f}+{r['excerpt']['seconds']:.1f} s"
+            if r.get("frames"):
+                head += f", {len(r['frames'])} frames"
+            lines.append(head)
             if r.get("tags"):
-                lines.append("  tags: " + ", ".join(f"{t} {p:.2f}" for t, p in r["tags"][:5]))
-            if "frames" in r:
-                lines.append(f"  frames: {len(r['frames'])} x {len(r['frames'][0]) if r['frames'] else 0}")
+                lines.append("  sounds like: " + ", ".join(f"{tag} {p:.2f}" for tag, p in r["tags"][:5]))
+            lines.append(f"  embedding (|v| = {float(np.linalg.norm(r['embedding'])):.4f}):")
+            lines += vector_lines(r["embedding"], "    ")
+            if args.frames and r.get("frames") is None:
+                lines.append(f"  frames: {r['backend']} has no per-frame output")
+            step = r.get("patch_seconds")
+            for i, frame in enumerate(r.get("frames") or []):
+                when = f" at {r['excerpt']['start'] + i * step:.1f} s" if step else ""
+                lines.append(f"  frame {i}{when}:")
+                lines += vector_lines(frame, "    ")
+            if r.get("taggram"):
+                names = r["tag_names"]
+                taggram = np.asarray(r["taggram"])
+                top = np.argsort(-taggram.mean(axis=0), kind="stable")[:6]
+                width = max(len(names[j]) for j in top)
+                lines.append(f"  taggram (top {len(top)} tags, per patch):")
+                for j in top:
+                    lines.append(f"    {names[j]:{width}s} " + " ".join(f"{p:.2f}" for p in taggram[:, j]))
         return "\n".join(lines)
 
     emit(args, results, text)
