@@ -28,6 +28,23 @@ from mrs_tui.errors import AudioDecodeError
 from mrs_tui.store import EmbeddingRow, Store, Track
 
 
+@dataclass(frozen=True)
+class BackendProgress:
+    """One backend's share of a run: tracks stored (vectors or failures) of those it needs."""
+
+    name: str
+    done: int
+    total: int
+    seconds: float  # time spent in this backend so far
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left at this backend's own pace (slow models dominate a multi-backend run)."""
+        if self.done >= self.total:
+            return 0.0
+        return (self.total - self.done) * self.seconds / self.done if self.done else None
+
+
 @dataclass
 class IndexProgress:
     done: int
@@ -35,6 +52,7 @@ class IndexProgress:
     failed: int
     elapsed: float
     current: str = ""
+    backends: tuple[BackendProgress, ...] = ()
 
     @property
     def rate(self) -> float:
@@ -43,8 +61,21 @@ class IndexProgress:
 
     @property
     def eta(self) -> float | None:
+        """Seconds left: the slowest backend's own estimate once each has stored something."""
+        estimates = [b.eta for b in self.backends]
+        if estimates and all(e is not None for e in estimates):
+            return max(estimates)
         rate = self.rate
         return (self.total - self.done) / rate if rate > 0 else None
+
+    def describe_backends(self) -> str:
+        """ "mfcc 40/60 ETA 0:03 · musicnn 12/60 ETA 1:10", for runs over several backends."""
+        parts = []
+        for b in self.backends:
+            eta = b.eta
+            when = "" if eta is None else f" ETA {int(eta) // 60}:{int(eta) % 60:02d}"
+            parts.append(f"{b.name} {b.done}/{b.total}{when}")
+        return " · ".join(parts)
 
 
 @dataclass
@@ -107,13 +138,21 @@ class Indexer:
         cancel: threading.Event | None = None,
     ) -> IndexReport:
         work = self.todo(track_ids)
+        needed = {b.name: sum(b in wanted for _, wanted in work) for b in self.backends}
         report = IndexReport(total=len(work), embedded={b.name: 0 for b in self.backends})
         report.embed_seconds = {b.name: 0.0 for b in self.backends}
         queues: dict[str, list[_Pending]] = {b.name: [] for b in self.backends}
         started = time.perf_counter()
         failed = 0
+        stored = dict.fromkeys(needed, 0)
+
+        def per_backend() -> tuple[BackendProgress, ...]:
+            return tuple(
+                BackendProgress(name, stored[name], needed[name], report.embed_seconds[name]) for name in needed
+            )
+
         if progress:
-            progress(IndexProgress(0, len(work), 0, 0.0))
+            progress(IndexProgress(0, len(work), 0, 0.0, backends=per_backend()))
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
             ahead: Future | None = pool.submit(self._decode, *work[0]) if work else None
             for position, (track, wanted) in enumerate(work):
@@ -127,6 +166,8 @@ class Indexer:
                     self.store.update_track(track.id, status="failed", error=error)
                     report.failed.append((track.path, error))
                     failed += 1
+                    for backend in wanted:  # nothing left to do for it, in any backend
+                        stored[backend.name] += 1
                 else:
                     for backend in wanted:
                         start, seconds = self._window(track, decoded, backend)
@@ -134,17 +175,20 @@ class Indexer:
                             _Pending(track, decoded.window(backend.sample_rate, start, seconds))
                         )
                         if len(queues[backend.name]) >= self._batch_size(backend):
-                            self._flush(backend, queues[backend.name], report)
+                            stored[backend.name] += self._flush(backend, queues[backend.name], report)
                 if progress:
-                    progress(IndexProgress(position + 1, len(work), failed, time.perf_counter() - started, track.path))
+                    elapsed = time.perf_counter() - started
+                    progress(IndexProgress(position + 1, len(work), failed, elapsed, track.path, per_backend()))
             if ahead is not None:
                 ahead.cancel()
         # On cancel, queued waveforms are dropped unembedded: a batch of a slow backend can take
         # minutes, and nothing was stored for them, so the next run simply picks them up.
         if not report.cancelled:
             for backend in self.backends:
-                self._flush(backend, queues[backend.name], report)
+                stored[backend.name] += self._flush(backend, queues[backend.name], report)
         report.seconds = time.perf_counter() - started
+        if progress and work:
+            progress(IndexProgress(len(work), len(work), failed, report.seconds, "", per_backend()))
         return report
 
     # -- steps -------------------------------------------------------------------------------
@@ -174,9 +218,10 @@ class Indexer:
             return None, f"decoding failed: {type(exc).__name__}: {exc}", time.perf_counter() - started
         return decoded, None, time.perf_counter() - started
 
-    def _flush(self, backend: Backend, queue: list[_Pending], report: IndexReport) -> None:
+    def _flush(self, backend: Backend, queue: list[_Pending], report: IndexReport) -> int:
+        """Embed and store what is queued for `backend`; returns how many results were stored."""
         if not queue:
-            return
+            return 0
         started = time.perf_counter()
         rows: list[EmbeddingRow] = []
         try:
@@ -216,3 +261,4 @@ class Indexer:
         report.embedded[backend.name] += sum(r.vector is not None for r in rows)
         report.embed_seconds[backend.name] += time.perf_counter() - started
         queue.clear()
+        return len(rows)

@@ -83,8 +83,14 @@ def test_decode_once_fan_out_to_backends_at_their_rates(store, tmp_path, energy_
     monkeypatch.setattr(indexing, "decode_excerpt", counting_decode)
     mfcc = backends.load_backend("mfcc")
     energy = backends.load_backend("energy")
-    report = Indexer(store, [mfcc, energy], batch_size=3).run()
+    seen = []
+    report = Indexer(store, [mfcc, energy], batch_size=3).run(progress=seen.append)
     assert report.embedded == {"mfcc": 4, "energy": 4}
+    # Progress per backend: what each has stored, and its own ETA once it has stored something.
+    middle = next(p for p in seen if p.backends and 0 < p.backends[0].done < 4)
+    assert middle.backends[0].eta is not None and middle.backends[0].eta > 0
+    assert [(b.name, b.done, b.total) for b in seen[-1].backends] == [("mfcc", 4, 4), ("energy", 4, 4)]
+    assert "mfcc 4/4" in seen[-1].describe_backends()
     assert len(decoded) == 4  # one decode per file, whatever the number of backends
     assert sum(BandEnergyBackend.calls) == 4 and max(BandEnergyBackend.calls) == 3  # batched
     # Different sample rates, different models: the vectors really come from each backend.

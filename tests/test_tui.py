@@ -231,3 +231,33 @@ def test_compare_screen_shows_a_column_per_analysed_backend(tmp_path, music):
             assert "mfcc" in str(app.screen.query_one(".column").children[0].render())
 
     asyncio.run(scenario())
+
+
+def test_analyse_only_the_visible_list_or_the_highlighted_track(tmp_path, music, monkeypatch):
+    monkeypatch.setitem(backends.REGISTRY, "slowtest", SLOW_SPEC)
+    from mrs_tui.library import scan
+
+    store = Store.open(tmp_path / "lib.db")
+    scan(store, music)
+    store.close()
+
+    async def scenario():
+        log = []
+        app = create_app(db_path=tmp_path / "lib.db", settings=Settings(backend="slowtest"), player=RecordingPlayer())
+        async with app.run_test(size=SIZE, message_hook=log.append) as pilot:
+            table = app.screen.query_one(TrackList)
+            await wait_for(pilot, lambda: table.row_count == 13)
+            await pilot.press("slash", *"hammer", "enter")
+            await wait_for(pilot, lambda: table.row_count == 3)
+            await pilot.press("A")
+            await wait_for(pilot, lambda: messages_of(msg.IndexFinished, log))
+            assert messages_of(msg.IndexFinished, log)[0].report.total == 3
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: table.row_count == 13)
+            table.focus()
+            await pilot.press("home", "a")  # the first track: Bit Sprites, not among the three above
+            await wait_for(pilot, lambda: len(messages_of(msg.IndexFinished, log)) == 2)
+            assert messages_of(msg.IndexFinished, log)[1].report.total == 1
+
+    asyncio.run(scenario())
+    assert len(Store.open(tmp_path / "lib.db").embedded_track_ids("slowtest", "1")) == 4

@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         parents=[common],
         help="measure backends x recommenders offline (the paper's protocol)",
         description="Evaluate recommenders on your history (sessions as contexts) or on an imported log "
-        "(users as contexts): HitRate, Recall and NDCG @K, mean ± 95%% confidence half-width.",
+        "(users as contexts): HitRate, Recall and NDCG @K, mean ± 95% confidence half-width.",
     )
     p.add_argument("--log", metavar="FILE", help="play log (user_id, track_id, timestamp): TSV, CSV or parquet")
     p.add_argument(

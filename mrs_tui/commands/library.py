@@ -58,7 +58,8 @@ def run_index(args: argparse.Namespace) -> int:
 
     def on_progress(p) -> None:
         eta = f", ETA {fmt_duration(p.eta)}" if p.eta is not None else ""
-        line(f"analysing {p.done}/{p.total} ({p.rate:.1f} tracks/s{eta})")
+        detail = f" [{p.describe_backends()}]" if len(p.backends) > 1 else ""
+        line(f"analysing {p.done}/{p.total} ({p.rate:.1f} tracks/s{eta}){detail}")
 
     try:
         report = engine.index(names, track_ids=ids, progress=on_progress, cancel=cancel)

@@ -411,13 +411,39 @@ class MrsTuiApp(App):
             return
 
         def chosen(name: str | None) -> None:
-            if name and name != self.engine.backend:
-                self.engine.backend = name
-                main.show_models(self.engine.backend, self.engine.recommender)
-                self.refresh_library()
+            if not name or name == self.engine.backend:
+                return
+            self.engine.backend = name
+            main.show_models(self.engine.backend, self.engine.recommender)
+            self.refresh_library()
+            main.request_suggestions()
+            if self.slow_backend(name):
+                # Tens of seconds per track: the user chooses what to spend that on.
+                self.notify(
+                    f"{name} takes about {self.seconds_per_track(name):.0f} s per track here: "
+                    "a analyses the highlighted track, A the visible list, i the whole library",
+                    title="Analysis",
+                    timeout=12,
+                )
+            else:
                 self.start_indexing(main.library.visible_track_ids if self.folder is None else None)
 
         self.push_screen(BackendPicker(self.engine), chosen)
+
+    @staticmethod
+    def seconds_per_track(name: str) -> float:
+        import backends
+
+        spec = backends.get_spec(name)
+        return spec.cpu_seconds_per_track or 0.0
+
+    def slow_backend(self, name: str) -> bool:
+        """Tens of seconds per track on this machine's CPU (a GPU makes every backend quick)."""
+        import backends
+
+        spec = backends.get_spec(name)
+        gpu = backends._gpu_visible()
+        return not gpu and (spec.cpu_seconds_per_track is None or spec.cpu_seconds_per_track > 2.0)
 
     def action_pick_recommender(self) -> None:
         main = self.main

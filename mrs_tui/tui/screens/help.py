@@ -22,10 +22,13 @@ HELP = """
 | l / d | like / dislike what is playing (or highlighted) |
 | f | suggestions among new (never played) tracks only: cold-start mode |
 | i | scan the folder again and analyse what is new |
-| c | cancel analysis (it resumes where it stopped next time) |
+| a / A | analyse only the highlighted track / the visible (filtered) list |
+| c | cancel analysis (it resumes where it stopped next time) or training |
 | b | choose the embedding backend |
 | r | choose the recommender |
 | v | compare backends side by side for the highlighted track |
+| t | train the selected recommender on your history (in the background) |
+| e | evaluate backends × recommenders on your own history |
 | ? | this help |
 | q | quit |
 

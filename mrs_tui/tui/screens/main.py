@@ -32,6 +32,8 @@ class MainScreen(Screen):
         Binding("f", "new_files", "New files"),
         Binding("c", "cancel_jobs", "Cancel"),
         Binding("i", "index", "Index"),
+        Binding("a", "analyse_selected", "Analyse track", show=False),
+        Binding("A", "analyse_visible", "Analyse list", show=False),
         Binding("t", "train", "Train"),
         Binding("e", "evaluate", "Evaluate"),
         Binding("escape", "clear_search", "Clear search", show=False),
@@ -207,8 +209,20 @@ class MainScreen(Screen):
         self.app.open_evaluation()
 
     def action_index(self) -> None:
+        folder = self.app.folder
+        self._analyse(None if folder is not None else self.library.visible_track_ids)
+
+    def action_analyse_selected(self) -> None:
+        track_id = self.library.selected_track_id
+        if track_id is not None:
+            self._analyse([track_id])
+
+    def action_analyse_visible(self) -> None:
+        self._analyse(self.library.visible_track_ids)
+
+    def _analyse(self, track_ids: list[int] | None) -> None:
+        """Analyse with the current backend: these tracks only, or (None) scan and do the library."""
         if self.app.indexing:
             self.app.notify("analysis is already running (c cancels it)")
             return
-        folder = self.app.folder
-        self.app.start_indexing(None if folder is not None else self.library.visible_track_ids)
+        self.app.start_indexing(track_ids)
