@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 from backends._weights import pick_device
-from backends.base import Analysis, Backend, BackendError
+from backends.base import BackendError, MeanPooledBackend
 
 if TYPE_CHECKING:
     from transformers import Wav2Vec2ConformerConfig
@@ -444,7 +444,7 @@ def perturb_for_tests_(module: nn.Module, generator: torch.Generator) -> None:
             child.num_batches_tracked.fill_(1000)
 
 
-class ConformerFamilyBackend(Backend):
+class ConformerFamilyBackend(MeanPooledBackend):
     """embed / analyze_frames shared by MusicFM and MuQ: encode, pick a hidden state, mean over time.
 
     Subclasses set `self.model` (a `ConformerEncoderStack`), `self.layer` and `self.torch_device`
@@ -474,7 +474,7 @@ class ConformerFamilyBackend(Backend):
         pad_to = int(self.spec.clip_seconds * self.sample_rate) if self.paper_compat else None
         return pad_waveforms(waveforms, min_samples=N_FFT, pad_to=pad_to)
 
-    def frames(self, waveforms: Sequence[np.ndarray]) -> list[torch.Tensor]:
+    def frame_sets(self, waveforms: Sequence[np.ndarray]) -> list[torch.Tensor]:
         """Per-waveform (T, dim) float32 hidden states of the chosen layer."""
         self._require_loaded()
         model = self.model
@@ -485,13 +485,3 @@ class ConformerFamilyBackend(Backend):
                 device=self.torch_device,
                 max_batch=self.batch_size or 2,
             )
-
-    def embed(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
-        if not len(waveforms):
-            return np.zeros((0, self.dim), np.float32)
-        return np.stack([f.mean(dim=0).numpy() for f in self.frames(waveforms)]).astype(np.float32)
-
-    def analyze_frames(self, waveforms: Sequence[np.ndarray]) -> list[Analysis]:
-        return [
-            Analysis(vector=f.mean(dim=0).numpy().astype(np.float32), frames=f.numpy()) for f in self.frames(waveforms)
-        ]

@@ -154,3 +154,24 @@ class Backend(ABC):
     def _require_loaded(self) -> None:
         if not self.loaded:
             raise BackendError(f"backend {self.name!r} is not loaded", "call load() first")
+
+
+class MeanPooledBackend(Backend):
+    """A backend whose track vector is the mean of per-frame vectors (most of the paper's models).
+
+    Subclasses implement `frame_sets`: one (frames, dim) float32 CPU tensor per waveform.
+    """
+
+    def frame_sets(self, waveforms: Sequence[np.ndarray]) -> list:
+        raise NotImplementedError
+
+    def embed(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        if not len(waveforms):
+            return np.zeros((0, self.dim), np.float32)
+        return np.stack([f.mean(dim=0).numpy() for f in self.frame_sets(waveforms)]).astype(np.float32)
+
+    def analyze_frames(self, waveforms: Sequence[np.ndarray]) -> list[Analysis]:
+        return [
+            Analysis(vector=f.mean(dim=0).numpy().astype(np.float32), frames=f.numpy().astype(np.float32))
+            for f in self.frame_sets(waveforms)
+        ]

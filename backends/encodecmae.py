@@ -72,7 +72,7 @@ from backends._weights import (
     pick_device,
     resolve_weights,
 )
-from backends.base import Analysis, Backend, BackendError
+from backends.base import BackendError, MeanPooledBackend
 
 HUB_REPO = "lpepino/encodecmae-base"
 HUB_FILES = ("model.pt", "config.gin", "imports")
@@ -436,7 +436,7 @@ def _convert_to_safetensors(folder: Path, *, allow_pickle: bool) -> Path:
 # --- the backend -----------------------------------------------------------------------------
 
 
-class EncodecMAEBackend(Backend):
+class EncodecMAEBackend(MeanPooledBackend):
     spec = REGISTRY["encodecmae"]
     batch_size: ClassVar[int | None] = 2
 
@@ -514,7 +514,7 @@ class EncodecMAEBackend(Backend):
 
     # -- inference --
 
-    def _frames(self, waveforms: Sequence[np.ndarray]) -> list[torch.Tensor]:
+    def frame_sets(self, waveforms: Sequence[np.ndarray]) -> list[torch.Tensor]:
         """Per waveform, the (frames, dim) output of all its 4-s chunks, in order."""
         self._require_loaded()
         chunks: list[tuple[int, int, np.ndarray]] = []  # (waveform index, chunk index, samples)
@@ -539,17 +539,6 @@ class EncodecMAEBackend(Backend):
         return [
             torch.cat([outputs[(i, c)] for c in range(math.ceil(np.asarray(w).size / CHUNK_SAMPLES))])
             for i, w in enumerate(waveforms)
-        ]
-
-    def embed(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
-        if not waveforms:
-            return np.zeros((0, self.dim), np.float32)
-        return np.stack([f.mean(dim=0).numpy() for f in self._frames(waveforms)]).astype(np.float32)
-
-    def analyze_frames(self, waveforms: Sequence[np.ndarray]) -> list[Analysis]:
-        return [
-            Analysis(vector=f.mean(dim=0).numpy().astype(np.float32), frames=f.numpy().astype(np.float32))
-            for f in self._frames(waveforms)
         ]
 
     # -- test and benchmark models --

@@ -72,7 +72,7 @@ from torch import nn
 
 from backends import REGISTRY
 from backends._weights import hub_offline, install_from_folder, load_state_dict, pick_device, resolve_weights
-from backends.base import Analysis, Backend, BackendError, WeightsMissing
+from backends.base import BackendError, MeanPooledBackend, WeightsMissing
 
 SAMPLE_RATE = 44100
 VQVAE_MAX_SECONDS = 25.0  # jukemirlib never encodes more than this
@@ -562,7 +562,7 @@ def _download(url: str, target: Path) -> None:
 # --- the backend -----------------------------------------------------------------------------
 
 
-class JukeboxBackend(Backend):
+class JukeboxBackend(MeanPooledBackend):
     spec = REGISTRY["jukebox"]
     batch_size: ClassVar[int | None] = 4
 
@@ -709,7 +709,7 @@ class JukeboxBackend(Backend):
         audio = torch.from_numpy(np.ascontiguousarray(wave)).to(self._device)[None]
         return self.model.vqvae(audio)[0, : self.model.cfg.n_ctx]
 
-    def _timelines(self, waveforms: Sequence[np.ndarray]) -> list[torch.Tensor]:
+    def frame_sets(self, waveforms: Sequence[np.ndarray]) -> list[torch.Tensor]:
         self._require_loaded()
         with torch.inference_mode():
             tokens = [self._tokens(w) for w in waveforms]
@@ -725,17 +725,6 @@ class JukeboxBackend(Backend):
                     for i, act in zip(part, acts, strict=True):
                         out[i] = act
             return out  # type: ignore[return-value]
-
-    def embed(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
-        if not waveforms:
-            return np.zeros((0, self.dim), np.float32)
-        return np.stack([t.mean(dim=0).numpy() for t in self._timelines(waveforms)]).astype(np.float32)
-
-    def analyze_frames(self, waveforms: Sequence[np.ndarray]) -> list[Analysis]:
-        return [
-            Analysis(vector=t.mean(dim=0).numpy().astype(np.float32), frames=t.numpy().astype(np.float32))
-            for t in self._timelines(waveforms)
-        ]
 
     # -- test and benchmark models --
 

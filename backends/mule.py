@@ -68,7 +68,7 @@ from torch import nn
 
 from backends import REGISTRY
 from backends._weights import fetch_from_hub, install_from_folder, load_state_dict, pick_device, resolve_weights
-from backends.base import Analysis, Backend, BackendError
+from backends.base import BackendError, MeanPooledBackend
 
 HUB_REPO = "matteospanio/mule"
 HUB_FILES = ("config.json", "model.safetensors")
@@ -465,7 +465,7 @@ class MuleModel(nn.Module):
 # --- the backend -----------------------------------------------------------------------------
 
 
-class MuleBackend(Backend):
+class MuleBackend(MeanPooledBackend):
     spec = REGISTRY["mule"]
     batch_size: ClassVar[int | None] = 2
 
@@ -548,7 +548,7 @@ class MuleBackend(Backend):
         windows = torch.stack([mel[:, c - SLICE_BACK : c + SLICE_FORWARD] for c in slice_centres(frames)])
         return standardise(windows)[:, None]
 
-    def _timelines(self, waveforms: Sequence[np.ndarray]) -> list[torch.Tensor]:
+    def frame_sets(self, waveforms: Sequence[np.ndarray]) -> list[torch.Tensor]:
         """Per waveform, the (slices, dim) embeddings of its 3-s slices."""
         self._require_loaded()
         with torch.inference_mode():
@@ -560,17 +560,6 @@ class MuleBackend(Backend):
                 for i in range(0, flat.shape[0], self._slices_per_batch)
             ]
             return list(torch.split(torch.cat(outputs), counts))
-
-    def embed(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
-        if not waveforms:
-            return np.zeros((0, self.dim), np.float32)
-        return np.stack([t.mean(dim=0).numpy() for t in self._timelines(waveforms)]).astype(np.float32)
-
-    def analyze_frames(self, waveforms: Sequence[np.ndarray]) -> list[Analysis]:
-        return [
-            Analysis(vector=t.mean(dim=0).numpy().astype(np.float32), frames=t.numpy().astype(np.float32))
-            for t in self._timelines(waveforms)
-        ]
 
     # -- test and benchmark models --
 

@@ -54,7 +54,7 @@ from backends._conformer import (
     read_json,
 )
 from backends._weights import fetch_from_hub, find_file, install_from_folder, pick_device, resolve_weights
-from backends.base import Analysis, Backend, BackendError, WeightsMissing
+from backends.base import BackendError, MeanPooledBackend, WeightsMissing
 from backends.muq import HUB_REPO as MUQ_REPO
 from backends.muq import build_encoder, is_training_only, random_config, random_encoder_state
 
@@ -210,7 +210,7 @@ def read_audio_tensors(path: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
-class MuQMuLanBackend(Backend):
+class MuQMuLanBackend(MeanPooledBackend):
     spec = REGISTRY["muq_mulan"]
     batch_size: ClassVar[int | None] = 2
 
@@ -245,7 +245,7 @@ class MuQMuLanBackend(Backend):
         self.loaded = True
         return self
 
-    def clip_latents(self, waveforms: Sequence[np.ndarray]) -> list[torch.Tensor]:
+    def frame_sets(self, waveforms: Sequence[np.ndarray]) -> list[torch.Tensor]:
         """Per track, the (n_clips, dim) L2-normalised latents of its clips."""
         self._require_loaded()
         pad_to = int(self.spec.clip_seconds * self.sample_rate) if self.paper_compat else None
@@ -264,18 +264,6 @@ class MuQMuLanBackend(Backend):
         stacked = torch.cat(latents)
         bounds = np.cumsum([0] + [len(c) for c in per_track])
         return [stacked[bounds[i] : bounds[i + 1]] for i in range(len(per_track))]
-
-    def embed(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
-        if not len(waveforms):
-            return np.zeros((0, self.dim), np.float32)
-        return np.stack([c.mean(dim=0).numpy() for c in self.clip_latents(waveforms)]).astype(np.float32)
-
-    def analyze_frames(self, waveforms: Sequence[np.ndarray]) -> list[Analysis]:
-        """Frames are the clip latents (one row per 10-s clip)."""
-        return [
-            Analysis(vector=c.mean(dim=0).numpy().astype(np.float32), frames=c.numpy())
-            for c in self.clip_latents(waveforms)
-        ]
 
     @classmethod
     def fetch(
