@@ -50,7 +50,7 @@ import torch
 from torch import nn
 
 from mrs_tui.errors import UserError
-from recommenders.base import Cancelled, ProgressCallback
+from recommenders.base import Cancelled, ContextSequences, Interactions, ProgressCallback
 
 
 def resolve_device(requested: str | None = None) -> torch.device:
@@ -86,6 +86,15 @@ def intra_op_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def begin_fit(model, interactions: Interactions, item_vectors: np.ndarray) -> np.ndarray:
+    """What every learned recommender's `fit` starts with: catalogue facts, the input scaling
+    and the training sequences. Returns the scaled audio vectors."""
+    model._fitted(interactions, item_vectors)
+    model.scaling = InputScaling.fit(np.asarray(item_vectors, np.float32), enabled=model.standardize)
+    model.sequences = ContextSequences(interactions.sequences())
+    return model.scaling(item_vectors)
 
 
 class InputScaling:

@@ -55,6 +55,7 @@ from recommenders._torch import (
     SINGLE_THREAD_QUERIES,
     EpochLoop,
     InputScaling,
+    begin_fit,
     intra_op_threads,
     load_module_weights,
     module_weights,
@@ -205,10 +206,7 @@ class Bert4RecRecommender(Recommender):
     ) -> Bert4RecRecommender:
         self._check_cancel(cancel)
         with intra_op_threads(self.threads):
-            self._fitted(interactions, item_vectors)
-            self.scaling = InputScaling.fit(np.asarray(item_vectors, np.float32), enabled=self.standardize)
-            self.audio = self.scaling(item_vectors)
-            self.sequences = ContextSequences(interactions.sequences())
+            self.audio = begin_fit(self, interactions, item_vectors)
             hot = np.flatnonzero(self.hot_mask)
             to_hot = np.full(self.n_items, -1, np.int64)
             to_hot[hot] = np.arange(len(hot))

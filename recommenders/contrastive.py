@@ -47,6 +47,7 @@ from torch import nn
 from recommenders._torch import (
     EpochLoop,
     InputScaling,
+    begin_fit,
     inner_products,
     intra_op_threads,
     load_module_weights,
@@ -166,10 +167,7 @@ class ContrastiveRecommender(Recommender):
     ) -> ContrastiveRecommender:
         self._check_cancel(cancel)
         with intra_op_threads(self.threads):
-            self._fitted(interactions, item_vectors)
-            self.scaling = InputScaling.fit(np.asarray(item_vectors, np.float32), enabled=self.standardize)
-            self.audio = self.scaling(item_vectors)
-            self.sequences = ContextSequences(interactions.sequences())
+            self.audio = begin_fit(self, interactions, item_vectors)
             hot = np.flatnonzero(self.hot_mask)
             generator = seeded(self.seed)
             device = resolve_device(self.device)

@@ -37,6 +37,7 @@ from torch import nn
 
 from recommenders._torch import (
     InputScaling,
+    begin_fit,
     intra_op_threads,
     load_module_weights,
     module_weights,
@@ -116,10 +117,7 @@ class HybridRecommender(Recommender):
     ) -> HybridRecommender:
         self._check_cancel(cancel)
         with intra_op_threads(self.threads):
-            self._fitted(interactions, item_vectors)
-            self.scaling = InputScaling.fit(np.asarray(item_vectors, np.float32), enabled=self.standardize)
-            self.audio = self.scaling(item_vectors)
-            self.sequences = ContextSequences(interactions.sequences())
+            self.audio = begin_fit(self, interactions, item_vectors)
             hot = np.flatnonzero(self.hot_mask)
             matrix = interactions.matrix(binary=True)[:, hot].tocsr()
 

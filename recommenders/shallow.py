@@ -47,6 +47,7 @@ from torch import nn
 from recommenders._torch import (
     EpochLoop,
     InputScaling,
+    begin_fit,
     inner_products,
     intra_op_threads,
     load_module_weights,
@@ -145,10 +146,7 @@ class ShallowRecommender(Recommender):
     ) -> ShallowRecommender:
         self._check_cancel(cancel)
         with intra_op_threads(self.threads):
-            self._fitted(interactions, item_vectors)
-            self.scaling = InputScaling.fit(np.asarray(item_vectors, np.float32), enabled=self.standardize)
-            vectors = self.scaling(item_vectors)
-            self.sequences = ContextSequences(interactions.sequences())
+            vectors = begin_fit(self, interactions, item_vectors)
             pairs = interactions.matrix(binary=True).tocoo()
             contexts = torch.from_numpy(pairs.row.astype(np.int64))
             items = torch.from_numpy(pairs.col.astype(np.int64))
