@@ -8,6 +8,7 @@ times a second and stops when cancelled. Workers never touch widgets: they post 
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from mrs_tui.config import Settings
@@ -29,6 +31,22 @@ if TYPE_CHECKING:
     from mrs_tui.store import Track
 
 PROGRESS_INTERVAL = 0.2  # seconds between progress messages from workers
+
+
+def updates_main_screen(handler):
+    """For handlers of worker messages: a message that arrives while the app is tearing the main
+    screen down (its widgets already gone) has nothing left to update."""
+
+    @functools.wraps(handler)
+    def guarded(self, *args, **kwargs):
+        try:
+            return handler(self, *args, **kwargs)
+        except NoMatches:
+            if self.is_running and self.main is not None and self.main.is_attached and self.main.children:
+                raise
+            return None
+
+    return guarded
 
 
 class MrsTuiApp(App):
@@ -94,6 +112,7 @@ class MrsTuiApp(App):
         self.engine = Engine(store, self.settings)
         self.post_message(msg.EngineReady(store.tracks(), store.played_track_ids()))
 
+    @updates_main_screen
     def on_engine_ready(self, message: msg.EngineReady) -> None:
         main = self.main
         if main is None:
@@ -148,6 +167,7 @@ class MrsTuiApp(App):
         )
         self.post_message(msg.IndexFinished(result))
 
+    @updates_main_screen
     def on_scan_progressed(self, message: msg.ScanProgressed) -> None:
         main = self.main
         if main is None:
@@ -157,12 +177,14 @@ class MrsTuiApp(App):
     def on_scan_finished(self, message: msg.ScanFinished) -> None:
         self.refresh_library()
 
+    @updates_main_screen
     def on_index_progressed(self, message: msg.IndexProgressed) -> None:
         main = self.main
         if main is None:
             return
         main.index_status.analysing(message.backend, message.progress)
 
+    @updates_main_screen
     def on_index_finished(self, message: msg.IndexFinished) -> None:
         main = self.main
         if main is None:
@@ -171,6 +193,7 @@ class MrsTuiApp(App):
         self.refresh_library()
         main.request_suggestions()
 
+    @updates_main_screen
     def refresh_library(self) -> None:
         main = self.main
         if main is None:
@@ -269,6 +292,7 @@ class MrsTuiApp(App):
                 msg.TrainFinished(name, backend, f"{name} on {backend}: trained on {record.n_plays} plays", True)
             )
 
+    @updates_main_screen
     def on_train_progressed(self, message: msg.TrainProgressed) -> None:
         main = self.main
         if main is None:
@@ -277,6 +301,7 @@ class MrsTuiApp(App):
             f"training {message.recommender}: {message.text} · c cancels", message.done, message.total or None
         )
 
+    @updates_main_screen
     def on_train_finished(self, message: msg.TrainFinished) -> None:
         main = self.main
         if main is None:
@@ -307,6 +332,7 @@ class MrsTuiApp(App):
             result.note = f"{exc.problem}: showing knn meanwhile (t trains it)"
         self.post_message(msg.SuggestionsReady(result, request))
 
+    @updates_main_screen
     def on_suggestions_ready(self, message: msg.SuggestionsReady) -> None:
         main = self.main
         if main is None:
@@ -348,6 +374,7 @@ class MrsTuiApp(App):
         self.engine.preview_started(track.id)
         self.post_message(msg.PreviewStarted(track))
 
+    @updates_main_screen
     def on_preview_started(self, message: msg.PreviewStarted) -> None:
         main = self.main
         if main is None:
@@ -356,6 +383,7 @@ class MrsTuiApp(App):
         main.mark_played(message.track.id)
         main.request_suggestions(message.track.id)
 
+    @updates_main_screen
     def on_preview_ended(self, message: msg.PreviewEnded) -> None:
         play = self.record_preview_end(message.ended)
         main = self.main
@@ -374,6 +402,7 @@ class MrsTuiApp(App):
         if self.player is not None:
             self.player.stop()
 
+    @updates_main_screen
     def update_player_position(self) -> None:
         main = self.main
         if main is None:
@@ -385,6 +414,7 @@ class MrsTuiApp(App):
         track = self.engine.store.track(track_id) if self.engine else None
         return track.display_title if track else str(track_id)
 
+    @updates_main_screen
     def rate(self, track_id: int, event: str) -> None:
         main = self.main
         if main is None or self.engine is None:
