@@ -53,7 +53,7 @@ _SPECS = [
         dim=90,
         version="1",
         description="Handcrafted librosa features (MFCC, chroma, spectral shape): the paper's baseline.",
-        cpu_seconds_per_track=0.15,
+        cpu_seconds_per_track=0.12,
     ),
     BackendSpec(
         name="musicnn",
@@ -69,7 +69,7 @@ _SPECS = [
         source="PyPI wheel musicnn==0.1.0",
         weights_files=("MSD_musicnn.safetensors",),
         fetch_hint="mrs-tui backends fetch musicnn",
-        cpu_seconds_per_track=0.6,
+        cpu_seconds_per_track=0.3,
         options=("model", "paper_compat"),
     ),
     BackendSpec(
@@ -86,7 +86,7 @@ _SPECS = [
         source="huggingface.co/m-a-p/music2vec-v1",
         weights_files=("config.json", "model.safetensors|pytorch_model.bin"),
         fetch_hint="mrs-tui backends fetch music2vec",
-        cpu_seconds_per_track=15.0,
+        cpu_seconds_per_track=4.4,
         options=("paper_compat",),
     ),
     BackendSpec(
@@ -103,7 +103,7 @@ _SPECS = [
         source="huggingface.co/m-a-p/MERT-v1-330M (variant=95m: m-a-p/MERT-v1-95M)",
         weights_files=("config.json", "model.safetensors|pytorch_model.bin"),
         fetch_hint="mrs-tui backends fetch mert",
-        cpu_seconds_per_track=34.0,
+        cpu_seconds_per_track=14.0,
         options=("variant", "paper_compat"),
         option_defaults={"variant": "330m"},
     ),
@@ -121,7 +121,7 @@ _SPECS = [
         source="huggingface.co/minzwon/MusicFM (pretrained_msd.pt, msd_stats.json)",
         weights_files=("pretrained_msd.pt|pretrained_msd.safetensors", "msd_stats.json"),
         fetch_hint="mrs-tui backends fetch musicfm",
-        cpu_seconds_per_track=24.0,
+        cpu_seconds_per_track=7.9,
         options=("paper_compat",),
     ),
     BackendSpec(
@@ -138,7 +138,7 @@ _SPECS = [
         source="huggingface.co/OpenMuQ/MuQ-large-msd-iter",
         weights_files=("config.json", "model.safetensors"),
         fetch_hint="mrs-tui backends fetch muq",
-        cpu_seconds_per_track=24.0,
+        cpu_seconds_per_track=7.9,
         options=("paper_compat",),
     ),
     BackendSpec(
@@ -155,7 +155,7 @@ _SPECS = [
         source="huggingface.co/OpenMuQ/MuQ-MuLan-large (+ config.json of OpenMuQ/MuQ-large-msd-iter as muq_config.json)",
         weights_files=("config.json", "model.safetensors", "muq_config.json"),
         fetch_hint="mrs-tui backends fetch muq_mulan",
-        cpu_seconds_per_track=21.0,
+        cpu_seconds_per_track=8.6,
         options=("paper_compat",),
     ),
     BackendSpec(
@@ -172,7 +172,7 @@ _SPECS = [
         source="huggingface.co/lpepino/encodecmae-base (model.pt)",
         weights_files=("model.pt|model.safetensors",),
         fetch_hint="mrs-tui backends fetch encodecmae",
-        cpu_seconds_per_track=26.0,
+        cpu_seconds_per_track=4.4,
     ),
     BackendSpec(
         name="mule",
@@ -188,7 +188,7 @@ _SPECS = [
         source="huggingface.co/matteospanio/mule (PandoraMedia model.keras converted to safetensors)",
         weights_files=("config.json", "model.safetensors"),
         fetch_hint="mrs-tui backends fetch mule",
-        cpu_seconds_per_track=14.0,
+        cpu_seconds_per_track=1.2,
     ),
     BackendSpec(
         name="jukebox",
