@@ -50,7 +50,7 @@ import torch
 from torch import nn
 
 from mrs_tui.errors import UserError
-from recommenders.base import Cancelled, ContextSequences, Interactions, ProgressCallback
+from recommenders.base import Cancelled, ContextSequences, Interactions, ProgressCallback, Recommender
 
 
 def resolve_device(requested: str | None = None) -> torch.device:
@@ -88,13 +88,25 @@ def intra_op_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def begin_fit(model, interactions: Interactions, item_vectors: np.ndarray) -> np.ndarray:
-    """What every learned recommender's `fit` starts with: catalogue facts, the input scaling
-    and the training sequences. Returns the scaled audio vectors."""
-    model._fitted(interactions, item_vectors)
-    model.scaling = InputScaling.fit(np.asarray(item_vectors, np.float32), enabled=model.standardize)
-    model.sequences = ContextSequences(interactions.sequences())
-    return model.scaling(item_vectors)
+class LearnedRecommender(Recommender):
+    """What the recommenders that learn from history share: how a fit begins, and the
+    non-weight state they keep (training sequences for session queries, the loss curve)."""
+
+    standardize: bool = True
+
+    def _begin_fit(self, interactions: Interactions, item_vectors: np.ndarray) -> np.ndarray:
+        """Catalogue facts, the input scaling and the training sequences; returns the scaled audio."""
+        self._fitted(interactions, item_vectors)
+        self.scaling = InputScaling.fit(np.asarray(item_vectors, np.float32), enabled=self.standardize)
+        self.sequences = ContextSequences(interactions.sequences())
+        return self.scaling(item_vectors)
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {**self.sequences.to_arrays(), "loss_history": np.asarray(self.loss_history, np.float64)}
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.sequences = ContextSequences.from_arrays(arrays)
+        self.loss_history = [float(x) for x in arrays.get("loss_history", [])]
 
 
 class InputScaling:

@@ -55,14 +55,14 @@ from recommenders._torch import (
     SINGLE_THREAD_QUERIES,
     EpochLoop,
     InputScaling,
-    begin_fit,
+    LearnedRecommender,
     intra_op_threads,
     load_module_weights,
     module_weights,
     resolve_device,
     seeded,
 )
-from recommenders.base import ContextSequences, Interactions, ProgressCallback, Query, Recommender
+from recommenders.base import ContextSequences, Interactions, ProgressCallback, Query
 
 
 class Bert4RecNet(nn.Module):
@@ -122,7 +122,7 @@ def prediction_tokens(items: list[int], max_len: int, mask_token: int) -> np.nda
     return np.asarray([*recent, mask_token], dtype=np.int64)
 
 
-class Bert4RecRecommender(Recommender):
+class Bert4RecRecommender(LearnedRecommender):
     name = "bert4rec"
     quick_params = {"epochs": 40, "batch_size": 64, "hidden": 32, "max_len": 20, "min_steps": 0, "threads": 1}
 
@@ -206,7 +206,7 @@ class Bert4RecRecommender(Recommender):
     ) -> Bert4RecRecommender:
         self._check_cancel(cancel)
         with intra_op_threads(self.threads):
-            self.audio = begin_fit(self, interactions, item_vectors)
+            self.audio = self._begin_fit(interactions, item_vectors)
             hot = np.flatnonzero(self.hot_mask)
             to_hot = np.full(self.n_items, -1, np.int64)
             to_hot[hot] = np.arange(len(hot))
@@ -299,13 +299,6 @@ class Bert4RecRecommender(Recommender):
         return scores.numpy().astype(np.float32, copy=False)
 
     # -- persistence and growth ------------------------------------------------------------------
-
-    def _state(self) -> dict[str, np.ndarray]:
-        return {**self.sequences.to_arrays(), "loss_history": np.asarray(self.loss_history, np.float64)}
-
-    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.sequences = ContextSequences.from_arrays(arrays)
-        self.loss_history = [float(x) for x in arrays.get("loss_history", [])]
 
     def _weights(self) -> dict[str, np.ndarray]:
         if self.net is None:

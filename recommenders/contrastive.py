@@ -47,7 +47,7 @@ from torch import nn
 from recommenders._torch import (
     EpochLoop,
     InputScaling,
-    begin_fit,
+    LearnedRecommender,
     inner_products,
     intra_op_threads,
     load_module_weights,
@@ -55,7 +55,7 @@ from recommenders._torch import (
     resolve_device,
     seeded,
 )
-from recommenders.base import ContextSequences, Interactions, ProgressCallback, Query, Recommender, l2_normalize
+from recommenders.base import ContextSequences, Interactions, ProgressCallback, Query, l2_normalize
 from recommenders.elsa import fit_elsa
 
 HOT_VIEWS = ("average", "audio", "collaborative")
@@ -91,7 +91,7 @@ class Towers(nn.Module):
         return F.normalize(self.collaborative(x), dim=-1)
 
 
-class ContrastiveRecommender(Recommender):
+class ContrastiveRecommender(LearnedRecommender):
     name = "contrastive"
     quick_params = {"epochs": 60, "elsa_epochs": 30, "elsa_batch_size": 32, "min_steps": 0, "threads": 1}
 
@@ -167,7 +167,7 @@ class ContrastiveRecommender(Recommender):
     ) -> ContrastiveRecommender:
         self._check_cancel(cancel)
         with intra_op_threads(self.threads):
-            self.audio = begin_fit(self, interactions, item_vectors)
+            self.audio = self._begin_fit(interactions, item_vectors)
             hot = np.flatnonzero(self.hot_mask)
             generator = seeded(self.seed)
             device = resolve_device(self.device)
@@ -270,13 +270,6 @@ class ContrastiveRecommender(Recommender):
         if self.towers is None:
             return np.zeros((len(queries), self.n_items), np.float32)
         return inner_products(self.embeddings, profiles)
-
-    def _state(self) -> dict[str, np.ndarray]:
-        return {**self.sequences.to_arrays(), "loss_history": np.asarray(self.loss_history, np.float64)}
-
-    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.sequences = ContextSequences.from_arrays(arrays)
-        self.loss_history = [float(x) for x in arrays.get("loss_history", [])]
 
     def _weights(self) -> dict[str, np.ndarray]:
         if self.towers is None:

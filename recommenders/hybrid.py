@@ -37,14 +37,14 @@ from torch import nn
 
 from recommenders._torch import (
     InputScaling,
-    begin_fit,
+    LearnedRecommender,
     intra_op_threads,
     load_module_weights,
     module_weights,
     resolve_device,
     seeded,
 )
-from recommenders.base import ContextSequences, Interactions, ProgressCallback, Query, Recommender
+from recommenders.base import ContextSequences, Interactions, ProgressCallback, Query
 from recommenders.elsa import elsa_scores, elsa_scores_batch, make_optimizer, train_autoencoder
 
 
@@ -59,7 +59,7 @@ class AudioFactors(nn.Module):
         return F.normalize(self.mlp(audio), dim=-1)
 
 
-class HybridRecommender(Recommender):
+class HybridRecommender(LearnedRecommender):
     name = "hybrid"
     quick_params = {"epochs": 25, "batch_size": 64, "min_steps": 0, "threads": 1}
 
@@ -117,7 +117,7 @@ class HybridRecommender(Recommender):
     ) -> HybridRecommender:
         self._check_cancel(cancel)
         with intra_op_threads(self.threads):
-            self.audio = begin_fit(self, interactions, item_vectors)
+            self.audio = self._begin_fit(interactions, item_vectors)
             hot = np.flatnonzero(self.hot_mask)
             matrix = interactions.matrix(binary=True)[:, hot].tocsr()
 
@@ -157,13 +157,6 @@ class HybridRecommender(Recommender):
         if self.net is None or not queries:
             return np.zeros((len(queries), self.n_items), np.float32)
         return elsa_scores_batch([self.sequences.query_items(q) for q in queries], self.factors)
-
-    def _state(self) -> dict[str, np.ndarray]:
-        return {**self.sequences.to_arrays(), "loss_history": np.asarray(self.loss_history, np.float64)}
-
-    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.sequences = ContextSequences.from_arrays(arrays)
-        self.loss_history = [float(x) for x in arrays.get("loss_history", [])]
 
     def _weights(self) -> dict[str, np.ndarray]:
         if self.net is None:

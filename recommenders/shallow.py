@@ -47,7 +47,7 @@ from torch import nn
 from recommenders._torch import (
     EpochLoop,
     InputScaling,
-    begin_fit,
+    LearnedRecommender,
     inner_products,
     intra_op_threads,
     load_module_weights,
@@ -55,7 +55,7 @@ from recommenders._torch import (
     resolve_device,
     seeded,
 )
-from recommenders.base import ContextSequences, Interactions, ProgressCallback, Query, Recommender, l2_normalize
+from recommenders.base import ContextSequences, Interactions, ProgressCallback, Query, l2_normalize
 
 
 def hinge_loss(positive: torch.Tensor, negative: torch.Tensor, margin: float) -> torch.Tensor:
@@ -78,7 +78,7 @@ class ShallowNet(nn.Module):
         return F.normalize(self.project(self.contexts(contexts)), dim=-1)
 
 
-class ShallowRecommender(Recommender):
+class ShallowRecommender(LearnedRecommender):
     name = "shallow"
     quick_params = {"epochs": 15, "batch_size": 256, "min_steps": 0, "threads": 1}
 
@@ -146,7 +146,7 @@ class ShallowRecommender(Recommender):
     ) -> ShallowRecommender:
         self._check_cancel(cancel)
         with intra_op_threads(self.threads):
-            vectors = begin_fit(self, interactions, item_vectors)
+            vectors = self._begin_fit(interactions, item_vectors)
             pairs = interactions.matrix(binary=True).tocoo()
             contexts = torch.from_numpy(pairs.row.astype(np.int64))
             items = torch.from_numpy(pairs.col.astype(np.int64))
@@ -249,13 +249,6 @@ class ShallowRecommender(Recommender):
         return inner_products(self.item_embeddings, vectors)
 
     # -- persistence and growth ------------------------------------------------------------------
-
-    def _state(self) -> dict[str, np.ndarray]:
-        return {**self.sequences.to_arrays(), "loss_history": np.asarray(self.loss_history, np.float64)}
-
-    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.sequences = ContextSequences.from_arrays(arrays)
-        self.loss_history = [float(x) for x in arrays.get("loss_history", [])]
 
     def _weights(self) -> dict[str, np.ndarray]:
         return {**module_weights(self.net), **self.scaling.to_arrays()} if self.net is not None else {}
