@@ -92,7 +92,22 @@ class LearnedRecommender(Recommender):
     """What the recommenders that learn from history share: how a fit begins, and the
     non-weight state they keep (training sequences for session queries, the loss curve)."""
 
-    standardize: bool = True
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        standardize: bool = True,
+        device: str | None = None,
+        threads: int | None = None,
+        **params: object,
+    ) -> None:
+        super().__init__(seed=seed, standardize=standardize, device=device, threads=threads, **params)
+        self.standardize = bool(standardize)
+        self.scaling: InputScaling | None = None
+        self.device = device
+        self.threads = threads
+        self.sequences = ContextSequences()
+        self.loss_history: list[float] = []
 
     def _begin_fit(self, interactions: Interactions, item_vectors: np.ndarray) -> np.ndarray:
         """Catalogue facts, the input scaling and the training sequences; returns the scaled audio."""

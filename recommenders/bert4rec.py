@@ -62,7 +62,7 @@ from recommenders._torch import (
     resolve_device,
     seeded,
 )
-from recommenders.base import ContextSequences, Interactions, ProgressCallback, Query
+from recommenders.base import Interactions, ProgressCallback, Query
 
 
 class Bert4RecNet(nn.Module):
@@ -179,15 +179,9 @@ class Bert4RecRecommender(LearnedRecommender):
         self.batch_size = int(batch_size)
         self.lr = float(lr)
         self.min_steps = int(min_steps)
-        self.standardize = bool(standardize)
-        self.scaling: InputScaling | None = None
-        self.device = device
-        self.threads = threads
         self.net: Bert4RecNet | None = None
         self.audio = np.zeros((0, 0), np.float32)
         self.embeddings: torch.Tensor | None = None
-        self.sequences = ContextSequences()
-        self.loss_history: list[float] = []
 
     def _new_net(self, audio_dim: int) -> Bert4RecNet:
         return Bert4RecNet(

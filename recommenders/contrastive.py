@@ -55,7 +55,7 @@ from recommenders._torch import (
     resolve_device,
     seeded,
 )
-from recommenders.base import ContextSequences, Interactions, ProgressCallback, Query, l2_normalize
+from recommenders.base import Interactions, ProgressCallback, Query, l2_normalize
 from recommenders.elsa import fit_elsa
 
 HOT_VIEWS = ("average", "audio", "collaborative")
@@ -146,16 +146,10 @@ class ContrastiveRecommender(LearnedRecommender):
         self.elsa_lr = float(elsa_lr)
         self.hot_view = hot_view
         self.min_steps = int(min_steps)
-        self.standardize = bool(standardize)
-        self.scaling: InputScaling | None = None
-        self.device = device
-        self.threads = threads
         self.towers: Towers | None = None
         self.audio = np.zeros((0, 0), np.float32)
         self.collaborative = np.zeros((0, 0), np.float32)  # ELSA factors of the hot items, in hot order
         self.embeddings = np.zeros((0, 0), np.float32)
-        self.sequences = ContextSequences()
-        self.loss_history: list[float] = []
 
     def fit(
         self,

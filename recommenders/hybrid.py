@@ -44,7 +44,7 @@ from recommenders._torch import (
     resolve_device,
     seeded,
 )
-from recommenders.base import ContextSequences, Interactions, ProgressCallback, Query
+from recommenders.base import Interactions, ProgressCallback, Query
 from recommenders.elsa import elsa_scores, elsa_scores_batch, make_optimizer, train_autoencoder
 
 
@@ -97,15 +97,9 @@ class HybridRecommender(LearnedRecommender):
         self.lr = float(lr)
         self.optimizer = optimizer
         self.min_steps = int(min_steps)
-        self.standardize = bool(standardize)
-        self.scaling: InputScaling | None = None
-        self.device = device
-        self.threads = threads
         self.net: AudioFactors | None = None
         self.audio = np.zeros((0, 0), np.float32)
         self.factors = np.zeros((0, 0), np.float32)
-        self.sequences = ContextSequences()
-        self.loss_history: list[float] = []
 
     def fit(
         self,

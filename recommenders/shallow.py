@@ -55,7 +55,7 @@ from recommenders._torch import (
     resolve_device,
     seeded,
 )
-from recommenders.base import ContextSequences, Interactions, ProgressCallback, Query, l2_normalize
+from recommenders.base import Interactions, ProgressCallback, Query, l2_normalize
 
 
 def hinge_loss(positive: torch.Tensor, negative: torch.Tensor, margin: float) -> torch.Tensor:
@@ -125,13 +125,7 @@ class ShallowRecommender(LearnedRecommender):
         self.lr = float(lr)
         self.freeze_items = bool(freeze_items)
         self.min_steps = int(min_steps)
-        self.standardize = bool(standardize)
-        self.scaling: InputScaling | None = None
-        self.device = device
-        self.threads = threads
         self.net: ShallowNet | None = None
-        self.sequences = ContextSequences()
-        self.loss_history: list[float] = []
         self._refresh_cache()
 
     # -- training ------------------------------------------------------------------------------
