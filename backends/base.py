@@ -78,6 +78,9 @@ class Backend(ABC):
     # Largest batch worth queuing; slow models use small batches so results are committed
     # (and indexing can resume) often. None: the indexer's setting.
     batch_size: ClassVar[int | None] = None
+    # Where `fetch` downloads from when the user gives no folder (a Hugging Face repository).
+    hub_repo: ClassVar[str | None] = None
+    hub_files: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *, paper_compat: bool = False, device: str | None = None, **options: object):
         unknown = set(options) - set(self.spec.options)
@@ -128,15 +131,17 @@ class Backend(ABC):
         allow_pickle: bool = False,
         revision: str | None = None,
     ) -> Path:
-        """Put the weights in the user cache: from `source` (a folder), or downloaded."""
-        from backends._weights import install_from_folder
+        """Put the weights in the user cache: from `source` (a folder), or from `hub_repo`."""
+        from backends._weights import fetch_from_hub, install_from_folder
 
-        if source is None:
+        if source is not None:
+            return install_from_folder(cls.spec, Path(source))
+        if cls.hub_repo is None:
             raise WeightsMissing(
                 f"mrs-tui cannot download the {cls.spec.name} weights by itself ({cls.spec.source})",
                 f"download them and run: mrs-tui backends fetch {cls.spec.name} --from FOLDER",
             )
-        return install_from_folder(cls.spec, Path(source))
+        return fetch_from_hub(cls.spec, cls.hub_repo, cls.hub_files, revision=revision)
 
     @abstractmethod
     def load(self, weights: str | Path | None = None) -> Backend:

@@ -65,9 +65,7 @@ from torch import nn
 
 from backends import REGISTRY
 from backends._weights import (
-    fetch_from_hub,
     find_file,
-    install_from_folder,
     load_state_dict,
     pick_device,
     resolve_weights,
@@ -438,6 +436,8 @@ def _convert_to_safetensors(folder: Path, *, allow_pickle: bool) -> Path:
 
 class EncodecMAEBackend(MeanPooledBackend):
     spec = REGISTRY["encodecmae"]
+    hub_repo = HUB_REPO
+    hub_files = HUB_FILES
     batch_size: ClassVar[int | None] = 2
 
     def __init__(self, **kwargs):
@@ -458,10 +458,7 @@ class EncodecMAEBackend(MeanPooledBackend):
         allow_pickle: bool = False,
         revision: str | None = None,
     ) -> Path:
-        if source is not None:
-            folder = install_from_folder(cls.spec, Path(source))
-        else:
-            folder = fetch_from_hub(cls.spec, HUB_REPO, HUB_FILES, revision=revision)
+        folder = super().fetch(source=source, revision=revision)
         if (folder / "model.pt").is_file():
             try:
                 _convert_to_safetensors(folder, allow_pickle=allow_pickle)

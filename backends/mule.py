@@ -67,7 +67,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from backends import REGISTRY
-from backends._weights import fetch_from_hub, install_from_folder, load_state_dict, pick_device, resolve_weights
+from backends._weights import load_state_dict, pick_device, resolve_weights
 from backends.base import BackendError, MeanPooledBackend
 
 HUB_REPO = "matteospanio/mule"
@@ -467,6 +467,8 @@ class MuleModel(nn.Module):
 
 class MuleBackend(MeanPooledBackend):
     spec = REGISTRY["mule"]
+    hub_repo = HUB_REPO
+    hub_files = HUB_FILES
     batch_size: ClassVar[int | None] = 2
 
     def __init__(self, **kwargs):
@@ -478,18 +480,6 @@ class MuleBackend(MeanPooledBackend):
     @property
     def dim(self) -> int:
         return self.model.arch.dim if self.model is not None else self.spec.dim
-
-    @classmethod
-    def fetch(
-        cls,
-        *,
-        source: str | Path | None = None,
-        allow_pickle: bool = False,
-        revision: str | None = None,
-    ) -> Path:
-        if source is not None:
-            return install_from_folder(cls.spec, Path(source))
-        return fetch_from_hub(cls.spec, HUB_REPO, HUB_FILES, revision=revision)
 
     def load(self, weights: str | Path | None = None) -> MuleBackend:
         folder = resolve_weights(self.spec, weights)

@@ -38,7 +38,7 @@ from backends._conformer import (
     read_json,
     strip_prefix,
 )
-from backends._weights import fetch_from_hub, find_file, load_state_dict, resolve_weights
+from backends._weights import find_file, load_state_dict, resolve_weights
 from backends.base import BackendError
 
 HUB_REPO = "OpenMuQ/MuQ-large-msd-iter"
@@ -163,6 +163,8 @@ def random_encoder_state(config: dict[str, Any], *, seed: int) -> dict[str, torc
 
 class MuQBackend(ConformerFamilyBackend):
     spec = REGISTRY["muq"]
+    hub_repo = HUB_REPO
+    hub_files = ("config.json", "model.safetensors")
     layer = -1  # MuQ.forward: last_hidden_state = hidden_states[-1]
 
     def load(self, weights: str | Path | None = None) -> MuQBackend:
@@ -181,14 +183,6 @@ class MuQBackend(ConformerFamilyBackend):
         self._use_device()
         self.loaded = True
         return self
-
-    @classmethod
-    def fetch(
-        cls, *, source: str | Path | None = None, allow_pickle: bool = False, revision: str | None = None
-    ) -> Path:
-        if source is not None:
-            return super().fetch(source=source)
-        return fetch_from_hub(cls.spec, HUB_REPO, ["config.json", "model.safetensors"], revision=revision)
 
     @classmethod
     def write_random_checkpoint(cls, folder: str | Path, *, size: str = "tiny", seed: int = 0) -> Path:

@@ -50,9 +50,7 @@ from backends._conformer import (
     strip_prefix,
 )
 from backends._weights import (
-    fetch_from_hub,
     find_file,
-    install_from_folder,
     load_state_dict,
     resolve_weights,
 )
@@ -92,6 +90,8 @@ def read_checkpoint(path: Path, *, allow_pickle: bool = False) -> dict[str, torc
 
 class MusicFMBackend(ConformerFamilyBackend):
     spec = REGISTRY["musicfm"]
+    hub_repo = HUB_REPO
+    hub_files = (STATS, CHECKPOINT)
     layer = -1  # upstream's layer_ix=12 on the 12-layer model: the final-LayerNorm output
 
     def load(self, weights: str | Path | None = None) -> MusicFMBackend:
@@ -117,10 +117,7 @@ class MusicFMBackend(ConformerFamilyBackend):
     def fetch(
         cls, *, source: str | Path | None = None, allow_pickle: bool = False, revision: str | None = None
     ) -> Path:
-        if source is not None:
-            target = install_from_folder(cls.spec, Path(source))
-        else:
-            target = fetch_from_hub(cls.spec, HUB_REPO, [STATS, CHECKPOINT], revision=revision)
+        target = super().fetch(source=source, revision=revision)
         pickle_file = target / CHECKPOINT
         if pickle_file.is_file():
             convert_to_safetensors(pickle_file, target / SAFETENSORS, allow_pickle=allow_pickle)
