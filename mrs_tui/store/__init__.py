@@ -1,0 +1,169 @@
+"""The local database: one SQLite file in WAL mode.
+
+Tracks, embeddings keyed by (track, backend, backend version), listening sessions and plays,
+trained models and evaluation runs all live here. The schema is versioned with
+``PRAGMA user_version``; `MIGRATIONS` brings any older file up to date inside one transaction,
+so a failed migration leaves the file as it was.
+
+Several processes may use the file at once (the TUI and a CLI ``index`` run, say): WAL lets
+readers proceed during a write, every write takes the lock up front (``BEGIN IMMEDIATE``) and
+waits for it up to `BUSY_TIMEOUT_MS` instead of failing with "database is locked".
+One `Store` may be shared by the threads of one process (the TUI's workers): every statement
+runs under the store's lock and its rows are read before the lock is released, and a write
+transaction holds the lock from BEGIN to COMMIT. `Store.clone()` gives a thread its own
+connection where that is preferable (long read loops).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlite_utils
+
+from mrs_tui.errors import DatabaseError
+from mrs_tui.store.connection import LockedConnection
+from mrs_tui.store.embeddings import EmbeddingsMixin
+from mrs_tui.store.evaluations import EvaluationsMixin
+from mrs_tui.store.models import ModelsMixin
+from mrs_tui.store.plays import PlaysMixin
+from mrs_tui.store.records import (
+    PLAY_EVENTS,
+    POSITIVE_EVENTS,
+    TRACK_STATUSES,
+    EmbeddingRow,
+    Play,
+    Track,
+    blob_to_vector,
+    vector_to_blob,
+)
+from mrs_tui.store.schema import MIGRATIONS, SCHEMA_VERSION
+from mrs_tui.store.tracks import TracksMixin
+
+__all__ = [
+    "MIGRATIONS",
+    "PLAY_EVENTS",
+    "POSITIVE_EVENTS",
+    "SCHEMA_VERSION",
+    "TRACK_STATUSES",
+    "EmbeddingRow",
+    "Play",
+    "Store",
+    "Track",
+    "blob_to_vector",
+    "vector_to_blob",
+]
+
+BUSY_TIMEOUT_MS = 60_000
+
+
+class Store(TracksMixin, EmbeddingsMixin, PlaysMixin, ModelsMixin, EvaluationsMixin):
+    """A connection to the library database. Cheap to open; safe to share between threads."""
+
+    def __init__(self, path: Path | str, *, _conn: sqlite3.Connection | None = None) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        raw = _conn if _conn is not None else self._connect(self.path)
+        self.conn = LockedConnection(raw, self._lock)
+        self.db = sqlite_utils.Database(self.conn)
+        self._migrate()
+
+    @classmethod
+    def open(cls, path: Path | str) -> Store:
+        return cls(path)
+
+    @classmethod
+    def memory(cls) -> Store:
+        conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        return cls(":memory:", _conn=conn)
+
+    def clone(self) -> Store:
+        """A new connection to the same file, for use in another thread."""
+        if str(self.path) == ":memory:":
+            raise ValueError("an in-memory store cannot be shared between threads")
+        return Store(self.path)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        fix = "pass --db PATH (or set MRS_TUI_DB) to a writable location"
+        if path.is_dir():
+            raise DatabaseError(f"database path {path} is a folder", "give a file path instead")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseError(f"cannot create folder {path.parent}: {exc.strerror}", fix) from exc
+        if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+            raise DatabaseError(f"database {path} is not readable and writable", fix)
+        if not path.exists() and not os.access(path.parent, os.W_OK):
+            raise DatabaseError(f"cannot create database in {path.parent}: permission denied", fix)
+        try:
+            # isolation_level=None: we issue BEGIN ourselves, so writes can take the lock up front.
+            conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.DatabaseError as exc:
+            raise DatabaseError(
+                f"{path} is not a usable mrs-tui database ({exc})",
+                "move it aside or pass --db PATH to another file",
+            ) from exc
+        if mode.lower() != "wal":
+            raise DatabaseError(f"{path}: could not switch the database to WAL mode ({mode})", fix)
+        return conn
+
+    # -- transactions and schema ---------------------------------------------------------
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction that takes the write lock at its start (no upgrade deadlocks)."""
+        with self._lock:
+            if self.conn.in_transaction:  # nested: join the outer transaction
+                yield self.conn
+                return
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            else:
+                self.conn.execute("COMMIT")
+
+    @property
+    def schema_version(self) -> int:
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def _migrate(self) -> None:
+        current = self.schema_version
+        if current > SCHEMA_VERSION:
+            raise DatabaseError(
+                f"{self.path} was written by a newer mrs-tui (schema {current} > {SCHEMA_VERSION})",
+                "upgrade mrs-tui or pass --db PATH to another file",
+            )
+        if current == SCHEMA_VERSION:
+            return
+        try:
+            with self.write():
+                current = self.schema_version  # another process may have migrated meanwhile
+                for number in range(current + 1, SCHEMA_VERSION + 1):
+                    MIGRATIONS[number - 1](self.db)
+                    self.conn.execute(f"PRAGMA user_version={number}")
+        except sqlite3.OperationalError as exc:
+            raise DatabaseError(
+                f"cannot update the schema of {self.path}: {exc}",
+                "check the file is writable; nothing was changed",
+            ) from exc

@@ -1,0 +1,122 @@
+"""Embeddings: one vector (or failure) per (track, backend, backend version)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
+
+import numpy as np
+import sqlite_utils
+
+from mrs_tui.store.connection import LockedConnection
+from mrs_tui.store.records import EmbeddingRow, Track, blob_to_vector, vector_to_blob
+
+
+class EmbeddingsMixin:
+    """Mixed into `Store`; uses its ``conn``, ``db`` and ``write()``."""
+
+    conn: LockedConnection
+    db: sqlite_utils.Database
+
+    def write(self) -> AbstractContextManager[LockedConnection]: ...  # provided by Store
+
+    def put_embeddings(self, rows: Iterable[EmbeddingRow]) -> int:
+        now = time.time()
+        values = [
+            (
+                row.track_id,
+                row.backend,
+                row.version,
+                None if row.vector is None else int(row.vector.shape[-1]),
+                None if row.vector is None else vector_to_blob(row.vector),
+                row.error,
+                None if row.extras is None else json.dumps(row.extras),
+                row.seconds,
+                now,
+            )
+            for row in rows
+        ]
+        with self.write() as conn:
+            conn.executemany(
+                """INSERT INTO embeddings
+                   (track_id, backend, version, dim, vector, error, extras, seconds, created_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (track_id, backend, version) DO UPDATE SET
+                   dim = excluded.dim, vector = excluded.vector, error = excluded.error,
+                   extras = excluded.extras, seconds = excluded.seconds,
+                   created_at = excluded.created_at""",
+                values,
+            )
+        return len(values)
+
+    def embedding_matrix(
+        self, backend: str, version: str, *, since_rowid: int = 0, only_ok_tracks: bool = True
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """(track ids, float32 matrix, highest rowid read) of the stored vectors of one model."""
+        status = "AND t.status = 'ok'" if only_ok_tracks else ""
+        cursor = self.conn.execute(
+            f"""SELECT e.rowid, e.track_id, e.vector FROM embeddings e JOIN tracks t ON t.id = e.track_id
+               WHERE e.backend = ? AND e.version = ? AND e.vector IS NOT NULL AND e.rowid > ? {status}
+               ORDER BY e.track_id""",
+            [backend, version, since_rowid],
+        )
+        rows = cursor.fetchall()
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32), since_rowid
+        ids = np.fromiter((r[1] for r in rows), np.int64, len(rows))
+        matrix = np.stack([blob_to_vector(r[2]) for r in rows]).astype(np.float32, copy=False)
+        return ids, matrix, max(r[0] for r in rows)
+
+    def embedding(self, track_id: int, backend: str, version: str) -> EmbeddingRow | None:
+        row = self.conn.execute(
+            """SELECT vector, error, extras, seconds FROM embeddings
+               WHERE track_id = ? AND backend = ? AND version = ?""",
+            [track_id, backend, version],
+        ).fetchone()
+        if row is None:
+            return None
+        vector = None if row[0] is None else blob_to_vector(row[0]).copy()
+        extras = None if row[2] is None else json.loads(row[2])
+        return EmbeddingRow(track_id, backend, version, vector, row[1], extras, row[3])
+
+    def embedded_track_ids(self, backend: str, version: str, *, include_failed: bool = True) -> set[int]:
+        failed = "" if include_failed else "AND vector IS NOT NULL"
+        cursor = self.conn.execute(
+            f"SELECT track_id FROM embeddings WHERE backend = ? AND version = ? {failed}",
+            [backend, version],
+        )
+        return {r[0] for r in cursor}
+
+    def tracks_needing(self, backend: str, version: str, ids: Iterable[int] | None = None) -> list[Track]:
+        """Tracks with status ok and no stored result (vector or failure) for this model."""
+        done = self.embedded_track_ids(backend, version)
+        candidates = self.tracks(status="ok", ids=ids)
+        return [t for t in candidates if t.id not in done]
+
+    def embedding_counts(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """(backend, version) -> (vectors stored, failures)."""
+        cursor = self.conn.execute(
+            """SELECT backend, version, count(vector), count(*) - count(vector)
+               FROM embeddings GROUP BY backend, version"""
+        )
+        return {(b, v): (ok, bad) for b, v, ok, bad in cursor}
+
+    def vector_count(self, backend: str, version: str) -> int:
+        """Stored vectors of one model for tracks whose status is ok."""
+        return self.conn.execute(
+            """SELECT count(*) FROM embeddings e JOIN tracks t ON t.id = e.track_id
+               WHERE e.backend = ? AND e.version = ? AND e.vector IS NOT NULL AND t.status = 'ok'""",
+            [backend, version],
+        ).fetchone()[0]
+
+    def max_embedding_rowid(self, backend: str, version: str) -> int:
+        row = self.conn.execute(
+            "SELECT max(rowid) FROM embeddings WHERE backend = ? AND version = ?", [backend, version]
+        ).fetchone()
+        return row[0] or 0
+
+    def delete_embeddings(self, track_id: int) -> None:
+        with self.write() as conn:
+            conn.execute("DELETE FROM embeddings WHERE track_id = ?", [track_id])

@@ -1,0 +1,89 @@
+"""Listening sessions and the plays, skips, likes and dislikes in them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+
+import sqlite_utils
+
+from mrs_tui.store.connection import LockedConnection
+from mrs_tui.store.records import PLAY_EVENTS, POSITIVE_EVENTS, Play
+
+
+class PlaysMixin:
+    """Mixed into `Store`; uses its ``conn``, ``db`` and ``write()``."""
+
+    conn: LockedConnection
+    db: sqlite_utils.Database
+
+    def write(self) -> AbstractContextManager[LockedConnection]: ...  # provided by Store
+
+    def latest_session(self) -> tuple[int, float, float] | None:
+        row = self.conn.execute(
+            "SELECT id, started_at, last_at FROM sessions ORDER BY last_at DESC, id DESC LIMIT 1"
+        ).fetchone()
+        return tuple(row) if row else None
+
+    def new_session(self, at: float, source: str = "app") -> int:
+        with self.write() as conn:
+            cursor = conn.execute(
+                "INSERT INTO sessions (started_at, last_at, source) VALUES (?, ?, ?)", [at, at, source]
+            )
+        return int(cursor.lastrowid)
+
+    def add_play(self, session_id: int, track_id: int, event: str, at: float, position_s: float | None = None) -> int:
+        if event not in PLAY_EVENTS:
+            raise ValueError(f"unknown play event {event!r}")
+        with self.write() as conn:
+            cursor = conn.execute(
+                "INSERT INTO plays (session_id, track_id, event, at, position_s) VALUES (?, ?, ?, ?, ?)",
+                [session_id, track_id, event, at, position_s],
+            )
+            conn.execute("UPDATE sessions SET last_at = max(last_at, ?) WHERE id = ?", [at, session_id])
+        return int(cursor.lastrowid)
+
+    def plays(
+        self,
+        *,
+        session_id: int | None = None,
+        events: Sequence[str] | None = None,
+        since_id: int = 0,
+    ) -> list[Play]:
+        clauses, params = ["id > ?"], [since_id]
+        if session_id is not None:
+            clauses.append("session_id = ?")
+            params.append(session_id)
+        if events is not None:
+            clauses.append(f"event IN ({', '.join('?' for _ in events)})")
+            params += list(events)
+        sql = f"SELECT * FROM plays WHERE {' AND '.join(clauses)} ORDER BY at, id"
+        return [Play(**row) for row in self.db.query(sql, params)]
+
+    def last_play_id(self) -> int:
+        return self.conn.execute("SELECT coalesce(max(id), 0) FROM plays").fetchone()[0]
+
+    def play_count(self, events: Sequence[str] = POSITIVE_EVENTS, *, track_id: int | None = None) -> int:
+        marks = ", ".join("?" for _ in events)
+        sql = f"SELECT count(*) FROM plays WHERE event IN ({marks})"
+        params: list = list(events)
+        if track_id is not None:
+            sql += " AND track_id = ?"
+            params.append(track_id)
+        return self.conn.execute(sql, params).fetchone()[0]
+
+    def played_track_ids(self) -> set[int]:
+        marks = ", ".join("?" for _ in POSITIVE_EVENTS)
+        cursor = self.conn.execute(
+            f"SELECT DISTINCT track_id FROM plays WHERE event IN ({marks})", list(POSITIVE_EVENTS)
+        )
+        return {r[0] for r in cursor}
+
+    def sessions(self) -> list[dict]:
+        return list(
+            self.db.query(
+                """SELECT s.id, s.started_at, s.last_at, s.source, count(p.id) AS events
+                   FROM sessions s LEFT JOIN plays p ON p.session_id = s.id
+                   GROUP BY s.id ORDER BY s.started_at"""
+            )
+        )

@@ -1,0 +1,107 @@
+"""Schema of the library database and the migrations that bring any older file up to date.
+
+The version lives in ``PRAGMA user_version``; migration N brings a file from version N-1 to N,
+all inside one transaction (see `Store._migrate`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlite_utils
+
+
+def _migration_1(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE tracks (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL UNIQUE,
+            size INTEGER,
+            mtime REAL,
+            content_hash TEXT,
+            title TEXT,
+            artist TEXT,
+            album TEXT,
+            genre TEXT,
+            year TEXT,
+            duration REAL,
+            status TEXT NOT NULL DEFAULT 'ok' CHECK (status IN ('ok', 'failed', 'missing')),
+            error TEXT,
+            added_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX tracks_hash ON tracks(content_hash)")
+    db.execute(
+        """
+        CREATE TABLE embeddings (
+            track_id INTEGER NOT NULL REFERENCES tracks(id) ON DELETE CASCADE,
+            backend TEXT NOT NULL,
+            version TEXT NOT NULL,
+            dim INTEGER,
+            vector BLOB,
+            error TEXT,
+            extras TEXT,
+            seconds REAL,
+            created_at REAL NOT NULL
+        )"""
+    )
+    db.execute("CREATE UNIQUE INDEX embeddings_key ON embeddings(track_id, backend, version)")
+    db.execute("CREATE INDEX embeddings_model ON embeddings(backend, version)")
+    db.execute(
+        """
+        CREATE TABLE sessions (
+            id INTEGER PRIMARY KEY,
+            started_at REAL NOT NULL,
+            last_at REAL NOT NULL,
+            source TEXT NOT NULL DEFAULT 'app'
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE plays (
+            id INTEGER PRIMARY KEY,
+            session_id INTEGER NOT NULL REFERENCES sessions(id),
+            track_id INTEGER NOT NULL REFERENCES tracks(id),
+            event TEXT NOT NULL CHECK (event IN ('play', 'complete', 'skip', 'like', 'dislike')),
+            at REAL NOT NULL,
+            position_s REAL
+        )"""
+    )
+    db.execute("CREATE INDEX plays_session ON plays(session_id, at)")
+    db.execute("CREATE INDEX plays_track ON plays(track_id)")
+
+
+def _migration_2(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE models (
+            id INTEGER PRIMARY KEY,
+            recommender TEXT NOT NULL,
+            backend TEXT NOT NULL,
+            version TEXT NOT NULL,
+            path TEXT NOT NULL,
+            trained_at REAL NOT NULL,
+            n_plays INTEGER NOT NULL,
+            last_play_id INTEGER,
+            n_hot INTEGER,
+            n_cold INTEGER,
+            params TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX models_key ON models(recommender, backend, version, trained_at)")
+    db.execute(
+        """
+        CREATE TABLE eval_runs (
+            id INTEGER PRIMARY KEY,
+            created_at REAL NOT NULL,
+            dataset TEXT NOT NULL,
+            settings TEXT NOT NULL,
+            results TEXT NOT NULL
+        )"""
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2]
+SCHEMA_VERSION = len(MIGRATIONS)

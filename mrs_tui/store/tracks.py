@@ -1,0 +1,78 @@
+"""Tracks: files of the library, their tags and status."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+
+import sqlite_utils
+
+from mrs_tui.store.connection import LockedConnection
+from mrs_tui.store.records import Track
+
+
+class TracksMixin:
+    """Mixed into `Store`; uses its ``conn``, ``db`` and ``write()``."""
+
+    conn: LockedConnection
+    db: sqlite_utils.Database
+
+    def write(self) -> AbstractContextManager[LockedConnection]: ...  # provided by Store
+
+    def add_track(self, path: str, **fields: object) -> int:
+        now = time.time()
+        columns = {"path": path, "added_at": now, "updated_at": now, **fields}
+        names = ", ".join(columns)
+        marks = ", ".join("?" for _ in columns)
+        with self.write() as conn:
+            cursor = conn.execute(f"INSERT INTO tracks ({names}) VALUES ({marks})", list(columns.values()))
+        return int(cursor.lastrowid)
+
+    def update_track(self, track_id: int, **fields: object) -> None:
+        if not fields:
+            return
+        fields["updated_at"] = time.time()
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        with self.write() as conn:
+            conn.execute(f"UPDATE tracks SET {assignments} WHERE id = ?", [*fields.values(), track_id])
+
+    def track(self, track_id: int) -> Track | None:
+        rows = list(self.db.query("SELECT * FROM tracks WHERE id = ?", [track_id]))
+        return Track.from_row(rows[0]) if rows else None
+
+    def track_by_path(self, path: str) -> Track | None:
+        rows = list(self.db.query("SELECT * FROM tracks WHERE path = ?", [path]))
+        return Track.from_row(rows[0]) if rows else None
+
+    def tracks(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        under: str | None = None,
+        ids: Iterable[int] | None = None,
+    ) -> list[Track]:
+        clauses, params = [], []
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            clauses.append(f"status IN ({', '.join('?' for _ in statuses)})")
+            params += statuses
+        if under is not None:
+            prefix = under.rstrip("/") + "/"
+            clauses.append("substr(path, 1, ?) = ?")
+            params += [len(prefix), prefix]
+        if ids is not None:
+            id_list = [int(i) for i in ids]
+            clauses.append("id IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(id_list))
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT * FROM tracks {where} ORDER BY artist IS NULL, artist, album, title, path"
+        return [Track.from_row(row) for row in self.db.query(sql, params)]
+
+    def tracks_by_hash(self, content_hash: str) -> list[Track]:
+        rows = self.db.query("SELECT * FROM tracks WHERE content_hash = ?", [content_hash])
+        return [Track.from_row(row) for row in rows]
+
+    def track_count(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM tracks").fetchone()[0]
