@@ -19,6 +19,7 @@ this module imports neither at load time.
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,7 +204,7 @@ def _probe_soundfile(path: Path) -> AudioInfo:
     import soundfile as sf
 
     try:
-        info = sf.info(str(path))
+        info = sf.info(os.fsencode(path))
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise _NotForSoundfile from exc
     return AudioInfo(int(info.samplerate), int(info.channels), float(info.duration))
@@ -215,7 +216,7 @@ def _decode_soundfile(path: Path, start: float, seconds: float | None) -> tuple[
     import soundfile as sf
 
     try:
-        with sf.SoundFile(str(path)) as f:
+        with sf.SoundFile(os.fsencode(path)) as f:
             rate = int(f.samplerate)
             first = int(round(start * rate))
             if first and f.seekable():

@@ -91,7 +91,7 @@ def emit(args: argparse.Namespace, data: object, text: str | Callable[[], str]) 
 def track_json(track) -> dict:
     return {
         "id": track.id,
-        "path": track.path,
+        "path": track.display_path,
         "title": track.title,
         "artist": track.artist,
         "album": track.album,

@@ -67,6 +67,8 @@ def run_index(args: argparse.Namespace) -> int:
         cancel.set()
         raise
     line(report.summary(), final=True)
+    from mrs_tui.store.records import readable_path
+
     data = {
         "folder": str(folder.resolve()),
         "scan": {
@@ -74,23 +76,27 @@ def run_index(args: argparse.Namespace) -> int:
             "changed": len(scan.changed),
             "moved": len(scan.moved),
             "missing": len(scan.missing),
-            "failed": [{"path": p, "reason": r} for p, r in scan.failed],
+            "failed": [{"path": readable_path(p), "reason": r} for p, r in scan.failed],
             "unchanged": scan.unchanged,
         },
         "index": {
             "backends": names,
             "embedded": report.embedded,
-            "failed": [{"path": p, "reason": r} for p, r in report.failed],
-            "backend_failures": [{"path": p, "backend": b, "reason": r} for p, b, r in report.backend_failures],
+            "failed": [{"path": readable_path(p), "reason": r} for p, r in report.failed],
+            "backend_failures": [
+                {"path": readable_path(p), "backend": b, "reason": r} for p, b, r in report.backend_failures
+            ],
             "seconds": round(report.seconds, 3),
             "cancelled": report.cancelled,
         },
     }
 
     def text() -> str:
+        from mrs_tui.store.records import readable_path
+
         lines = [f"{scan.summary()}", report.summary()]
         for path, reason in scan.failed + report.failed:
-            lines.append(f"  failed: {path}: {reason}")
+            lines.append(f"  failed: {readable_path(path)}: {reason}")
         return "\n".join(lines)
 
     emit(args, data, text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
@@ -10,7 +11,7 @@ from contextlib import AbstractContextManager
 import sqlite_utils
 
 from mrs_tui.store.connection import LockedConnection
-from mrs_tui.store.records import Track
+from mrs_tui.store.records import Track, path_to_db
 
 
 class TracksMixin:
@@ -23,7 +24,7 @@ class TracksMixin:
 
     def add_track(self, path: str, **fields: object) -> int:
         now = time.time()
-        columns = {"path": path, "added_at": now, "updated_at": now, **fields}
+        columns = {"path": path_to_db(path), "added_at": now, "updated_at": now, **fields}
         names = ", ".join(columns)
         marks = ", ".join("?" for _ in columns)
         with self.write() as conn:
@@ -34,6 +35,8 @@ class TracksMixin:
         if not fields:
             return
         fields["updated_at"] = time.time()
+        if "path" in fields:
+            fields["path"] = path_to_db(str(fields["path"]))
         assignments = ", ".join(f"{name} = ?" for name in fields)
         with self.write() as conn:
             conn.execute(f"UPDATE tracks SET {assignments} WHERE id = ?", [*fields.values(), track_id])
@@ -43,7 +46,7 @@ class TracksMixin:
         return Track.from_row(rows[0]) if rows else None
 
     def track_by_path(self, path: str) -> Track | None:
-        rows = list(self.db.query("SELECT * FROM tracks WHERE path = ?", [path]))
+        rows = list(self.db.query("SELECT * FROM tracks WHERE path = ?", [path_to_db(path)]))
         return Track.from_row(rows[0]) if rows else None
 
     def tracks(
@@ -59,8 +62,9 @@ class TracksMixin:
             clauses.append(f"status IN ({', '.join('?' for _ in statuses)})")
             params += statuses
         if under is not None:
-            prefix = under.rstrip("/") + "/"
-            clauses.append("substr(path, 1, ?) = ?")
+            # Compared as bytes: paths that are not UTF-8 are stored as BLOBs (see path_to_db).
+            prefix = os.fsencode(under.rstrip("/") + "/")
+            clauses.append("substr(CAST(path AS BLOB), 1, ?) = ?")
             params += [len(prefix), prefix]
         if ids is not None:
             id_list = [int(i) for i in ids]
