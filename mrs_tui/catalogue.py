@@ -11,6 +11,7 @@ Items are numbered 0..n-1 in the order of `track_ids`; recommenders see these nu
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from dataclasses import dataclass, field
@@ -115,7 +116,7 @@ class Catalogue:
     def save(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         path = self.cache_path(folder, self.backend, self.version)
-        tmp = path.with_suffix(".tmp.npz")
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npz")  # writers never share one
         np.savez(tmp, track_ids=self.track_ids, vectors=self.vectors, last_rowid=np.int64(self.last_rowid))
         tmp.replace(path)
         return path

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
@@ -12,6 +14,19 @@ import sqlite_utils
 
 from mrs_tui.store.connection import LockedConnection
 from mrs_tui.store.records import EmbeddingRow, Track, blob_to_vector, vector_to_blob
+
+# A claim outlives a dead process only if its pid was reused; the lease bounds that case.
+CLAIM_LEASE_S = 3600.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class EmbeddingsMixin:
@@ -23,6 +38,7 @@ class EmbeddingsMixin:
     def write(self) -> AbstractContextManager[LockedConnection]: ...  # provided by Store
 
     def put_embeddings(self, rows: Iterable[EmbeddingRow]) -> int:
+        """Store results (replacing older ones of the same model) and release their claims."""
         now = time.time()
         values = [
             (
@@ -49,7 +65,49 @@ class EmbeddingsMixin:
                    created_at = excluded.created_at""",
                 values,
             )
+            conn.executemany(
+                "DELETE FROM claims WHERE track_id = ? AND backend = ? AND version = ?",
+                [v[:3] for v in values],
+            )
         return len(values)
+
+    # -- claims: concurrent indexers split the work ------------------------------------------------
+
+    def claim(self, track_id: int, models: Iterable[tuple[str, str]], lease_s: float = CLAIM_LEASE_S) -> list[int]:
+        """Take on analysing a track with some models; returns the positions of `models` won.
+
+        A model is won when it has no stored result and no live claim by another process. A
+        claim is live until its lease ends, or until its process has died (every process using
+        one SQLite file in WAL mode runs on the same machine, so the pid tells).
+        """
+        me, pid, now = socket.gethostname(), os.getpid(), time.time()
+        won = []
+        with self.write() as conn:
+            for position, (backend, version) in enumerate(models):
+                key = [track_id, backend, version]
+                if conn.execute(
+                    "SELECT 1 FROM embeddings WHERE track_id = ? AND backend = ? AND version = ?", key
+                ).fetchone():
+                    continue
+                held = conn.execute(
+                    "SELECT owner, pid, expires_at FROM claims WHERE track_id = ? AND backend = ? AND version = ?",
+                    key,
+                ).fetchone()
+                if held is not None and (held[0], held[1]) != (me, pid) and held[2] > now and _alive(held[1]):
+                    continue
+                conn.execute(
+                    """INSERT INTO claims (track_id, backend, version, owner, pid, expires_at) VALUES (?, ?, ?, ?, ?, ?)
+                       ON CONFLICT (track_id, backend, version) DO UPDATE SET
+                       owner = excluded.owner, pid = excluded.pid, expires_at = excluded.expires_at""",
+                    [*key, me, pid, now + lease_s],
+                )
+                won.append(position)
+        return won
+
+    def release_claims(self) -> None:
+        """Give up this process's unfinished claims (a cancelled or failed run)."""
+        with self.write() as conn:
+            conn.execute("DELETE FROM claims WHERE owner = ? AND pid = ?", [socket.gethostname(), os.getpid()])
 
     def embedding_matrix(
         self, backend: str, version: str, *, since_rowid: int = 0, only_ok_tracks: bool = True

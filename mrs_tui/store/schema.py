@@ -103,5 +103,21 @@ def _migration_2(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2]
+def _migration_3(db: sqlite_utils.Database) -> None:
+    # Work an indexer has taken on and not stored yet, so concurrent indexers split the tracks.
+    db.execute(
+        """
+        CREATE TABLE claims (
+            track_id INTEGER NOT NULL REFERENCES tracks(id) ON DELETE CASCADE,
+            backend TEXT NOT NULL,
+            version TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            expires_at REAL NOT NULL,
+            PRIMARY KEY (track_id, backend, version)
+        )"""
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2, _migration_3]
 SCHEMA_VERSION = len(MIGRATIONS)

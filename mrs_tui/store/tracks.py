@@ -23,13 +23,17 @@ class TracksMixin:
     def write(self) -> AbstractContextManager[LockedConnection]: ...  # provided by Store
 
     def add_track(self, path: str, **fields: object) -> int:
+        """The id of the track at `path`, added now unless another process just added it."""
         now = time.time()
         columns = {"path": path_to_db(path), "added_at": now, "updated_at": now, **fields}
         names = ", ".join(columns)
         marks = ", ".join("?" for _ in columns)
         with self.write() as conn:
-            cursor = conn.execute(f"INSERT INTO tracks ({names}) VALUES ({marks})", list(columns.values()))
-        return int(cursor.lastrowid)
+            conn.execute(
+                f"INSERT INTO tracks ({names}) VALUES ({marks}) ON CONFLICT (path) DO NOTHING", list(columns.values())
+            )
+            row = conn.execute("SELECT id FROM tracks WHERE path = ?", [columns["path"]]).fetchone()
+        return int(row[0])
 
     def update_track(self, track_id: int, **fields: object) -> None:
         if not fields:
