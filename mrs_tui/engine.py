@@ -209,7 +209,7 @@ class Engine:
         spec = recommender_registry.get_spec(rec_name)
         if spec.trainable:
             return self.trained_model(rec_name, name)
-        key = (len(catalogue), catalogue.last_rowid, self.store.last_play_id())
+        key = (len(catalogue), catalogue.last_change, self.store.last_play_id())
         cache_key = (rec_name, name, self.version(name))
         with self._lock:
             cached = self._models.get(cache_key)

@@ -315,7 +315,7 @@ class AlignedModel(Recommender):
 
     def align(self, catalogue) -> AlignedModel:
         """Map onto `catalogue`, appending the tracks analysed since training."""
-        key = (len(catalogue), catalogue.last_rowid)
+        key = (len(catalogue), catalogue.last_change)
         if key == self.catalogue_key:
             return self
         position = {int(t): i for i, t in enumerate(self.model_track_ids)}

@@ -12,6 +12,7 @@ import sqlite_utils
 
 from mrs_tui.store.connection import LockedConnection
 from mrs_tui.store.records import Track, path_to_db
+from mrs_tui.store.schema import next_change
 
 
 class TracksMixin:
@@ -26,9 +27,10 @@ class TracksMixin:
         """The id of the track at `path`, added now unless another process just added it."""
         now = time.time()
         columns = {"path": path_to_db(path), "added_at": now, "updated_at": now, **fields}
-        names = ", ".join(columns)
-        marks = ", ".join("?" for _ in columns)
         with self.write() as conn:
+            columns["change"] = next_change(conn)
+            names = ", ".join(columns)
+            marks = ", ".join("?" for _ in columns)
             conn.execute(
                 f"INSERT INTO tracks ({names}) VALUES ({marks}) ON CONFLICT (path) DO NOTHING", list(columns.values())
             )
@@ -41,8 +43,10 @@ class TracksMixin:
         fields["updated_at"] = time.time()
         if "path" in fields:
             fields["path"] = path_to_db(str(fields["path"]))
-        assignments = ", ".join(f"{name} = ?" for name in fields)
         with self.write() as conn:
+            if "status" in fields:  # what is searchable changes: derived catalogues must notice
+                fields["change"] = next_change(conn)
+            assignments = ", ".join(f"{name} = ?" for name in fields)
             conn.execute(f"UPDATE tracks SET {assignments} WHERE id = ?", [*fields.values(), track_id])
 
     def track(self, track_id: int) -> Track | None:
