@@ -406,7 +406,12 @@ class Engine:
             result.mode = "popular"
             model = self.fitted_model(model_name, name)
         else:
-            model = self.fitted_model(rec_name, name)
+            try:
+                model = self.fitted_model(rec_name, name)
+            except training.ModelDamaged as exc:  # derived files are disposable: serve knn until retrained
+                result.note = f"{exc.problem}; {exc.fix}"
+                model_name = result.recommender = "knn"
+                model = self.fitted_model(model_name, name)
             hot = model.hot_mask
             seed_is_cold = seed_item is not None and (hot is None or not bool(hot[seed_item]))
             if pool == "cold" or seed_is_cold:

@@ -114,3 +114,72 @@ def test_a_damaged_vector_cache_is_rebuilt_by_every_command(indexed, capsys, dam
     assert code == 0, err
     assert cache_file(db).is_file()
     assert_equals_a_rebuild(db)
+
+
+# -- trained models --------------------------------------------------------------------------
+
+QUICK_SHALLOW = {"epochs": 2, "batch_size": 256, "min_steps": 0, "threads": 1}
+
+
+@pytest.fixture
+def trained(tmp_path):
+    from backends import embedding_version
+    from mrs_tui.config import Settings
+    from mrs_tui.engine import Engine
+    from mrs_tui.evaluation import synthetic
+
+    data = synthetic.generate(
+        n_users=3, n_items=40, n_plays=300, n_clusters=3, seed=4, backends={"mfcc": (8, 0.3)}, new_item_share=0.0
+    )
+    db = tmp_path / "me.db"
+    store = Store.open(db)
+    synthetic.write_history(store, data, versions={"mfcc": embedding_version("mfcc")})
+    engine = Engine(store, Settings(backend="mfcc", recommender="shallow"))
+    record = engine.train("shallow", params=QUICK_SHALLOW)
+    yield engine, db, engine.data_folder / record.path
+    store.close()
+
+
+def _model_truncated(folder: Path) -> None:
+    _truncate(folder / "model.safetensors")
+
+
+def _model_garbled(folder: Path) -> None:
+    _random_bytes(folder / "model.safetensors")
+
+
+def _model_folder(folder: Path) -> None:
+    _folder(folder / "model.safetensors")
+
+
+def _track_ids_truncated(folder: Path) -> None:
+    _truncate(folder / "track_ids.npy")
+
+
+def _params_garbled(folder: Path) -> None:
+    (folder / "params.json").write_text("{ not json")
+
+
+@pytest.mark.parametrize(
+    "damage", [_model_truncated, _model_garbled, _model_folder, _track_ids_truncated, _params_garbled]
+)
+def test_a_damaged_model_is_reported_and_knn_serves_until_it_is_trained_again(trained, capsys, damage):
+    from mrs_tui.config import Settings
+    from mrs_tui.engine import Engine
+
+    engine, db, folder = trained
+    seed = int(engine.catalogue("mfcc").track_ids[0])
+    knn = [s.track.id for s in Engine(Store.open(db), Settings(backend="mfcc")).suggest(seed, recommender="knn").items]
+    damage(folder)
+    fresh = Engine(Store.open(db), Settings(backend="mfcc", recommender="shallow"))
+    result = fresh.suggest(seed)
+    assert result.note.startswith("the shallow model is damaged: train it again (t)")
+    assert result.recommender == "knn" and [s.track.id for s in result.items] == knn
+
+    code, out, err = run(capsys, "--db", str(db), "suggest", "--seed", str(seed), "--recommender", "shallow", "--json")
+    assert code == 0, err
+    assert "damaged: train it again" in json.loads(out)["note"]
+
+    fresh.train("shallow", params=QUICK_SHALLOW)
+    again = fresh.suggest(seed)
+    assert again.recommender == "shallow" and "damaged" not in again.note

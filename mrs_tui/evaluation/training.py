@@ -47,6 +47,10 @@ class ModelNotTrained(UserError):
     """A recommender that learns from history has no trained model for this backend yet."""
 
 
+class ModelDamaged(UserError):
+    """The files of the newest trained model cannot be read; it has to be trained again."""
+
+
 @dataclass(frozen=True)
 class ModelRecord:
     """One row of the `models` table."""
@@ -272,19 +276,14 @@ def _prune(store, data_folder: Path, recommender: str, backend: str, version: st
 def load_record(record: ModelRecord, data_folder: Path) -> tuple[Recommender, np.ndarray]:
     """The saved recommender and the track id of each of its items."""
     folder = Path(data_folder) / record.path
+    damaged = ModelDamaged(f"the {record.recommender} model is damaged: train it again (t)", "knn serves meanwhile")
     try:
         model = recommender_registry.load_saved(folder)
         track_ids = np.load(folder / TRACK_IDS_FILE, allow_pickle=False)
-    except (OSError, ValueError, KeyError) as exc:
-        raise UserError(
-            f"the trained {record.recommender} model for {record.backend} cannot be read ({exc})",
-            "train it again: mrs-tui train",
-        ) from exc
-    if len(track_ids) != model.n_items:
-        raise UserError(
-            f"the trained {record.recommender} model in {folder} is inconsistent",
-            "train it again: mrs-tui train",
-        )
+    except Exception as exc:  # truncated, garbled, a folder in place of a file: all mean "train again"
+        raise damaged from exc
+    if track_ids.ndim != 1 or len(track_ids) != model.n_items:
+        raise damaged
     return model, track_ids
 
 
