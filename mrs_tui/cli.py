@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ COMMAND_MODULES = (
     "mrs_tui.commands.backends",
     "mrs_tui.commands.demo",
     "mrs_tui.commands.evaluate",
+    "mrs_tui.commands.doctor",
 )
 
 
@@ -202,6 +204,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"mrs-tui: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except sqlite3.DatabaseError as exc:  # raised mid-command: its transaction was rolled back
+        from mrs_tui.errors import DatabaseError
+        from mrs_tui.store.connection import explain_sqlite_error
+
+        failure = DatabaseError(*explain_sqlite_error(exc, _db_path(pre_args)))
+        print(f"mrs-tui: error: {failure}", file=sys.stderr)
+        return failure.exit_code
     except KeyboardInterrupt:
         print("mrs-tui: interrupted; work done so far is kept, run the same command to resume", file=sys.stderr)
         return 130

@@ -45,6 +45,7 @@ def run_index(args: argparse.Namespace) -> int:
             "give the folder that holds your music",
         )
     engine = open_engine(args)
+    engine.store.check_pages()  # a long run of writes must not start on a damaged file
     names = args.backend.split(",") if args.backend else [engine.backend]
     from backends import get_spec
 

@@ -270,12 +270,23 @@ def _prune(store, data_folder: Path, recommender: str, backend: str, version: st
     for model_id, path in rows[KEEP_MODELS:]:
         with store.write() as conn:
             conn.execute("DELETE FROM models WHERE id = ?", [model_id])
-        shutil.rmtree(data_folder / path, ignore_errors=True)
+        folder = model_folder(data_folder, path)
+        if folder is not None:  # a row naming anything outside the models folder is never acted on
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def model_folder(data_folder: Path, path: str) -> Path | None:
+    """The folder a `models` row names, or None unless it resolves to one inside ``models/``."""
+    root = (Path(data_folder) / "models").resolve()
+    if Path(path).is_absolute():
+        return None
+    folder = (Path(data_folder) / path).resolve()
+    return folder if folder.is_relative_to(root) and folder != root else None
 
 
 def load_record(record: ModelRecord, data_folder: Path) -> tuple[Recommender, np.ndarray]:
     """The saved recommender and the track id of each of its items."""
-    folder = Path(data_folder) / record.path
+    folder = model_folder(data_folder, record.path) or Path(data_folder) / "models" / "(outside the data folder)"
     damaged = ModelDamaged(f"the {record.recommender} model is damaged: train it again (t)", "knn serves meanwhile")
     try:
         model = recommender_registry.load_saved(folder)

@@ -26,7 +26,7 @@ from pathlib import Path
 import sqlite_utils
 
 from mrs_tui.errors import DatabaseError
-from mrs_tui.store.connection import LockedConnection
+from mrs_tui.store.connection import DAMAGED_FIX, LockedConnection
 from mrs_tui.store.embeddings import EmbeddingsMixin
 from mrs_tui.store.evaluations import EvaluationsMixin
 from mrs_tui.store.models import ModelsMixin
@@ -142,6 +142,15 @@ class Store(TracksMixin, EmbeddingsMixin, PlaysMixin, ModelsMixin, EvaluationsMi
                 raise
             else:
                 self.conn.execute("COMMIT")
+
+    def check_pages(self) -> None:
+        """Refuse to go on with a damaged file (raises DatabaseError); reads every page once."""
+        try:
+            messages = [r[0] for r in self.conn.execute("PRAGMA quick_check").fetchall()]
+        except sqlite3.DatabaseError as exc:
+            messages = [str(exc)]
+        if messages != ["ok"]:
+            raise DatabaseError(f"the database {self.path} is damaged ({messages[0]})", DAMAGED_FIX)
 
     @property
     def schema_version(self) -> int:
