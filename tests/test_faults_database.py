@@ -153,3 +153,35 @@ def test_pruning_old_models_never_deletes_a_folder_outside_the_data_folder(tmp_p
         assert (victim / "keep.txt").read_text() == "mine"
     assert (tmp_path / "me-data" / "models").is_dir()
     store.close()
+
+
+def test_another_applications_database_is_refused_and_left_byte_for_byte(tmp_path, capsys):
+    other = tmp_path / "other.db"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
+    conn.execute("INSERT INTO invoices VALUES (1, 9.5)")
+    conn.commit()
+    conn.close()
+    before = digest(other)
+    for argv in (["library"], ["index", str(tmp_path)], ["doctor"], ["suggest"]):
+        code, _, err = run(capsys, "--db", str(other), *argv)
+        assert code == 3 and "another application's database (tables: invoices)" in err, err
+    assert digest(other) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]  # no -wal or -shm beside it
+    conn = sqlite3.connect(other)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 0
+    conn.close()
+
+
+def test_a_read_only_database_folder_says_so(indexed, capsys):
+    db, _root = indexed
+    folder_mode = db.parent.stat().st_mode
+    os.chmod(db.parent, 0o555)
+    try:
+        if os.access(db.parent, os.W_OK):
+            pytest.skip("running as a user who can write anywhere")
+        code, _, err = run(capsys, "--db", str(db), "library")
+    finally:
+        os.chmod(db.parent, folder_mode)
+    assert code == 3 and "is read-only" in err and "move it aside" not in err
