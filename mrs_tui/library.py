@@ -37,6 +37,7 @@ class ScanReport:
     moved: list[tuple[str, str]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    retried: list[str] = field(default_factory=list)  # failed before, looked at again
     unchanged: int = 0
     cancelled: bool = False
 
@@ -51,6 +52,7 @@ class ScanReport:
             f"{len(self.moved)} moved",
             f"{len(self.missing)} missing",
             f"{len(self.failed)} unreadable",
+            *([f"{len(self.retried)} retried"] if self.retried else []),
             f"{self.unchanged} unchanged",
         ]
         return ", ".join(parts) + (" (cancelled)" if self.cancelled else "")
@@ -154,8 +156,14 @@ def scan(
     *,
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
+    retry_failed: bool = False,
 ) -> ScanReport:
-    """Bring the store up to date with the files under `root`."""
+    """Bring the store up to date with the files under `root`.
+
+    A failed file is looked at again when its size or mtime changed, when it failed because it
+    was absent or unreadable at the time (it is here now), or for every failed file with
+    `retry_failed`.
+    """
     root = Path(root).expanduser()
     if not root.exists():
         raise UserError(f"folder {root} does not exist", "check the path and try again")
@@ -173,7 +181,7 @@ def scan(
         key = str(path)
         seen.add(key)
         try:
-            _scan_one(store, path, known.get(key), report)
+            _scan_one(store, path, known.get(key), report, retry_failed)
         except OSError as exc:  # vanished or unreadable between walk and read
             report.failed.append((key, exc.strerror or str(exc)))
         if progress is not None:
@@ -187,14 +195,32 @@ def scan(
     return report
 
 
-def _scan_one(store: Store, path: Path, track: Track | None, report: ScanReport) -> None:
+# Failures that say nothing about the content: the file was away or unreadable at the time.
+ABSENCE_ERRORS = ("file not found", "cannot read file")
+
+
+def _retry(track: Track, stat_changed: bool, retry_failed: bool) -> bool:
+    if track.status != "failed":
+        return False
+    return retry_failed or stat_changed or (track.error or "").startswith(ABSENCE_ERRORS)
+
+
+def _scan_one(store: Store, path: Path, track: Track | None, report: ScanReport, retry_failed: bool = False) -> None:
     stat = path.stat()
     key = str(path)
     if track is not None and track.status != "missing":
-        if track.size == stat.st_size and track.mtime == stat.st_mtime:
+        stat_changed = track.size != stat.st_size or track.mtime != stat.st_mtime
+        retry = _retry(track, stat_changed, retry_failed)
+        if not stat_changed and not retry:
             report.unchanged += 1
             return
         digest = content_hash(path, stat.st_size)
+        if digest == track.content_hash and retry:
+            fields = describe_file(path, stat.st_size)
+            store.update_track(track.id, size=stat.st_size, mtime=stat.st_mtime, **fields)
+            report.retried.append(key)
+            _note_failure(report, key, fields)
+            return
         if digest == track.content_hash:
             store.update_track(track.id, size=stat.st_size, mtime=stat.st_mtime)
             report.unchanged += 1
@@ -216,14 +242,12 @@ def _scan_one(store: Store, path: Path, track: Track | None, report: ScanReport)
         return
     for candidate in store.tracks_by_hash(digest):
         if candidate.path != key and not Path(candidate.path).exists():
-            store.update_track(
-                candidate.id,
-                path=key,
-                size=stat.st_size,
-                mtime=stat.st_mtime,
-                status="ok" if candidate.status == "missing" else candidate.status,
-            )
+            fields: dict = {"status": "ok"} if candidate.status == "missing" else {}
+            if candidate.status == "failed":  # it may have failed only because it was being moved
+                fields = describe_file(path, stat.st_size)
+            store.update_track(candidate.id, path=key, size=stat.st_size, mtime=stat.st_mtime, **fields)
             report.moved.append((candidate.path, key))
+            _note_failure(report, key, fields)
             return
     fields = describe_file(path, stat.st_size)
     store.add_track(key, size=stat.st_size, mtime=stat.st_mtime, content_hash=digest, **fields)

@@ -9,6 +9,7 @@ import shutil
 import pytest
 
 from mrs_tui.cli import main
+from mrs_tui.engine import Engine
 from mrs_tui.store import Store
 from tests.faults_helpers import register, write_tracks
 
@@ -49,3 +50,56 @@ def test_a_file_name_that_is_not_utf8_is_indexed_stored_faithfully_and_shown_rea
     code, out, err = run(capsys, "--db", db, "library")
     assert code == 0, err
     assert "caf\\xe9" in out
+
+
+def _index(capsys, db, root, *extra):
+    code, out, err = run(capsys, "--db", db, "index", str(root), "--backend", "counted", "--json", *extra)
+    assert code == 0, err
+    return json.loads(out)
+
+
+def _gone_at_analysis(tmp_path, capsys):
+    """A library whose first track vanished between the scan and its analysis."""
+    root = tmp_path / "music"
+    paths = write_tracks(root, 3)
+    db = str(tmp_path / "lib.db")
+    aside = tmp_path / "aside.wav"
+    with Store.open(db) as store:
+        engine = Engine(store)
+        engine.scan(root)
+        shutil.move(paths[0], aside)
+        engine.index(["counted"])
+        assert store.track_by_path(str(paths[0])).error == "file not found"
+    return db, root, paths, aside
+
+
+@pytest.mark.parametrize("how", ["restored", "touched", "renamed"])
+def test_a_file_missing_at_analysis_is_analysed_once_it_is_back(tmp_path, capsys, counted, how):
+    db, root, paths, aside = _gone_at_analysis(tmp_path, capsys)
+    target = root / "renamed.wav" if how == "renamed" else paths[0]
+    shutil.move(aside, target)  # keeps the mtime: a restore from a backup
+    if how == "touched":
+        os.utime(target)
+    _index(capsys, db, root)
+    with Store.open(db) as store:
+        track = store.track_by_path(str(target))
+        assert track is not None and track.status == "ok" and track.error is None
+        assert store.embedding(track.id, "counted", "1").vector is not None
+        assert len(store.tracks()) == 3
+
+
+def test_retry_failed_tries_every_failure_again(tmp_path, capsys, counted):
+    from mrs_tui.store import EmbeddingRow
+
+    root = tmp_path / "music"
+    write_tracks(root, 2)
+    db = str(tmp_path / "lib.db")
+    _index(capsys, db, root)
+    with Store.open(db) as store:
+        first = store.tracks()[0]
+        store.put_embeddings([EmbeddingRow(first.id, "counted", "1", None, error="RuntimeError: out of memory")])
+    assert _index(capsys, db, root)["index"]["embedded"] == {"counted": 0}  # a stored failure is not retried
+    data = _index(capsys, db, root, "--retry-failed")
+    assert data["index"]["embedded"] == {"counted": 1}
+    with Store.open(db) as store:
+        assert store.embedding(first.id, "counted", "1").vector is not None

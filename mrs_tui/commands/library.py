@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "--backend-option", action="append", metavar="KEY=VALUE", help="a backend option, e.g. variant=95m (repeatable)"
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.add_argument("--retry-failed", action="store_true", help="try every file and analysis that failed before again")
     p.set_defaults(run=run_index)
 
     p = sub.add_parser("suggest", parents=[common], help="suggest next tracks")
@@ -53,9 +54,11 @@ def run_index(args: argparse.Namespace) -> int:
         get_spec(name)
     line = ProgressLine(args.json or args.quiet)
     cancel = threading.Event()
-    scan = engine.scan(folder, progress=lambda d, t, p: line(f"scanning {d}/{t}"))
+    scan = engine.scan(folder, progress=lambda d, t, p: line(f"scanning {d}/{t}"), retry_failed=args.retry_failed)
     line(f"scan: {scan.summary()}", final=True)
     ids = [t.id for t in engine.store.tracks(under=str(folder.resolve()))]
+    if args.retry_failed:
+        engine.store.delete_failed_embeddings(ids)
 
     def on_progress(p) -> None:
         eta = f", ETA {fmt_duration(p.eta)}" if p.eta is not None else ""
@@ -77,6 +80,7 @@ def run_index(args: argparse.Namespace) -> int:
             "changed": len(scan.changed),
             "moved": len(scan.moved),
             "missing": len(scan.missing),
+            "retried": len(scan.retried),
             "failed": [{"path": readable_path(p), "reason": r} for p, r in scan.failed],
             "unchanged": scan.unchanged,
         },

@@ -184,6 +184,16 @@ class EmbeddingsMixin:
             [backend, version],
         ).fetchone()[0]
 
+    def delete_failed_embeddings(self, track_ids: Iterable[int]) -> int:
+        """Forget stored backend failures of these tracks, so the next run tries them again."""
+        with self.write() as conn:
+            next_change(conn)
+            rows = conn.execute(
+                "DELETE FROM embeddings WHERE vector IS NULL AND track_id IN (SELECT value FROM json_each(?))",
+                [json.dumps([int(t) for t in track_ids])],
+            )
+        return rows.rowcount
+
     def delete_embeddings(self, track_id: int) -> None:
         with self.write() as conn:
             next_change(conn)
