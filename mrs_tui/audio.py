@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,7 +182,10 @@ def sniff(head: bytes) -> str | None:
 
 def _check_readable(path: Path) -> None:
     try:
-        size = path.stat().st_size
+        info = path.stat()
+        size = info.st_size
+        if not stat.S_ISREG(info.st_mode):  # opening a FIFO would wait for a writer forever
+            raise AudioDecodeError("not a regular file (a FIFO, socket or device)")
         with path.open("rb") as f:
             head = f.read(16)
     except FileNotFoundError as exc:

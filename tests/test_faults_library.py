@@ -6,12 +6,13 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 
 from mrs_tui.cli import main
 from mrs_tui.engine import Engine
 from mrs_tui.store import Store
-from tests.faults_helpers import register, write_tracks
+from tests.faults_helpers import register, run_cli, write_tracks
 
 
 def run(capsys, *argv):
@@ -103,3 +104,41 @@ def test_retry_failed_tries_every_failure_again(tmp_path, capsys, counted):
     assert data["index"]["embedded"] == {"counted": 1}
     with Store.open(db) as store:
         assert store.embedding(first.id, "counted", "1").vector is not None
+
+
+def test_a_folder_of_every_kind_of_bad_entry_is_scanned_without_hanging_and_each_is_listed(tmp_path, capsys, counted):
+    from tests.conftest import write_broken_files
+
+    root = tmp_path / "music"
+    write_tracks(root, 2)
+    broken = {p.name for p in write_broken_files(root / "broken")}
+    odd = root / "odd"
+    odd.mkdir()
+    os.mkfifo(odd / "pipe.mp3")
+    (odd / "dangling.flac").symlink_to(odd / "nowhere.flac")
+    (odd / "loop.ogg").symlink_to(odd / "loop.ogg")
+    (odd / "random.mp3").write_bytes(np.random.default_rng(3).bytes(50_000))
+    (odd / "linked-folder").symlink_to(root, target_is_directory=True)  # not followed: no endless walk
+    bad = broken | {"pipe.mp3", "dangling.flac", "loop.ogg", "random.mp3"}
+    db = str(tmp_path / "lib.db")
+
+    # In a child process under a timeout: a scan that blocks on the FIFO must fail the test, not hang it.
+    done = run_cli("--db", db, "index", str(root), "--backend", "counted", "--json", timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    data = json.loads(done.stdout)
+    reported = {f["path"].rsplit("/", 1)[1]: f["reason"] for f in data["scan"]["failed"] + data["index"]["failed"]}
+    assert set(reported) == bad
+    assert "FIFO" in reported["pipe.mp3"]
+    assert "dangling symbolic link" in reported["dangling.flac"]
+    assert "link loop" in reported["loop.ogg"]
+    assert data["index"]["embedded"] == {"counted": 2}
+
+    done = run_cli("--db", db, "library", "--status", "failed", "--json", timeout=60)
+    listed = {t["path"].rsplit("/", 1)[1]: t["error"] for t in json.loads(done.stdout)}
+    assert set(listed) == bad and all(listed.values())
+    assert listed["pipe.mp3"] == reported["pipe.mp3"]
+
+    again = run_cli("--db", db, "index", str(root), "--backend", "counted", "--json", timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["scan"]["added"] == 0
