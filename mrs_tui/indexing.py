@@ -281,6 +281,11 @@ class Indexer:
                     reason = f"{type(exc).__name__}: {exc}"[:300]
                     rows.append(EmbeddingRow(p.track.id, backend.name, backend.version, None, error=reason))
                     report.backend_failures.append((p.track.path, backend.name, reason))
+        for i, row in enumerate(rows):
+            if row.vector is not None and not np.isfinite(row.vector).all():
+                reason = f"{backend.name} returned NaN or infinite values for this track"
+                rows[i] = EmbeddingRow(row.track_id, backend.name, backend.version, None, error=reason)
+                report.backend_failures.append((queue[i].track.path, backend.name, reason))
         self.store.put_embeddings(rows)
         report.embedded[backend.name] += sum(r.vector is not None for r in rows)
         report.embed_seconds[backend.name] += time.perf_counter() - started
