@@ -142,3 +142,21 @@ def test_a_folder_of_every_kind_of_bad_entry_is_scanned_without_hanging_and_each
     again = run_cli("--db", db, "index", str(root), "--backend", "counted", "--json", timeout=120)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["scan"]["added"] == 0
+
+
+def test_undecodable_files_get_reasons_a_listener_understands(tmp_path):
+    from mrs_tui.audio import decode_excerpt
+    from mrs_tui.errors import AudioDecodeError
+
+    noise = tmp_path / "noise.mp3"
+    noise.write_bytes(np.random.default_rng(1).bytes(50_000))  # starts like an MPEG frame header
+    (good,) = write_tracks(tmp_path / "src", 1, seconds=6.0, ext=".flac")
+    truncated = tmp_path / "cut.flac"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 10])
+    reasons = {}
+    for path in (noise, truncated):
+        with pytest.raises(AudioDecodeError) as err:
+            decode_excerpt(path, 2.0, 3.0)
+        reasons[path.name] = str(err.value)
+    assert "pipe" not in reasons["noise.mp3"] and "MP3" in reasons["noise.mp3"]
+    assert reasons["cut.flac"].startswith("truncated or damaged FLAC file")
