@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 import sys
 import time
@@ -88,6 +89,7 @@ def emit(args: argparse.Namespace, data: object, text: str | Callable[[], str]) 
         print(json.dumps(data, indent=2, default=str))
     else:
         print(text() if callable(text) else text)
+    sys.stdout.flush()  # a closed pipe shows here, inside main, not at exit as a traceback
 
 
 def track_json(track) -> dict:
@@ -182,6 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _report_error(exc: UserError, argv: Sequence[str]) -> int:
+    """One line on stderr; a JSON object there under --json, so scripts can read it too."""
+    if "--json" in argv:
+        print(json.dumps({"error": exc.problem, "hint": exc.fix}), file=sys.stderr)
+    else:
+        print(f"mrs-tui: error: {exc}", file=sys.stderr)
+    return exc.exit_code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -202,15 +213,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         return args.run(args)
     except UserError as exc:
-        print(f"mrs-tui: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _report_error(exc, argv)
     except sqlite3.DatabaseError as exc:  # raised mid-command: its transaction was rolled back
         from mrs_tui.errors import DatabaseError
         from mrs_tui.store.connection import explain_sqlite_error
 
-        failure = DatabaseError(*explain_sqlite_error(exc, _db_path(pre_args)))
-        print(f"mrs-tui: error: {failure}", file=sys.stderr)
-        return failure.exit_code
+        return _report_error(DatabaseError(*explain_sqlite_error(exc, _db_path(pre_args))), argv)
+    except BrokenPipeError:
+        # The reader went away (`mrs-tui suggest | head`): stop quietly, as Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         print("mrs-tui: interrupted; work done so far is kept, run the same command to resume", file=sys.stderr)
         return 130

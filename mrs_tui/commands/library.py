@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.add_argument("--retry-failed", action="store_true", help="try every file and analysis that failed before again")
+    p.add_argument("--fetch", action="store_true", help="download missing backend weights first")
     p.set_defaults(run=run_index)
 
     p = sub.add_parser("suggest", parents=[common], help="suggest next tracks")
@@ -48,10 +49,15 @@ def run_index(args: argparse.Namespace) -> int:
     engine = open_engine(args)
     engine.store.check_pages()  # a long run of writes must not start on a damaged file
     names = args.backend.split(",") if args.backend else [engine.backend]
-    from backends import get_spec
+    from backends import backend_status, get_spec
 
     for name in names:
         get_spec(name)
+        if backend_status(name).state == "weights missing" and not args.fetch:
+            raise UserError(
+                f"the {name} weights are not installed (a download)",
+                f"run `mrs-tui backends fetch {name}` first, or pass --fetch to download them now",
+            )
     line = ProgressLine(args.json or args.quiet)
     cancel = threading.Event()
     scan = engine.scan(folder, progress=lambda d, t, p: line(f"scanning {d}/{t}"), retry_failed=args.retry_failed)
@@ -109,8 +115,17 @@ def run_index(args: argparse.Namespace) -> int:
 
 
 def run_suggest(args: argparse.Namespace) -> int:
+    if args.k < 1:
+        raise UserError(f"-k {args.k} asks for no suggestions", "give how many you want, e.g. -k 20")
+    if args.seed and not args.seed.isdigit() and Path(args.seed).expanduser().is_dir():
+        raise UserError(f"{args.seed} is a folder", "give one track: its id or its file path")
     engine = open_engine(args)
     seed = engine.resolve_track(args.seed).id if args.seed else None
+    if len(engine.catalogue()) == 0:
+        raise UserError(
+            f"nothing is analysed with {engine.backend} yet",
+            f"index the library first: mrs-tui index FOLDER --backend {engine.backend}",
+        )
     result = engine.suggest(seed, k=args.k, pool=args.pool)
     data = {
         "backend": result.backend,
@@ -156,7 +171,11 @@ def run_library(args: argparse.Namespace) -> int:
                 f"{t.id:6d}  {(t.artist or '?')[:24]:24s}  {t.display_title[:40]:40s}  "
                 f"{fmt_duration(t.duration):>6s}  {status}"
             )
-        return "\n".join(lines) or "the library is empty: run mrs-tui index FOLDER"
+        if lines:
+            return "\n".join(lines)
+        if args.search:
+            return f"no track matches {args.search!r}"
+        return "the library is empty: run mrs-tui index FOLDER"
 
     emit(args, [track_json(t) for t in tracks], text)
     return 0
