@@ -2,7 +2,8 @@
 
 `CountingBackend` is the band-energy test backend that also appends one line per analysed
 waveform to the file named by ``$FAULTS_ANALYSIS_LOG``, so a test can count how many times
-tracks were analysed across several processes. `run_cli` runs the real command line in a
+tracks were analysed across several processes (and sleeps ``$FAULTS_EMBED_DELAY`` seconds per
+waveform, so a test can kill a run in the middle of a batch). `run_cli` runs the real command line in a
 subprocess (with that backend registered) under a timeout.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -29,7 +31,10 @@ class CountingBackend(BandEnergyBackend):
     spec = COUNTED_SPEC
 
     def embed(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        delay = float(os.environ.get("FAULTS_EMBED_DELAY", "0"))
         log = os.environ.get("FAULTS_ANALYSIS_LOG")
+        if delay:
+            time.sleep(delay * len(waveforms))  # a slower backend leaves time to kill mid-batch
         if log:
             with open(log, "a") as f:
                 f.write("".join(f"{os.getpid()}\n" for _ in waveforms))
