@@ -62,8 +62,10 @@ def suggestions(capsys, db: Path) -> list[tuple[int, float]]:
 def test_a_changed_file_is_searched_with_its_new_vector(indexed, capsys):
     db, root, paths = indexed
     before = suggestions(capsys, db)
-    write_track(paths[3], synthesize("chiptune", 2.5, sr=RATE, seed=99), RATE)  # new content, same path
-    os.utime(paths[3], (os.stat(paths[3]).st_atime, os.stat(paths[3]).st_mtime + 10))
+    # The last track analysed holds the highest rowid: its new row used to take the same rowid again.
+    changed = paths[-1]
+    write_track(changed, synthesize("chiptune", 2.5, sr=RATE, seed=99), RATE)  # new content, same path
+    os.utime(changed, (os.stat(changed).st_atime, os.stat(changed).st_mtime + 10))
     code, out, err = run(capsys, "--db", str(db), "index", str(root), "--backend", "counted", "--json")
     assert code == 0, err
     assert json.loads(out)["scan"]["changed"] == 1

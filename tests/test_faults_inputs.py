@@ -42,11 +42,6 @@ def test_each_bad_row_of_a_play_log_is_named_by_file_and_line(tmp_path, bad, mes
     assert "\n" not in text and "nothing was stored" in text
 
 
-def test_one_wild_timestamp_does_not_turn_the_others_into_milliseconds(tmp_path):
-    log = read_play_log(write_log(tmp_path / "log.tsv", GOOD_ROWS))
-    assert log.timestamps.min() == 1_600_000_000
-
-
 def test_track_ids_that_are_binary_or_pickled_are_refused_with_a_line(tmp_path):
     pickled = tmp_path / "ids.txt"
     pickled.write_bytes(pickle.dumps(list(range(10))))
