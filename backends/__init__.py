@@ -233,8 +233,9 @@ def weights_dir(name: str) -> Path:
     return cache_dir() / "weights" / name
 
 
-def _has_files(folder: Path, required: tuple[str, ...]) -> bool:
-    return all(any(_looks_complete(folder / alt) for alt in group.split("|")) for group in required)
+def _has_files(folder: Path, required: tuple[str, ...], *, check_format: bool = False) -> bool:
+    present = _looks_complete if check_format else Path.is_file
+    return all(any(present(folder / alt) for alt in group.split("|")) for group in required)
 
 
 def _looks_complete(path: Path) -> bool:
@@ -273,7 +274,7 @@ def backend_status(name: str) -> BackendStatus:
     spec = get_spec(name)
     if spec.needs_gpu and not _gpu_visible():
         return BackendStatus("needs a GPU", "no CUDA GPU is visible on this machine")
-    if spec.needs_weights and not _has_files(weights_dir(name), spec.weights_files):
+    if spec.needs_weights and not _has_files(weights_dir(name), spec.weights_files, check_format=True):
         return BackendStatus("weights missing", f"run: {spec.fetch_hint}")
     return BackendStatus("ready")
 
