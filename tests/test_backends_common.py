@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends import REGISTRY, _gpu_visible
+from backends import REGISTRY, gpu_visible
 from mrs_tui.cli import main
 from tests.backend_helpers import make_clips
 
@@ -106,7 +106,7 @@ def test_listing_imports_no_backend_module_and_no_torch():
     assert rows["mfcc"]["status"] == "ready"
     assert rows["music2vec"]["status"] == "weights missing"
     assert "mrs-tui backends fetch music2vec" in rows["music2vec"]["detail"]
-    if not _gpu_visible():
+    if not gpu_visible():
         assert rows["jukebox"]["status"] == "needs a GPU"
 
 
@@ -128,7 +128,7 @@ def test_fetch_from_folder_then_embed(name, tiny_checkpoints, audio_files, capsy
 
     code, out, _ = run(capsys, "backends", "--json")
     row = next(r for r in json.loads(out) if r["name"] == name)
-    if REGISTRY[name].needs_gpu and not _gpu_visible():
+    if REGISTRY[name].needs_gpu and not gpu_visible():
         assert row["status"] == "needs a GPU"
         code, _, err = run(capsys, "embed", str(audio_files[0]), "--backend", name)
         assert code != 0 and err.startswith("mrs-tui: error: ") and err.count("\n") == 1

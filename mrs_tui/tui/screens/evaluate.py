@@ -1,8 +1,8 @@
 """Measure backends × recommenders on your own listening, the paper's way, and keep the runs.
 
 Contexts are listening sessions: a test session's first half is the query and the rest is
-what should be found, split into hot (tracks known from training) and cold (never played
-before the test period) targets. Every run is stored with its settings, so past runs stay
+what should be found, split into hot (tracks known from training) and cold (absent from the
+training period) targets. Every run is stored with its settings, so past runs stay
 comparable; the grid runs in a worker with progress per cell and can be cancelled.
 """
 

@@ -29,7 +29,7 @@ class MainScreen(Screen):
         Binding("n", "play_next", "Next"),
         Binding("l", "like", "Like"),
         Binding("d", "dislike", "Dislike"),
-        Binding("f", "new_files", "New files"),
+        Binding("f", "cold_start", "Cold start"),
         Binding("c", "cancel_jobs", "Cancel"),
         Binding("i", "index", "Index"),
         Binding("a", "analyse_selected", "Analyse track", show=False),
@@ -196,7 +196,7 @@ class MainScreen(Screen):
     def action_dislike(self) -> None:
         self._rate("dislike")
 
-    def action_new_files(self) -> None:
+    def action_cold_start(self) -> None:
         self.request_suggestions(pool="cold")
 
     def action_cancel_jobs(self) -> None:

@@ -30,7 +30,7 @@ class TrackDetails(Static):
         grid.add_row("Album", " · ".join(filter(None, (track.album, track.year))) or "—")
         grid.add_row("Genre", track.genre or "—")
         grid.add_row("Length", fmt_duration(track.duration))
-        grid.add_row("Played", f"{plays} time{'s' if plays != 1 else ''}" if plays else "never (a cold track)")
+        grid.add_row("Played", f"{plays} time{'s' if plays != 1 else ''}" if plays else "never (a new track)")
         if tags:
             grid.add_row("Sounds like", ", ".join(tags[:5]))
         status = track.status if track.status != "failed" else f"failed: {track.error}"
