@@ -506,11 +506,13 @@ class Engine:
         if not recommender_registry.get_spec(rec_name).trainable:
             return False
         name = backend or self.backend
-        record = self.store.latest_model(rec_name, name, self.version(name))
-        return self._new_plays(record) >= max(1, int(self.settings.retrain_after_plays))
+        return self._is_due(self._new_plays(self.store.latest_model(rec_name, name, self.version(name))))
 
     def _new_plays(self, record: ModelRecord | None) -> int:
         return self.store.play_count(after_id=record.last_play_id if record else 0)
+
+    def _is_due(self, new_plays: int) -> bool:
+        return new_plays >= max(1, int(self.settings.retrain_after_plays))
 
     def due_models(self, backend: str | None = None) -> list[str]:
         """Models to retrain in the background for `backend`: those that are due, among the selected
@@ -541,20 +543,9 @@ class Engine:
                 rec_name, name, version, False, None, self.store.play_count(), n_hot, size - n_hot, 0, False, size
             )
         record = self.store.latest_model(rec_name, name, version)
+        new = self._new_plays(record)
         if record is None:
-            return training.ModelInfo(
-                rec_name,
-                name,
-                version,
-                True,
-                None,
-                0,
-                0,
-                size,
-                self._new_plays(None),
-                self.retrain_due(rec_name, name),
-                size,
-            )
+            return training.ModelInfo(rec_name, name, version, True, None, 0, 0, size, new, self._is_due(new), size)
         with self._lock:
             cached = self._trained.get((rec_name, name, version))
         if cached is not None and cached.record.id == record.id:
@@ -570,8 +561,8 @@ class Engine:
             record.n_plays,
             n_hot,
             size - n_hot,
-            self._new_plays(record),
-            self.retrain_due(rec_name, name),
+            new,
+            self._is_due(new),
             size,
         )
 

@@ -1,6 +1,7 @@
 """The evaluation grid: backends × recommenders on one split, with progress and cancel.
 
-`run_grid` is the headless API the CLI (`mrs-tui eval`) and the TUI's Evaluate screen share:
+`run_grid` is the headless API; the CLI (`mrs-tui eval`) and the TUI's Evaluate screen reach
+it through `Engine.evaluate`, which adds the user's settings and stores complete runs:
 
     run = run_grid(dataset, EvalSettings(ks=(10, 50)), progress=cb, cancel=event)
     save_run(store, run)          # into the `eval_runs` table, settings included

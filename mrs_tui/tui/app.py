@@ -9,7 +9,8 @@ show what the workers sent.
 
 Cancelling is Textual's own: `Worker.cancel()` sets the worker's `cancelled_event`, which is
 the event the core's long jobs poll. A cancelled thread worker runs on until the job sees it,
-so `_live_jobs` counts the job threads still alive, and a new job waits until they are done.
+so `_live_jobs` counts the job threads still alive: `indexing` and `training` stay true until
+the thread has stopped, and `c` or a key that starts the same job says it is still running.
 """
 
 from __future__ import annotations
