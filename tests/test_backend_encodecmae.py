@@ -10,6 +10,7 @@ import torch
 
 from backends import BackendError, WeightsMissing, backend_status, load_backend
 from backends.encodecmae import CHUNK_SAMPLES, EncodecMAEBackend, EncodecMAEConfig, EncodecMAEModel
+from backends.testing import write_random_checkpoint
 from tests.backend_helpers import assert_backend_contract, fake_hub_cache, make_clips, one_torch_thread  # noqa: F401
 
 # Busy shared machines: one torch thread is several times faster in wall time (see the fixture).
@@ -21,7 +22,7 @@ RATE = 24000
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("encodecmae")
-    EncodecMAEBackend.write_random_checkpoint(folder, size="tiny", seed=3)
+    write_random_checkpoint("encodecmae", folder, size="tiny", seed=3)
     return folder
 
 
