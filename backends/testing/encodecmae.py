@@ -22,7 +22,7 @@ def write_random_checkpoint(folder: Path, *, size: str, seed: int) -> Path:
     import torch
     from torch import nn
 
-    from backends.encodecmae import EncodecMAEModel, ResiDualEncoder
+    from backends.encodecmae import EncodecMAEModel, ResiDualEncoder, to_upstream_key, upstream_state_dict
 
     cfg = TINY_CONFIG if size == "tiny" else EncodecMAEConfig()
     extra = PRETRAINING[size]
@@ -30,12 +30,13 @@ def write_random_checkpoint(folder: Path, *, size: str, seed: int) -> Path:
     model = EncodecMAEModel(cfg)
     with torch.no_grad():
         for name, param in model.named_parameters():
+            name = to_upstream_key(name)
             if name.endswith(("weight_v",)) or (param.dim() == 2):
                 nn.init.normal_(param, std=1.0 / math.sqrt(param.shape[-1]))
             elif name.endswith("bias") or name.endswith("weight_g"):
                 param.normal_(mean=1.0 if name.endswith("weight_g") else 0.0, std=0.1)
         model.positional_encoder.scale.fill_(0.5)
-    state = dict(model.state_dict())
+    state = upstream_state_dict(model)
     generator = torch.Generator().manual_seed(seed + 1)
     for q in range(extra["num_quantizers"]):
         prefix = f"target_encoder.model.vq.layers.{q}._codebook."
