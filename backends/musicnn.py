@@ -63,6 +63,7 @@ On a GPU, cuDNN would run float32 convolutions in TF32 and move the penultimate 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -98,42 +99,33 @@ TOP_TAGS = 10  # tags kept per track in the store
 
 WHEEL_REQUIREMENT = "musicnn==0.1.0"
 WHEEL_FILENAME = "musicnn-0.1.0-py3-none-any.whl"
-WHEEL_SHA256 = "f38a4890c648c1ddbb141c5d96d2b0a8cfcd36746002d896989f7b88beb65cfa"
 WHEEL_URL_HINT = "https://pypi.org/project/musicnn/0.1.0/#files"
 
 MODELS = ("MSD_musicnn", "MTT_musicnn")
 DEFAULT_MODEL = "MSD_musicnn"
-# sha256 of the checkpoint files inside the wheel: a folder holding an unpacked wheel or an
-# installed musicnn package is accepted only if it holds these exact bytes.
-CHECKPOINT_SHA256 = {
-    "MSD_musicnn": {
-        ".index": "87f3e0f3550c8d3bafc840374003e5c8af5eeb5ecf6add61af09a7822d3282c8",
-        ".data-00000-of-00001": "8579734ee6388f799ed0def4bbd0d1fdcbeaf213ef2a9dc860917bd76a303de6",
-    },
-    "MTT_musicnn": {
-        ".index": "da2d7bb670b2b31e9bc441bb1bd75eca31b5b061f963cc1f9630c1aff3238f57",
-        ".data-00000-of-00001": "041f3935e981a65cea739842d30c188d3a7d2adf4410955c8668eb3de4a5acab",
-    },
-}
 
-# Label order of the 50 outputs (musicnn/configuration.py).
-MSD_LABELS = (
-    "rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s",
-    "alternative rock", "jazz", "beautiful", "metal", "chillout", "male vocalists", "classic rock",
-    "soul", "indie rock", "Mellow", "electronica", "80s", "folk", "90s", "chill", "instrumental",
-    "punk", "oldies", "blues", "hard rock", "ambient", "acoustic", "experimental", "female vocalist",
-    "guitar", "Hip-Hop", "70s", "party", "country", "easy listening", "sexy", "catchy", "funk",
-    "electro", "heavy metal", "Progressive rock", "60s", "rnb", "indie pop", "sad", "House", "happy",
-)  # fmt: skip
-MTT_LABELS = (
-    "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast",
-    "piano", "ambient", "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male",
-    "singing", "vocals", "no vocals", "harpsichord", "loud", "quiet", "flute", "woman", "male vocal",
-    "no vocal", "pop", "soft", "sitar", "solo", "man", "classic", "choir", "voice", "new age", "dance",
-    "male voice", "female vocal", "beats", "harp", "cello", "no voice", "weird", "country", "metal",
-    "female voice", "choral",
-)  # fmt: skip
-LABELS = {"MSD_musicnn": MSD_LABELS, "MTT_musicnn": MTT_LABELS}
+
+def labels(model: str) -> tuple[str, ...]:
+    """The 50 tags of `model`'s outputs in output order (musicnn/configuration.py), shipped as
+    data/backends/musicnn/<model>.tags.txt."""
+    return _shipped_lines(f"{model}.tags.txt")
+
+
+def pinned_sha256(name: str) -> str:
+    """sha256 of a file of the musicnn 0.1.0 wheel: the wheel itself, or a checkpoint file in it
+    (``musicnn/MSD_musicnn/.index``). A folder holding an unpacked wheel or an installed musicnn
+    package is accepted only with these exact bytes. Shipped as data/backends/musicnn/SHA256SUMS."""
+    digests = {path: digest for digest, path in (line.split(maxsplit=1) for line in _shipped_lines("SHA256SUMS"))}
+    return digests[name]
+
+
+@functools.cache
+def _shipped_lines(name: str) -> tuple[str, ...]:
+    from mrs_tui.paths import shipped_data
+
+    text = shipped_data("backends", "musicnn", name).read_text(encoding="utf-8")
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
+
 
 # TensorFlow layer names of the 64 tensors used at inference, by role.
 _BN_LAYERS = [f"batch_normalization{'' if i == 0 else f'_{i}'}" for i in range(11)]
@@ -476,9 +468,10 @@ def convert_wheel(wheel: Path, target: Path) -> list[Path]:
     if not wheel.is_file():
         raise WeightsMissing(f"{wheel} does not exist", f"give the path of {WHEEL_FILENAME}")
     digest = _sha256_file(wheel)
-    if digest != WHEEL_SHA256:
+    expected = pinned_sha256(WHEEL_FILENAME)
+    if digest != expected:
         raise WeightsMissing(
-            f"{wheel} is not the musicnn 0.1.0 wheel (sha256 {digest[:16]}..., expected {WHEEL_SHA256[:16]}...)",
+            f"{wheel} is not the musicnn 0.1.0 wheel (sha256 {digest[:16]}..., expected {expected[:16]}...)",
             f"download {WHEEL_FILENAME} again: pip download --no-deps {WHEEL_REQUIREMENT}",
         )
     target.mkdir(parents=True, exist_ok=True)
@@ -502,9 +495,9 @@ def convert_checkpoint_folder(folder: Path, target: Path) -> list[Path]:
         prefix = f"{package / model}{os.sep}"  # the checkpoint's files are named ".index", ".data-..."
         if not Path(prefix + ".index").is_file():
             continue
-        for suffix, expected in CHECKPOINT_SHA256[model].items():
+        for suffix in (".index", ".data-00000-of-00001"):
             actual = _sha256_file(Path(prefix + suffix))
-            if actual != expected:
+            if actual != pinned_sha256(f"musicnn/{model}/{suffix}"):
                 raise WeightsMissing(
                     f"{prefix}{suffix} differs from the file in the musicnn 0.1.0 wheel",
                     f"use the files of {WHEEL_FILENAME}, or let mrs-tui download it: mrs-tui backends fetch musicnn",
@@ -643,7 +636,7 @@ class MusicnnBackend(Backend):
     def __init__(self, *, paper_compat: bool = False, device: str | None = None, **options: object) -> None:
         super().__init__(paper_compat=paper_compat, device=device, **options)
         self.model = canonical_model(options.get("model", DEFAULT_MODEL))
-        self.labels = LABELS[self.model]
+        self.labels = labels(self.model)
 
     @classmethod
     def install_from(cls, source: str | Path, *, allow_pickle: bool) -> Path:

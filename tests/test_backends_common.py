@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends import REGISTRY, Backend, _gpu_visible
+from backends import REGISTRY, Backend, BackendError, _gpu_visible
 from backends.testing import WRITERS, write_random_checkpoint
 from mrs_tui.cli import main
 from tests.backend_helpers import make_clips
@@ -106,6 +106,15 @@ def test_listing_imports_no_backend_module_and_no_torch():
 def test_every_registered_target_imports_as_that_backend(name):
     cls = backend_class(name)
     assert issubclass(cls, Backend) and cls.spec is REGISTRY[name]
+
+
+@pytest.mark.parametrize("name", WEIGHTED)
+def test_fetch_is_the_base_class_one_and_refuses_unknown_options(name):
+    # Backends customise fetching through its hooks (install_from, download, after_fetch).
+    cls = backend_class(name)
+    assert cls.fetch.__func__ is Backend.fetch.__func__
+    with pytest.raises(BackendError, match="no option"):
+        cls.fetch(variantt="95m")
 
 
 def test_every_backend_with_weights_has_a_random_test_checkpoint():

@@ -21,14 +21,14 @@ from backends import backend_status, default_backend_name, load_backend, weights
 from backends.base import BackendError, WeightsMissing
 from backends.musicnn import (
     INFERENCE_TENSORS,
-    MSD_LABELS,
-    MTT_LABELS,
     PATCH_FRAMES,
     PATCH_SAMPLES,
     WHEEL_FILENAME,
     LogMel,
     MusicnnBackend,
     convert_wheel,
+    labels,
+    pinned_sha256,
     to_patches,
 )
 from backends.testing import write_random_checkpoint
@@ -36,6 +36,9 @@ from mrs_tui.cli import main
 from tests.musicnn_support import fetch_wheel, reference_clips, require_reference
 
 MODELS = ("MSD_musicnn", "MTT_musicnn")
+# The tag vocabularies shipped in data/backends/musicnn/.
+MSD_LABELS = labels("MSD_musicnn")
+MTT_LABELS = labels("MTT_musicnn")
 
 
 @pytest.fixture(scope="session")
@@ -67,6 +70,19 @@ def _audio(reference: Path, name: str) -> np.ndarray:
     samples, rate = sf.read(reference / name, dtype="float32")
     assert rate == 16000
     return samples
+
+
+# -- shipped assets ----------------------------------------------------------------------------------
+
+
+def test_the_shipped_tag_vocabularies_and_checksums_are_complete():
+    for model in MODELS:
+        tags = labels(model)
+        assert len(tags) == len(set(tags)) == 50
+        for suffix in (".index", ".data-00000-of-00001"):
+            assert len(bytes.fromhex(pinned_sha256(f"musicnn/{model}/{suffix}"))) == 32
+    assert MSD_LABELS[:3] == ("rock", "pop", "alternative") and MTT_LABELS[-1] == "choral"
+    assert len(bytes.fromhex(pinned_sha256(WHEEL_FILENAME))) == 32
 
 
 # -- preprocessing (no weights needed) ----------------------------------------------------------------
