@@ -138,10 +138,10 @@ def _check_caches(store, data_folder: Path, report: Diagnosis) -> None:
 
 
 def _check_models(store, data_folder: Path, report: Diagnosis) -> None:
-    from mrs_tui.evaluation import training
+    from mrs_tui import training
 
     referenced: set[Path] = set()
-    for record in training.model_records(store):
+    for record in store.model_records():
         name = f"{record.recommender}@{record.backend}"
         folder = training.model_folder(data_folder, record.path)
         if folder is None:
