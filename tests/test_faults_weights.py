@@ -20,9 +20,9 @@ def status_of(capsys, name: str) -> str:
 
 
 def test_a_pickle_refused_by_fetch_leaves_nothing_that_looks_ready(tmp_path, capsys):
-    from backends.music2vec import Music2VecBackend
+    from backends.testing import write_random_checkpoint
 
-    checkpoint = Music2VecBackend.write_random_checkpoint(tmp_path / "clean", seed=1)
+    checkpoint = write_random_checkpoint("music2vec", tmp_path / "clean", seed=1)
     folder = tmp_path / "with-objects"
     folder.mkdir()
     (folder / "config.json").write_bytes((checkpoint / "config.json").read_bytes())
