@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 import threading
 
 import numpy as np
@@ -330,14 +328,3 @@ def test_context_sequences_round_trip_and_merge_a_query():
     assert [s.tolist() for s in again.sequences] == [[3, 1], [], [5]]
     assert again.query_items(Query(context=0, history=[7], seed=8)) == [3, 1, 7, 8]
     assert again.query_items(Query(context=9, history=[7])) == [7]
-
-
-def test_listing_recommenders_imports_no_heavy_library():
-    code = (
-        "import sys, recommenders; "
-        "[recommenders.get_spec(n) for n in recommenders.REGISTRY]; "
-        "heavy = [m for m in ('torch', 'faiss', 'librosa', 'transformers') if m in sys.modules]; "
-        "print(','.join(heavy))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from mrs_tui.cli import emit, load_settings, parse_backend_options
+from mrs_tui.commands.shared import emit, load_settings, parse_backend_options
 from mrs_tui.errors import UserError
 
 
