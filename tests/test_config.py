@@ -1,13 +1,9 @@
 """Settings a user writes: checked with one-line errors, overridable from the environment, and
-the commented default file mrs-tui ships (also inside a built wheel)."""
+the commented default file mrs-tui ships."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 import tomllib
-import zipfile
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -17,8 +13,6 @@ from mrs_tui.cli import main
 from mrs_tui.config import Settings, default_config_text
 from mrs_tui.errors import UserError
 from mrs_tui.paths import cache_dir, config_path, default_db_path
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def write_config(folder: Path, body: str) -> Path:
@@ -126,26 +120,3 @@ def test_folders_follow_the_xdg_variables_and_the_overrides(isolated_dirs, monke
     monkeypatch.setenv("MRS_TUI_DB", str(tmp_path / "elsewhere.db"))
     monkeypatch.setenv("MRS_TUI_CACHE", str(tmp_path / "cache"))
     assert (default_db_path(), cache_dir()) == (tmp_path / "elsewhere.db", tmp_path / "cache")
-
-
-@pytest.mark.slow
-def test_a_built_wheel_ships_the_data_folder_and_finds_it(tmp_path):
-    source, wheels = tmp_path / "source", tmp_path / "wheels"  # a copy: building writes build/ beside the sources
-    for name in ("mrs_tui", "backends", "recommenders", "data"):
-        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "LICENSE"):
-        shutil.copy(ROOT / name, source / name)
-    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels)]
-    subprocess.run([*build, str(source)], check=True, capture_output=True, timeout=300)
-    (wheel,) = wheels.glob("mrs_tui-*.whl")
-    shipped = {p.relative_to(ROOT / "data").as_posix() for p in (ROOT / "data").rglob("*") if p.is_file()}
-    with zipfile.ZipFile(wheel) as archive:
-        packed = {n.removeprefix("mrs_tui/_data/") for n in archive.namelist() if n.startswith("mrs_tui/_data/")}
-        archive.extractall(tmp_path / "site")
-    assert shipped and packed == shipped
-    probe = "from mrs_tui.config import default_config_text; import mrs_tui.paths as p; print(p.shipped_data_dir())"
-    done = subprocess.run(
-        [sys.executable, "-c", probe], cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "site")}, capture_output=True
-    )
-    assert done.returncode == 0, done.stderr
-    assert Path(done.stdout.decode().strip()) == tmp_path / "site" / "mrs_tui" / "_data"
