@@ -32,6 +32,7 @@ def write_config(folder: Path, body: str) -> Path:
         ("[mrs-tui]\nbackend = 3\n", "backend = 3 is not text"),
         ("[mrs-tui]\nsugestions = 5\n", "unknown setting 'sugestions' — known settings: backend, clip_position"),
         ("[mrs-tui\n", "not valid TOML"),
+        ("suggestions = 5\n[mrs-tui]\nrecommender = 'knn'\n", "'suggestions' is outside the [mrs-tui] section"),
     ],
 )
 def test_a_bad_setting_is_one_line_naming_the_file_and_the_key(tmp_path, body, expected):
