@@ -23,6 +23,23 @@ from mrs_tui.store import Store
 FIXTURE_RATE = 22050
 
 
+# Parametrised cases too slow for the inner loop (`./dev test -m "not slow"`) whose cheaper
+# siblings stay in it; whole tests carry `@pytest.mark.slow` themselves. Measured with
+# `--durations=50`: each of these takes 15 s or more on a two-core machine.
+SLOW_CASES = {
+    "test_fitting_is_deterministic_under_a_seed[bert4rec]",
+    "test_hot_recommendations_beat_random[context-bert4rec]",
+    "test_port_matches_the_original_on_every_reference_clip[MTT_musicnn]",
+    "test_fetch_from_folder_then_embed[mule]",
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.name in SLOW_CASES:
+            item.add_marker(pytest.mark.slow)
+
+
 def isolate(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
     """Point every folder and setting mrs-tui reads from the environment into `home`."""
     for var, sub in (

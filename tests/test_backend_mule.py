@@ -48,6 +48,7 @@ def test_contract_with_long_and_short_clips(backend):
     assert backend.dim == MuleArchitecture.tiny().dim == batch.shape[1]
 
 
+@pytest.mark.slow
 def test_front_end_matches_librosa():
     librosa = pytest.importorskip("librosa")
     reference_fb = librosa.filters.mel(sr=RATE, n_fft=2048, n_mels=96, fmin=0.0, fmax=8000.0, htk=True, norm=2.0)

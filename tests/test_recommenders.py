@@ -144,6 +144,7 @@ def test_bert4rec_puts_the_mask_after_the_most_recent_items():
     assert sorted(tuple(w.tolist()) for w in cut) == [(0,), (0, 1), (1, 2, 3), (4, 5, 6)]
 
 
+@pytest.mark.slow
 def test_bert4rec_predicts_the_next_item_of_a_sequence():
     # Contexts walk a cycle of 12 items; the model must learn "after i comes i + 1", which it can
     # only express for a query if the mask is asked at the end of the history. Walks of varied
