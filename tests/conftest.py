@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import fields
 from pathlib import Path
 
@@ -72,10 +72,8 @@ def isolated_dirs(tmp_path_factory, monkeypatch):
 def copy_database(source: Path, target: Path) -> Path:
     """A consistent copy of a SQLite database (WAL included) through SQLite's backup API."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+    with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(target)) as dst:
         src.backup(dst)
-    src.close()
-    dst.close()
     return target
 
 

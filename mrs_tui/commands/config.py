@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import asdict
-from pathlib import Path
 
-from mrs_tui.commands.shared import emit, load_settings
+from mrs_tui.commands.shared import config_file, emit, load_settings
 from mrs_tui.errors import UserError
 
 
@@ -24,16 +23,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.set_defaults(run=run_config)
 
 
-def _config_file(args: argparse.Namespace) -> Path:
-    from mrs_tui.paths import config_path
-
-    return Path(args.config).expanduser() if getattr(args, "config", None) else config_path()
-
-
 def run_config(args: argparse.Namespace) -> int:
     from mrs_tui.config import default_config_text
 
-    path = _config_file(args)
+    path = config_file(args)
     if args.default:
         print(default_config_text(), end="")
         return 0

@@ -33,10 +33,16 @@ def database_path(args: argparse.Namespace) -> Path:
     return Path(args.db).expanduser() if args.db else default_db_path()
 
 
+def config_file(args: argparse.Namespace) -> Path:
+    from mrs_tui.paths import config_path
+
+    return Path(args.config).expanduser() if getattr(args, "config", None) else config_path()
+
+
 def load_settings(args: argparse.Namespace):
     from mrs_tui.config import Settings
 
-    return Settings.load(Path(args.config).expanduser() if args.config else None)
+    return Settings.load(config_file(args))
 
 
 def open_store(args: argparse.Namespace):
