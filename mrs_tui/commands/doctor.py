@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mrs_tui.cli import _db_path, emit
+from mrs_tui.commands.shared import database_path, emit
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 def run_doctor(args: argparse.Namespace) -> int:
     from mrs_tui import doctor
 
-    report = doctor.diagnose(_db_path(args))
+    report = doctor.diagnose(database_path(args))
     if not args.check_only:
         rebuild = args.rebuild
         if report.rebuildable and not rebuild and not args.json and sys.stdin.isatty():
