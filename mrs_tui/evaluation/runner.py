@@ -467,14 +467,84 @@ def _fit(row: Row, split: Split, vectors: np.ndarray, settings: EvalSettings, pr
     return model
 
 
+def cell_name(backend: str, row: Row) -> str:
+    return f"{row.label} on {backend}" if not row.baseline else row.label
+
+
+def evaluate_cell(
+    backend: str,
+    row: Row,
+    split: Split,
+    vectors: np.ndarray,
+    settings: EvalSettings,
+    *,
+    progress: Callable[[float, str], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> CellResult:
+    """Fit and evaluate one (backend, recommender) cell of the grid on `split`.
+
+    `progress(share, message)` goes from 0 (fitting starts) to 1; a failure is kept in the cell's
+    `error`, a cancel raises `Cancelled`. Local and cluster runs (mrs_tui.cluster) both call this.
+    """
+    label = "-" if row.baseline else backend
+    cell = CellResult(label, row.label, baseline=row.baseline)
+    name = cell_name(backend, row)
+
+    def report(share: float, message: str) -> None:
+        if progress is not None:
+            progress(share, message)
+
+    try:
+        report(0.0, f"fitting {name}")
+
+        def fit_progress(done: float, of: float, message: str) -> None:
+            report(0.5 * (done / of if of else 0.0), f"fitting {name}: {message}")
+
+        t0 = time.perf_counter()
+        model = _fit(row, split, vectors, settings, fit_progress, cancel)
+        cell.fit_seconds = time.perf_counter() - t0
+        cell.scores_cold_items = bool(getattr(model, "scores_cold_items", True))
+        t0 = time.perf_counter()
+        cases_total = max(1, len(split.hot) + len(split.cold) + len(split.val))
+        done_before = 0
+        for part in PARTS:
+            cases = getattr(split, part)
+            pool = "cold" if part == "cold" else "hot"
+
+            def eval_progress(done: int, of: int, _before: int = done_before) -> None:
+                report(0.5 + 0.5 * (_before + done) / cases_total, f"ranking for {name}")
+
+            per_context = evaluate_cases(model, cases, pool, settings.ks, cancel=cancel, progress=eval_progress)
+            done_before += len(cases)
+            names = metric_names(settings.ks)
+            cell.parts[part] = summarize(per_context, names)
+            cell.values[part] = {n: np.array([r[n] for r in per_context]) for n in names}
+        cell.eval_seconds = time.perf_counter() - t0
+    except Cancelled:
+        raise
+    except UserError as exc:
+        cell.error = str(exc)
+    except Exception as exc:  # one broken recommender must not lose the rest of the grid
+        cell.error = f"{type(exc).__name__}: {exc}"
+    return cell
+
+
+# Runs a grid's plan elsewhere: (dataset, split, plan, settings, report, cancel) -> (cells, cancelled).
+CellExecutor = Callable[..., tuple[list["CellResult"], bool]]
+
+
 def run_grid(
     dataset: Dataset,
     settings: EvalSettings | None = None,
     *,
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
+    cells: CellExecutor | None = None,
 ) -> EvalRun:
-    """Fit and evaluate every (backend, recommender) cell on one split of `dataset`."""
+    """Fit and evaluate every (backend, recommender) cell on one split of `dataset`.
+
+    `cells` runs the cells somewhere else (`mrs_tui.cluster.grid.RayCells`); default: here, in turn.
+    """
     settings = settings or EvalSettings()
     started = time.perf_counter()
     backends = list(settings.backends or dataset.sources)
@@ -489,7 +559,6 @@ def run_grid(
     rows = resolve_rows(settings.recommenders)
     split = prepare_split(dataset, settings, backends)
     ks = settings.ks
-    names = metric_names(ks)
     plan = [(b, r) for b in backends for r in rows if not r.baseline] + [(backends[0], r) for r in rows if r.baseline]
     total = len(plan)
     run = EvalRun(
@@ -503,56 +572,34 @@ def run_grid(
         if progress is not None:
             progress(done, total, message)
 
+    if cells is not None:  # another executor (a Ray cluster) runs the same cells
+        run.cells, run.cancelled = cells(dataset, split, plan, settings, report, cancel)
+        run.seconds = time.perf_counter() - started
+        return run
     matrices: dict[str, np.ndarray] = {}
     for index, (backend, row) in enumerate(plan):
-        label = "-" if row.baseline else backend
-        cell = CellResult(label, row.label, baseline=row.baseline)
-        name = f"{row.label} on {backend}" if not row.baseline else row.label
+        if cancel is not None and cancel.is_set():
+            run.cancelled = True
+            break
         try:
-            if cancel is not None and cancel.is_set():
-                raise Cancelled
             if backend not in matrices:
                 matrices[backend] = dataset.sources[backend].rows(split.item_keys)
-            report(index, f"fitting {name}")
-
-            def fit_progress(done: float, of: float, message: str, _i: int = index, _n: str = name) -> None:
-                report(_i + 0.5 * (done / of if of else 0.0), f"fitting {_n}: {message}")
-
-            t0 = time.perf_counter()
-            model = _fit(row, split, matrices[backend], settings, fit_progress, cancel)
-            cell.fit_seconds = time.perf_counter() - t0
-            cell.scores_cold_items = bool(getattr(model, "scores_cold_items", True))
-            t0 = time.perf_counter()
-            cases_total = max(1, len(split.hot) + len(split.cold) + len(split.val))
-            done_before = 0
-            for part in PARTS:
-                cases = getattr(split, part)
-                pool = "cold" if part == "cold" else "hot"
-
-                def eval_progress(
-                    done: int,
-                    of: int,
-                    _i: int = index,
-                    _before: int = done_before,
-                    _n: str = name,
-                    _t: int = cases_total,
-                ) -> None:
-                    report(_i + 0.5 + 0.5 * (_before + done) / _t, f"ranking for {_n}")
-
-                per_context = evaluate_cases(model, cases, pool, ks, cancel=cancel, progress=eval_progress)
-                done_before += len(cases)
-                cell.parts[part] = summarize(per_context, names)
-                cell.values[part] = {n: np.array([r[n] for r in per_context]) for n in names}
-            cell.eval_seconds = time.perf_counter() - t0
+            cell = evaluate_cell(
+                backend,
+                row,
+                split,
+                matrices[backend],
+                settings,
+                progress=lambda share, message, _i=index: report(_i + share, message),
+                cancel=cancel,
+            )
         except Cancelled:
             run.cancelled = True
             break
-        except UserError as exc:
-            cell.error = str(exc)
-        except Exception as exc:  # one broken recommender must not lose the rest of the grid
-            cell.error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # this backend's vectors could not be read: its cells fail, not the grid
+            cell = CellResult("-" if row.baseline else backend, row.label, baseline=row.baseline, error=str(exc))
         run.cells.append(cell)
-        report(index + 1, f"done {name}")
+        report(index + 1, f"done {cell_name(backend, row)}")
     run.seconds = time.perf_counter() - started
     return run
 
