@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from mrs_tui.indexing import Indexer, IndexReport, ProgressFn
 from mrs_tui.library import ScanReport, scan
 from mrs_tui.store import POSITIVE_EVENTS, Play, Store, Track
 from recommenders.base import Query, Recommender
+
+if TYPE_CHECKING:
+    from mrs_tui.cluster import ClusterOptions
 
 # How many recent positive plays make the profile of the "new files" view without a seed.
 RECENT_PROFILE_PLAYS = 20
@@ -145,15 +149,18 @@ class Engine:
         track_ids: list[int] | None = None,
         progress: ProgressFn | None = None,
         cancel: threading.Event | None = None,
+        cluster: ClusterOptions | None = None,
     ) -> IndexReport:
+        """Analyse the tracks that need it here, or on a Ray cluster (`cluster`); then rebuild the indexes."""
         names = backends or [self.backend]
-        loaded = [self.load_backend(n) for n in names]
-        indexer = Indexer(
-            self.store,
-            loaded,
-            batch_size=self.settings.index_batch_size,
-            clip_position=self.settings.clip_position,
-        )
+        tuning = {"batch_size": self.settings.index_batch_size, "clip_position": self.settings.clip_position}
+        if cluster is not None:  # the models load on the cluster's workers, not here
+            from mrs_tui.cluster.indexing import BackendPlan, ClusterIndexer
+
+            plans = [BackendPlan.of(n, self.backend_options.get(n)) for n in names]
+            indexer = ClusterIndexer(self.store, plans, cluster, **tuning)
+        else:
+            indexer = Indexer(self.store, [self.load_backend(n) for n in names], **tuning)
         report = indexer.run(track_ids, progress=progress, cancel=cancel)
         for name in names:
             self.catalogue(name).save(self.data_folder / "indexes")

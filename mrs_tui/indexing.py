@@ -46,6 +46,15 @@ class BackendProgress:
         return (self.total - self.done) * self.seconds / self.done if self.done else None
 
 
+@dataclass(frozen=True)
+class NodeProgress:
+    """One machine's share of a cluster run (mrs_tui.cluster): tracks decoded and results embedded there."""
+
+    node: str
+    decoded: int
+    embedded: int
+
+
 @dataclass
 class IndexProgress:
     done: int
@@ -54,6 +63,7 @@ class IndexProgress:
     elapsed: float
     current: str = ""
     backends: tuple[BackendProgress, ...] = ()
+    nodes: tuple[NodeProgress, ...] = ()  # cluster runs only
 
     @property
     def rate(self) -> float:
@@ -78,6 +88,18 @@ class IndexProgress:
             parts.append(f"{b.name} {b.done}/{b.total}{when}")
         return " · ".join(parts)
 
+    def describe_nodes(self) -> str:
+        return describe_nodes(self.nodes)
+
+
+def describe_nodes(nodes: Sequence[NodeProgress]) -> str:
+    """ "10.0.0.5 decoded 40, embedded 38 · 10.0.0.6 decoded 41", for cluster runs."""
+    parts = []
+    for n in nodes:
+        counts = [f"{label} {count}" for label, count in (("decoded", n.decoded), ("embedded", n.embedded)) if count]
+        parts.append(f"{n.node} {', '.join(counts)}")
+    return " · ".join(parts)
+
 
 @dataclass
 class IndexReport:
@@ -89,6 +111,7 @@ class IndexReport:
     seconds: float = 0.0
     decode_seconds: float = 0.0
     embed_seconds: dict[str, float] = field(default_factory=dict)
+    nodes: tuple[NodeProgress, ...] = ()  # cluster runs: what each machine did
 
     def summary(self) -> str:
         done = ", ".join(f"{n} with {b}" for b, n in self.embedded.items()) or "nothing to do"
