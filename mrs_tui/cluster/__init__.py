@@ -94,3 +94,11 @@ def node_labels(ray: Any) -> dict[str, str]:
 
 def alive_node_ids(ray: Any) -> list[str]:
     return [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+
+
+def describe_error(exc: BaseException) -> str:
+    """The line of a Ray error that says what went wrong, without its traceback framing."""
+    text = str(getattr(exc, "cause", None) or exc)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    meaningful = [line for line in lines if not line.startswith(("Traceback", "File ", "ray::", "^"))]
+    return (meaningful[-1] if meaningful else text)[:300]

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from backends import embedding_version, get_spec
-from mrs_tui.cluster import ClusterOptions, alive_node_ids, connect, node_labels
+from mrs_tui.cluster import ClusterOptions, alive_node_ids, connect, describe_error, node_labels
 from mrs_tui.errors import UserError
 from mrs_tui.indexing import (
     BackendProgress,
@@ -98,10 +98,10 @@ def _can_read(path: str) -> str | None:
 
 def _decode_track(
     track: Track, plans: Sequence[BackendPlan], clip_position: str, audio: bytes | None
-) -> tuple[tuple[str, str | None], dict]:
-    """((node, error), {backend: waveform}): one decode, each backend's excerpt at its rate."""
+) -> tuple[tuple[str, str | None, float], dict]:
+    """((node, error, seconds), {backend: waveform}): one decode, each backend's excerpt at its rate."""
     if audio is None:
-        decoded, error, _seconds = decode_for(track, plans, clip_position)
+        decoded, error, seconds = decode_for(track, plans, clip_position)
     else:  # shipped: the decoders want a file (its suffix picks libsndfile or FFmpeg)
         from mrs_tui.config import cache_dir
 
@@ -110,11 +110,11 @@ def _decode_track(
         copy = folder / f"{track.id}-{_node_id()[:8]}{Path(track.path).suffix}"
         try:
             copy.write_bytes(audio)
-            decoded, error, _seconds = decode_for(track, plans, clip_position, path=str(copy))
+            decoded, error, seconds = decode_for(track, plans, clip_position, path=str(copy))
         finally:
             copy.unlink(missing_ok=True)
     waves = {} if decoded is None else {p.name: excerpt_for(track, decoded, p, clip_position) for p in plans}
-    return (_node_id(), error), waves
+    return (_node_id(), error, seconds), waves
 
 
 class _Embedder:
@@ -281,7 +281,7 @@ class _Run:
                 ) from None
             except self.ray.exceptions.RayActorError as exc:
                 raise UserError(
-                    f"a cluster node could not load the {name} backend: {_cause(exc)}",
+                    f"a cluster node could not load the {name} backend: {describe_error(exc)}",
                     f"every node needs the weights: run `mrs-tui backends fetch {name}` on each",
                 ) from None
             preferred = {batch for _node, batch, _version in answers}.pop()
@@ -341,12 +341,13 @@ class _Run:
     def _decoded(self, ref: Any) -> None:
         track, wanted, waves, _audio = self.decodes.pop(ref)
         try:
-            node, error = self.ray.get(ref)
+            node, error, seconds = self.ray.get(ref)
         except self.ray.exceptions.RayError as exc:
             raise UserError(
-                f"the cluster lost the decoding of {track.path}: {_cause(exc)}",
+                f"the cluster lost the decoding of {track.path}: {describe_error(exc)}",
                 "what was stored is kept: run the same command again to resume",
             ) from None
+        self.report.decode_seconds += seconds
         self.decoded_on[self._label(node)] = self.decoded_on.get(self._label(node), 0) + 1
         if error is not None:
             del self.left[track.id]
@@ -387,7 +388,7 @@ class _Run:
             node, rows = self.ray.get(ref)
         except self.ray.exceptions.RayError as exc:
             raise UserError(
-                f"the cluster lost a batch of {len(batch.tracks)} tracks for {batch.backend}: {_cause(exc)}",
+                f"the cluster lost a batch of {len(batch.tracks)} tracks for {batch.backend}: {describe_error(exc)}",
                 "what was stored is kept: run the same command again to resume",
             ) from None
         rows = [r for r in rows if (r.track_id, r.backend) not in self.written]
@@ -444,11 +445,3 @@ class _Run:
 @dataclass(frozen=True)
 class _Preferred:
     batch_size: int | None
-
-
-def _cause(exc: BaseException) -> str:
-    """The first line that says what went wrong, without Ray's traceback framing."""
-    text = str(getattr(exc, "cause", None) or exc)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    meaningful = [line for line in lines if not line.startswith(("Traceback", "File ", "ray::", "^"))]
-    return (meaningful[-1] if meaningful else text)[:300]

@@ -471,6 +471,10 @@ def cell_name(backend: str, row: Row) -> str:
     return f"{row.label} on {backend}" if not row.baseline else row.label
 
 
+def failed_cell(backend: str, row: Row, error: str | None) -> CellResult:
+    return CellResult("-" if row.baseline else backend, row.label, baseline=row.baseline, error=error)
+
+
 def evaluate_cell(
     backend: str,
     row: Row,
@@ -486,8 +490,7 @@ def evaluate_cell(
     `progress(share, message)` goes from 0 (fitting starts) to 1; a failure is kept in the cell's
     `error`, a cancel raises `Cancelled`. Local and cluster runs (mrs_tui.cluster) both call this.
     """
-    label = "-" if row.baseline else backend
-    cell = CellResult(label, row.label, baseline=row.baseline)
+    cell = failed_cell(backend, row, error=None)
     name = cell_name(backend, row)
 
     def report(share: float, message: str) -> None:
@@ -597,7 +600,7 @@ def run_grid(
             run.cancelled = True
             break
         except Exception as exc:  # this backend's vectors could not be read: its cells fail, not the grid
-            cell = CellResult("-" if row.baseline else backend, row.label, baseline=row.baseline, error=str(exc))
+            cell = failed_cell(backend, row, str(exc))
         run.cells.append(cell)
         report(index + 1, f"done {cell_name(backend, row)}")
     run.seconds = time.perf_counter() - started
