@@ -26,7 +26,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def ray_environment() -> dict[str, str]:
+def ray_environment(home: Path) -> dict[str, str]:
     """The environment of every node and driver of one test cluster.
 
     Token authentication is off: a Ray process reads its token once and keeps it, so a test
@@ -36,7 +36,12 @@ def ray_environment() -> dict[str, str]:
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", HF_HUB_OFFLINE="1")
+    # The workers' mrs-tui folders (weights cache, shipped audio) stay inside the test's folder.
+    for var, sub in (("XDG_DATA_HOME", "data"), ("XDG_CACHE_HOME", "cache"), ("XDG_CONFIG_HOME", "config")):
+        env[var] = str(home / sub)
+    for var in ("MRS_TUI_DB", "MRS_TUI_CONFIG", "MRS_TUI_CACHE"):
+        env.pop(var, None)
     return env
 
 
@@ -107,7 +112,7 @@ class LocalCluster:
     def __init__(self, cpus_per_node: list[int], *, object_store_mb: int = 100) -> None:
         # Ray's socket paths must fit in 107 bytes: a short folder of its own, not pytest's.
         self.temp = Path(tempfile.mkdtemp(prefix="mrsray"))
-        self.env = ray_environment()
+        self.env = ray_environment(self.temp / "home")
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         memory = str(object_store_mb * 2**20)

@@ -81,11 +81,13 @@ def connect(options: ClusterOptions) -> Iterator[Any]:
 
 
 def node_labels(ray: Any) -> dict[str, str]:
-    """Node id -> a short name people can find the machine by: "10.0.0.5" or "10.0.0.5#2"."""
+    """Node id -> a short name people can find the machine by: "10.0.0.5", or "10.0.0.5#2" for the
+    second node on one address. The head node comes first."""
     alive = [n for n in ray.nodes() if n.get("Alive")]
+    alive.sort(key=lambda n: "node:__internal_head__" not in n.get("Resources", {}))
     labels: dict[str, str] = {}
     seen: dict[str, int] = {}
-    for node in sorted(alive, key=lambda n: (n["NodeManagerAddress"], n.get("NodeManagerPort", 0))):
+    for node in alive:
         address = node["NodeManagerAddress"]
         seen[address] = seen.get(address, 0) + 1
         labels[node["NodeID"]] = address if seen[address] == 1 else f"{address}#{seen[address]}"

@@ -304,13 +304,13 @@ class _Run:
         return max(4, slots + 2 * int(cpus))
 
     def _loop(self) -> None:
-        limit = self._in_flight_limit()
+        self.limit = self._in_flight_limit()
         self._progress("")
         while self.work or self.decodes or self.calls or any(self.queues.values()):
             if self.cancel is not None and self.cancel.is_set():
                 self.report.cancelled = True
                 return
-            while self.work and len(self.left) < limit:
+            while self.work and len(self.left) < self.limit:
                 self._submit_decode(*self.work.popleft())
             self._dispatch()
             waiting = [*self.decodes, *self.calls]
@@ -366,12 +366,13 @@ class _Run:
         self._progress(track.path)
 
     def _dispatch(self) -> None:
-        """Hand queued waveforms to free actors: full batches, or what is left once decoding is over."""
+        """Hand queued waveforms to free actors: full batches, or what is queued once no more can come."""
         decoding = {p.name for _t, wanted, _w, _a in self.decodes.values() for p in wanted}
+        more_to_send = bool(self.work) and len(self.left) < self.limit
         for name, queue in self.queues.items():
             size = self.batch[name]
             busy = self.busy[name]
-            while queue and (len(queue) >= size or (not self.work and name not in decoding)):
+            while queue and (len(queue) >= size or not (more_to_send or name in decoding)):
                 actor = min(range(len(busy)), key=busy.__getitem__)
                 if busy[actor] >= CALLS_PER_ACTOR:
                     break
