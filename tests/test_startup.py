@@ -1,4 +1,4 @@
-"""The startup rule: the app and the CLI load without torch, transformers, librosa or faiss,
+"""The startup rule: the app and the CLI load without torch, transformers, librosa, faiss or ray,
 and the headless core never imports Textual."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-HEAVY = ("torch", "transformers", "librosa", "faiss", "numba", "sklearn")
+HEAVY = ("torch", "transformers", "librosa", "faiss", "numba", "sklearn", "ray")
 
 
 def imported_after(code: str) -> set[str]:
