@@ -151,9 +151,14 @@ class Engine:
         cancel: threading.Event | None = None,
         cluster: ClusterOptions | None = None,
     ) -> IndexReport:
-        """Analyse the tracks that need it here, or on a Ray cluster (`cluster`); then rebuild the indexes."""
+        """Analyse the tracks that need it here, or on a Ray cluster (`cluster`, else the `ray` setting);
+        then rebuild the indexes."""
         names = backends or [self.backend]
         tuning = {"batch_size": self.settings.index_batch_size, "clip_position": self.settings.clip_position}
+        if cluster is None and self.settings.ray:
+            from mrs_tui.cluster import ClusterOptions
+
+            cluster = ClusterOptions(self.settings.ray)
         if cluster is not None:  # the models load on the cluster's workers, not here
             from mrs_tui.cluster.indexing import BackendPlan, ClusterIndexer
 

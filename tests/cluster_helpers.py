@@ -150,27 +150,40 @@ class LocalCluster:
             self.stop()
             raise
 
-    def _alive_nodes(self) -> int:
-        probe = (
-            f"import ray; ray.init(address={self.address!r}, log_to_driver=False); "
-            "print(sum(n['Alive'] for n in ray.nodes()))"
-        )
-        out = subprocess.run(
-            [sys.executable, "-c", probe], env=self.env, capture_output=True, text=True, timeout=120, check=False
-        )
-        lines = out.stdout.strip().splitlines()
-        return int(lines[-1]) if lines and lines[-1].isdigit() else 0
+    def _check_running(self) -> None:
+        for node in self.nodes:
+            if node.process.poll() is not None:
+                raise RuntimeError(f"a Ray node exited: {node.log.read_text(errors='replace')[-2000:]}")
 
     def wait_for(self, count: int, timeout: float = 180.0) -> None:
+        """Until `count` nodes are up: the head by its log, the others as the cluster lists them."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for node in self.nodes:
-                if node.process.poll() is not None:
-                    raise RuntimeError(f"a Ray node exited: {node.log.read_text(errors='replace')[-2000:]}")
-            if self._alive_nodes() >= count:
-                return
-            time.sleep(1.0)
-        raise TimeoutError(f"{count} Ray nodes did not come up in {timeout:.0f} s")
+        head_log = self.nodes[0].log
+        while "Ray runtime started" not in head_log.read_text(errors="replace"):
+            self._check_running()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the Ray head did not start in {timeout:.0f} s")
+            time.sleep(0.2)
+        if count == 1:
+            return
+        import ray
+
+        saved = {k: os.environ.get(k) for k in self.env if k.startswith("RAY_")}
+        os.environ.update({k: v for k, v in self.env.items() if k.startswith("RAY_")})
+        ray.init(address=self.address, log_to_driver=False)
+        try:
+            while sum(n["Alive"] for n in ray.nodes()) < count:
+                self._check_running()
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{count} Ray nodes did not come up in {timeout:.0f} s")
+                time.sleep(0.5)
+        finally:
+            ray.shutdown()
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
     def leftovers(self) -> list[int]:
         return [pid for node in self.nodes for pid in session_processes(node.sid)]

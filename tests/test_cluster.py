@@ -153,7 +153,7 @@ def test_missing_weights_on_the_workers_are_one_clear_error(cluster, music, tmp_
 
 @pytest.fixture(scope="module")
 def grid_data():
-    return synthetic.generate(n_users=30, n_items=160, n_plays=2500, seed=5)
+    return synthetic.generate(n_users=24, n_items=120, n_plays=1800, seed=5)
 
 
 def dataset_of(data) -> Dataset:
