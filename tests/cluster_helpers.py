@@ -109,7 +109,9 @@ class RayNode:
 class LocalCluster:
     """A head node and optional worker nodes on this machine, stopped and checked gone at the end."""
 
-    def __init__(self, cpus_per_node: list[int], *, object_store_mb: int = 100) -> None:
+    def __init__(
+        self, cpus_per_node: list[int], *, object_store_mb: int = 100, second_node_resources: str | None = None
+    ) -> None:
         # Ray's socket paths must fit in 107 bytes: a short folder of its own, not pytest's.
         self.temp = Path(tempfile.mkdtemp(prefix="mrsray"))
         self.env = ray_environment(self.temp / "home")
@@ -140,6 +142,7 @@ class LocalCluster:
                             f"--address={self.address}",
                             f"--num-cpus={cpus}",
                             f"--object-store-memory={memory}",
+                            *([f"--resources={second_node_resources}"] if second_node_resources else []),
                         ],
                         self.env,
                         self.temp / f"node{index}.log",

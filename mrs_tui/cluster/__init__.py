@@ -38,6 +38,7 @@ class ClusterOptions:
     actors: int | None = None  # embedding actors per backend; None: one per GPU, or as the CPUs allow
     max_in_flight: int | None = None  # tracks between "sent to decode" and "stored"; bounds memory
     num_cpus: int | None = None  # only for address "local": logical CPUs of the new cluster
+    actor_resources: dict[str, float] | None = None  # custom resources per embedding actor: models on labelled nodes
 
     def __post_init__(self) -> None:
         valid = self.address in ("auto", "local") or self.address.startswith("ray://") or ":" in self.address

@@ -103,7 +103,7 @@ def _decode_track(
     if audio is None:
         decoded, error, seconds = decode_for(track, plans, clip_position)
     else:  # shipped: the decoders want a file (its suffix picks libsndfile or FFmpeg)
-        from mrs_tui.config import cache_dir
+        from mrs_tui.paths import cache_dir
 
         folder = cache_dir() / "cluster-audio"
         folder.mkdir(parents=True, exist_ok=True)
@@ -263,6 +263,8 @@ class _Run:
             else:
                 count = wanted or max(1, int(cpus - DECODE_CPUS) // max(1, len(self.plans) - len(on_gpu)))
                 actor_options = {"num_cpus": 1}
+            if self.indexer.options.actor_resources:
+                actor_options["resources"] = dict(self.indexer.options.actor_resources)
             count = max(1, min(count, self.needed[name]))
             self.actors[name] = [
                 embedder.options(max_restarts=RETRIES, max_task_retries=RETRIES, **actor_options).remote(
