@@ -44,13 +44,10 @@ def write_library(folder: Path, count: int, seconds: float) -> None:
 
 
 def write_weights(name: str, folder: Path, size: str) -> Path:
-    if name == "musicnn":
-        from backends.musicnn import MusicnnBackend
+    from backends.testing import write_random_checkpoint
 
-        return MusicnnBackend.write_random_checkpoint(folder, size=size, seed=1)
-    from backends.mert import MertBackend
-
-    return MertBackend.write_random_checkpoint(folder, size=size, variant="95m", seed=1)
+    options = {"variant": "95m"} if name == "mert" else {}
+    return write_random_checkpoint(name, folder, size=size, seed=1, **options)
 
 
 def fresh_store(path: Path, library: Path):

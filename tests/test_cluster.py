@@ -125,9 +125,9 @@ def test_mfcc_on_the_cluster_stores_the_single_process_vectors(cluster, music, t
 
 
 def test_a_tiny_mert_on_the_cluster_matches_the_single_process_path(cluster, music, tmp_path):
-    from backends.mert import MertBackend
+    from backends.testing import write_random_checkpoint
 
-    weights = MertBackend.write_random_checkpoint(tmp_path / "mert", variant="330m", seed=7)
+    weights = write_random_checkpoint("mert", tmp_path / "mert", variant="330m", seed=7)
     local_store = scanned_store(tmp_path / "local.db", music)
     Indexer(local_store, [load_backend("mert", weights)], batch_size=4).run()
     remote_store = scanned_store(tmp_path / "remote.db", music)
