@@ -76,6 +76,8 @@ class Settings:
     session_gap_minutes: float = _setting(30.0, minimum=0, exclusive=True)
     retrain_after_plays: int = _setting(25, minimum=1)
     index_batch_size: int = _setting(8, minimum=1)
+    # Where tracks are analysed: "" (this machine) or a Ray cluster: "auto", "local", "ray://HOST:PORT".
+    ray: str = _setting("")
 
     def __post_init__(self) -> None:
         for name in _RULES:

@@ -33,8 +33,9 @@ from mrs_tui.store.models import ModelRecord
 from recommenders.base import Cancelled, Query, Recommender
 
 if TYPE_CHECKING:
+    from mrs_tui.cluster import ClusterOptions
     from mrs_tui.evaluation.datasets import Dataset
-    from mrs_tui.evaluation.runner import EvalRun, EvalSettings
+    from mrs_tui.evaluation.runner import CellExecutor, EvalRun, EvalSettings
 
 # How many recent positive plays make the profile of the cold-start view without a seed.
 RECENT_PROFILE_PLAYS = 20
@@ -305,15 +306,23 @@ class Engine:
         track_ids: list[int] | None = None,
         progress: ProgressFn | None = None,
         cancel: threading.Event | None = None,
+        cluster: ClusterOptions | None = None,
     ) -> IndexReport:
+        """Analyse the tracks that need it here, or on a Ray cluster (`cluster`, else the `ray` setting);
+        then rebuild the indexes."""
         names = backends or [self.backend]
-        loaded = [self.load_backend(n) for n in names]
-        indexer = Indexer(
-            self.store,
-            loaded,
-            batch_size=self.settings.index_batch_size,
-            clip_position=self.settings.clip_position,
-        )
+        tuning = {"batch_size": self.settings.index_batch_size, "clip_position": self.settings.clip_position}
+        if cluster is None and self.settings.ray:
+            from mrs_tui.cluster import ClusterOptions
+
+            cluster = ClusterOptions(self.settings.ray)
+        if cluster is not None:  # the models load on the cluster's workers, not here
+            from mrs_tui.cluster.indexing import BackendPlan, ClusterIndexer
+
+            plans = [BackendPlan.of(n, self.backend_options.get(n)) for n in names]
+            indexer = ClusterIndexer(self.store, plans, cluster, **tuning)
+        else:
+            indexer = Indexer(self.store, [self.load_backend(n) for n in names], **tuning)
         report = indexer.run(track_ids, progress=progress, cancel=cancel)
         for name in names:
             self.catalogue(name).save(self.data_folder / "indexes")
@@ -756,8 +765,11 @@ class Engine:
         keep: bool = True,
         progress: Callable[[float, float, str], None] | None = None,
         cancel: threading.Event | None = None,
+        cells: CellExecutor | None = None,
     ) -> EvalRun:
         """Run the evaluation grid and store the run; safe to call from a worker thread.
+
+        `cells` runs the grid's cells elsewhere (`mrs_tui.cluster.grid.RayCells`), same results.
 
         Without `dataset`, the play history is evaluated with every backend that analysed the
         library (or `settings.backends`). The session gap is the user's setting. A cancelled run
@@ -775,7 +787,7 @@ class Engine:
                     raise UserError("no backend has analysed the library yet", "run mrs-tui index FOLDER first")
                 dataset = history_dataset(store, backends, self.version)
                 settings = dataclasses.replace(settings, backends=list(backends))
-            run = run_grid(dataset, settings, progress=progress, cancel=cancel)
+            run = run_grid(dataset, settings, progress=progress, cancel=cancel, cells=cells)
             if keep and not run.cancelled:
                 save_run(store, run)
             return run

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -45,6 +46,15 @@ class BackendProgress:
         return (self.total - self.done) * self.seconds / self.done if self.done else None
 
 
+@dataclass(frozen=True)
+class NodeProgress:
+    """One machine's share of a cluster run (mrs_tui.cluster): tracks decoded and results embedded there."""
+
+    node: str
+    decoded: int
+    embedded: int
+
+
 @dataclass
 class IndexProgress:
     done: int
@@ -53,6 +63,7 @@ class IndexProgress:
     elapsed: float
     current: str = ""
     backends: tuple[BackendProgress, ...] = ()
+    nodes: tuple[NodeProgress, ...] = ()  # cluster runs only
 
     @property
     def rate(self) -> float:
@@ -77,6 +88,18 @@ class IndexProgress:
             parts.append(f"{b.name} {b.done}/{b.total}{when}")
         return " · ".join(parts)
 
+    def describe_nodes(self) -> str:
+        return describe_nodes(self.nodes)
+
+
+def describe_nodes(nodes: Sequence[NodeProgress]) -> str:
+    """ "10.0.0.5 decoded 40, embedded 38 · 10.0.0.6 decoded 41", for cluster runs."""
+    parts = []
+    for n in nodes:
+        counts = [f"{label} {count}" for label, count in (("decoded", n.decoded), ("embedded", n.embedded)) if count]
+        parts.append(f"{n.node} {', '.join(counts)}")
+    return " · ".join(parts)
+
 
 @dataclass
 class IndexReport:
@@ -89,6 +112,7 @@ class IndexReport:
     seconds: float = 0.0
     decode_seconds: float = 0.0
     embed_seconds: dict[str, float] = field(default_factory=dict)
+    nodes: tuple[NodeProgress, ...] = ()  # cluster runs: what each machine did
 
     def summary(self) -> str:
         done = ", ".join(f"{n} with {b}" for b, n in self.embedded.items()) or "nothing to do"
@@ -228,7 +252,7 @@ class Indexer:
     def _cut(self, track: Track, decoded: DecodedAudio, wanted: Sequence[Backend]) -> list[tuple[float, np.ndarray]]:
         out = []
         for backend in wanted:
-            start, seconds = self._window(track, decoded, backend)
+            start, seconds = analysis_window(track, decoded, backend, self.clip_position)
             out.append((start, decoded.window(backend.sample_rate, start, seconds)))
         return out
 
@@ -236,73 +260,121 @@ class Indexer:
         preferred = getattr(backend, "batch_size", None)
         return max(1, min(self.batch_size, preferred)) if preferred else self.batch_size
 
-    def _window(self, track: Track, decoded: DecodedAudio | None, backend: Backend) -> tuple[float, float | None]:
-        duration = track.duration if track.duration and track.duration > 0 else None
-        if duration is None and decoded is not None:
-            duration = decoded.offset + decoded.duration
-        clip = backend.clip_seconds if backend.clip_seconds is not None else MAX_TRACK_SECONDS
-        return excerpt_window(duration, clip, self.clip_position)
-
     def _decode(self, track: Track, wanted: list[Backend]) -> tuple[DecodedAudio | None, str | None, float]:
-        started = time.perf_counter()
-        windows = [self._window(track, None, b) for b in wanted]
-        start = min(w[0] for w in windows)
-        ends = [w[0] + w[1] if w[1] is not None else None for w in windows]
-        seconds = None if any(e is None for e in ends) else max(ends) - start
-        try:
-            decoded = decode_excerpt(track.path, start, seconds)
-        except AudioDecodeError as exc:
-            return None, str(exc), time.perf_counter() - started
-        except Exception as exc:
-            return None, f"decoding failed: {type(exc).__name__}: {exc}", time.perf_counter() - started
-        return decoded, None, time.perf_counter() - started
+        return decode_for(track, wanted, self.clip_position)
 
     def _flush(self, backend: Backend, queue: list[_Pending], report: IndexReport) -> int:
         """Embed and store what is queued for `backend`; returns how many results were stored."""
         if not queue:
             return 0
         started = time.perf_counter()
-        rows: list[EmbeddingRow] = []
-        try:
-            analyses = backend.analyze([p.waveform for p in queue])
-            per_item = (time.perf_counter() - started) / len(queue)
-            rows = [
-                EmbeddingRow(
-                    p.track.id,
-                    backend.name,
-                    backend.version,
-                    a.vector.astype(np.float32),
-                    extras=a.extras,
-                    seconds=per_item,
-                )
-                for p, a in zip(queue, analyses, strict=True)
-            ]
-        except Exception:
-            for p in queue:
-                one = time.perf_counter()
-                try:
-                    (analysis,) = backend.analyze([p.waveform])
-                    rows.append(
-                        EmbeddingRow(
-                            p.track.id,
-                            backend.name,
-                            backend.version,
-                            analysis.vector.astype(np.float32),
-                            extras=analysis.extras,
-                            seconds=time.perf_counter() - one,
-                        )
-                    )
-                except Exception as exc:
-                    reason = f"{type(exc).__name__}: {exc}"[:300]
-                    rows.append(EmbeddingRow(p.track.id, backend.name, backend.version, None, error=reason))
-                    report.backend_failures.append((p.track.path, backend.name, reason))
-        for i, row in enumerate(rows):
-            if row.vector is not None and not np.isfinite(row.vector).all():
-                reason = f"{backend.name} returned NaN or infinite values for this track"
-                rows[i] = EmbeddingRow(row.track_id, backend.name, backend.version, None, error=reason)
-                report.backend_failures.append((queue[i].track.path, backend.name, reason))
+        rows = analyse_batch(backend, [p.track.id for p in queue], [p.waveform for p in queue])
+        by_id = {p.track.id: p.track.path for p in queue}
+        report.backend_failures += [(by_id[r.track_id], backend.name, r.error) for r in rows if r.vector is None]
         self.store.put_embeddings(rows)
         report.embedded[backend.name] += sum(r.vector is not None for r in rows)
         report.embed_seconds[backend.name] += time.perf_counter() - started
         queue.clear()
         return len(rows)
+
+
+# -- the steps as functions: the cluster runner (mrs_tui.cluster) calls the same ones ----------
+
+
+class ClipShape(Protocol):
+    """What cutting an excerpt needs to know of a backend (a `Backend` or its `BackendSpec`)."""
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    @property
+    def clip_seconds(self) -> float | None: ...
+
+
+def analysis_window(
+    track: Track, decoded: DecodedAudio | None, backend: ClipShape, clip_position: str
+) -> tuple[float, float | None]:
+    """(start, seconds) of the excerpt `backend` analyses in `track`."""
+    duration = track.duration if track.duration and track.duration > 0 else None
+    if duration is None and decoded is not None:
+        duration = decoded.offset + decoded.duration
+    clip = backend.clip_seconds if backend.clip_seconds is not None else MAX_TRACK_SECONDS
+    return excerpt_window(duration, clip, clip_position)
+
+
+def decode_for(
+    track: Track, wanted: Sequence[ClipShape], clip_position: str, path: str | None = None
+) -> tuple[DecodedAudio | None, str | None, float]:
+    """Decode once the union of the windows `wanted` need: (audio, error, seconds spent).
+
+    `path` reads the audio from another file than `track.path` (a copy shipped to a worker).
+    """
+    started = time.perf_counter()
+    windows = [analysis_window(track, None, b, clip_position) for b in wanted]
+    start = min(w[0] for w in windows)
+    ends = [w[0] + w[1] if w[1] is not None else None for w in windows]
+    seconds = None if any(e is None for e in ends) else max(ends) - start
+    try:
+        decoded = decode_excerpt(path or track.path, start, seconds)
+    except AudioDecodeError as exc:
+        return None, str(exc), time.perf_counter() - started
+    except Exception as exc:
+        return None, f"decoding failed: {type(exc).__name__}: {exc}", time.perf_counter() - started
+    return decoded, None, time.perf_counter() - started
+
+
+def excerpt_for(track: Track, decoded: DecodedAudio, backend: ClipShape, clip_position: str) -> np.ndarray:
+    """The waveform `backend` analyses: its window of `decoded`, at its sample rate."""
+    start, seconds = analysis_window(track, decoded, backend, clip_position)
+    return decoded.window(backend.sample_rate, start, seconds)
+
+
+def analyse_batch(backend: Backend, track_ids: Sequence[int], waveforms: Sequence[np.ndarray]) -> list[EmbeddingRow]:
+    """One result row per track (a vector, or the error); a failing batch is retried one by one."""
+    return [_finite_or_failure(row) for row in _analyse(backend, track_ids, waveforms)]
+
+
+def _finite_or_failure(row: EmbeddingRow) -> EmbeddingRow:
+    """A vector with NaN or infinite values would poison every search: store it as a failure."""
+    if row.vector is None or np.isfinite(row.vector).all():
+        return row
+    reason = f"{row.backend} returned NaN or infinite values for this track"
+    return EmbeddingRow(row.track_id, row.backend, row.version, None, error=reason)
+
+
+def _analyse(backend: Backend, track_ids: Sequence[int], waveforms: Sequence[np.ndarray]) -> list[EmbeddingRow]:
+    started = time.perf_counter()
+    rows: list[EmbeddingRow] = []
+    try:
+        analyses = backend.analyze(list(waveforms))
+        per_item = (time.perf_counter() - started) / len(waveforms)
+        return [
+            EmbeddingRow(
+                track_id,
+                backend.name,
+                backend.version,
+                a.vector.astype(np.float32),
+                extras=a.extras,
+                seconds=per_item,
+            )
+            for track_id, a in zip(track_ids, analyses, strict=True)
+        ]
+    except Exception:
+        for track_id, waveform in zip(track_ids, waveforms, strict=True):
+            one = time.perf_counter()
+            try:
+                (analysis,) = backend.analyze([waveform])
+                rows.append(
+                    EmbeddingRow(
+                        track_id,
+                        backend.name,
+                        backend.version,
+                        analysis.vector.astype(np.float32),
+                        extras=analysis.extras,
+                        seconds=time.perf_counter() - one,
+                    )
+                )
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}"[:300]
+                rows.append(EmbeddingRow(track_id, backend.name, backend.version, None, error=reason))
+    return rows

@@ -21,7 +21,7 @@ import pytest
 from backends import REGISTRY
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("torch", "transformers", "librosa", "faiss", "numba", "sklearn")
+HEAVY = ("torch", "transformers", "librosa", "faiss", "numba", "sklearn", "ray")
 # The app and the parser paint or answer before numpy is needed at all.
 FIRST_PAINT = (*HEAVY, "numpy")
 BACKEND_MODULES = tuple(sorted({spec.target.partition(":")[0] for spec in REGISTRY.values()}))

@@ -68,6 +68,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--no-store", action="store_true", help="do not keep this run in the database")
     p.add_argument("--runs", action="store_true", help="list past runs instead")
     p.add_argument("--show", type=int, metavar="ID", help="print a past run")
+    p.add_argument(
+        "--ray",
+        metavar="auto|local|ray://HOST:PORT",
+        help="run the grid's cells as tasks on a Ray cluster (same results as a local run)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(run=run_eval)
 
@@ -157,6 +162,13 @@ def run_eval(args: argparse.Namespace) -> int:
         emit(args, run.to_dict(), run.table)
         return 0
 
+    cells = None
+    if args.ray:
+        from mrs_tui.cluster import ClusterOptions, require_ray
+        from mrs_tui.cluster.grid import RayCells
+
+        require_ray()
+        cells = RayCells(ClusterOptions(args.ray))
     backends = _csv_list(args.backends)
     settings = runner.EvalSettings(
         ks=_ks(args.k),
@@ -177,7 +189,9 @@ def run_eval(args: argparse.Namespace) -> int:
         line(f"[{done:5.1f}/{total:.0f}] {message}")
 
     run = _in_thread(
-        lambda: engine.evaluate(settings, dataset=dataset, keep=not args.no_store, progress=progress, cancel=cancel),
+        lambda: engine.evaluate(
+            settings, dataset=dataset, keep=not args.no_store, progress=progress, cancel=cancel, cells=cells
+        ),
         cancel,
     )
     line(f"evaluated {len(run.cells)} cells in {run.seconds:.1f} s", final=True)

@@ -18,6 +18,14 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument(
         "--backend-option", action="append", metavar="KEY=VALUE", help="a backend option, e.g. variant=95m (repeatable)"
     )
+    p.add_argument(
+        "--ray",
+        metavar="auto|local|ray://HOST:PORT",
+        help="analyse on a Ray cluster: an existing one (auto), a new one on this machine (local), or a remote one",
+    )
+    p.add_argument(
+        "--ship-audio", action="store_true", help="with --ray: send the audio to workers that cannot read the folder"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.add_argument("--retry-failed", action="store_true", help="try every file and analysis that failed before again")
     p.add_argument("--fetch", action="store_true", help="download missing backend weights first")
@@ -51,6 +59,14 @@ def run_index(args: argparse.Namespace) -> int:
             f"folder {folder} does not exist" if not folder.exists() else f"{folder} is not a folder",
             "give the folder that holds your music",
         )
+    cluster = None
+    if args.ship_audio and not args.ray:
+        raise UserError("--ship-audio only applies to a cluster run", "add --ray auto (or local, or ray://HOST:PORT)")
+    if args.ray:
+        from mrs_tui.cluster import ClusterOptions, require_ray
+
+        cluster = ClusterOptions(args.ray, ship_audio=args.ship_audio)
+        require_ray()  # before the scan: say what to install at once
     engine = open_engine(args)
     engine.store.check_pages()  # a long run of writes must not start on a damaged file
     names = args.backend.split(",") if args.backend else [engine.backend]
@@ -74,10 +90,11 @@ def run_index(args: argparse.Namespace) -> int:
     def on_progress(p) -> None:
         eta = f", ETA {fmt_duration(p.eta)}" if p.eta is not None else ""
         detail = f" [{p.describe_backends()}]" if len(p.backends) > 1 else ""
+        detail += f" [{p.describe_nodes()}]" if p.nodes else ""
         line(f"analysing {p.done}/{p.total} ({p.rate:.1f} tracks/s{eta}){detail}")
 
     try:
-        report = engine.index(names, track_ids=ids, progress=on_progress, cancel=cancel)
+        report = engine.index(names, track_ids=ids, progress=on_progress, cancel=cancel, cluster=cluster)
     except KeyboardInterrupt:
         cancel.set()
         raise
@@ -104,6 +121,7 @@ def run_index(args: argparse.Namespace) -> int:
             ],
             "seconds": round(report.seconds, 3),
             "cancelled": report.cancelled,
+            "nodes": [{"node": n.node, "decoded": n.decoded, "embedded": n.embedded} for n in report.nodes],
         },
     }
 
@@ -111,6 +129,10 @@ def run_index(args: argparse.Namespace) -> int:
         from mrs_tui.store.records import readable_path
 
         lines = [f"{scan.summary()}", report.summary()]
+        if report.nodes:
+            from mrs_tui.indexing import describe_nodes
+
+            lines.append(f"on {len(report.nodes)} cluster nodes: {describe_nodes(report.nodes)}")
         for path, reason in scan.failed + report.failed:
             lines.append(f"  failed: {readable_path(path)}: {reason}")
         return "\n".join(lines)

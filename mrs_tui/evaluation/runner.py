@@ -466,14 +466,83 @@ def _fit(row: Row, split: Split, vectors: np.ndarray, settings: EvalSettings, pr
     return model
 
 
+def cell_name(backend: str, row: Row) -> str:
+    return f"{row.label} on {backend}" if not row.baseline else row.label
+
+
+def failed_cell(backend: str, row: Row, error: str | None) -> CellResult:
+    return CellResult("-" if row.baseline else backend, row.label, baseline=row.baseline, error=error)
+
+
+def evaluate_cell(
+    backend: str,
+    row: Row,
+    split: Split,
+    vectors: np.ndarray,
+    settings: EvalSettings,
+    *,
+    progress: ProgressFn | None = None,
+    at: float = 0.0,
+    of: float = 1.0,
+    cancel: threading.Event | None = None,
+) -> CellResult:
+    """Fit and evaluate one (backend, recommender) cell of the grid on `split`.
+
+    `progress` moves through ``[at, at + 1]`` of `of` (fitting the first half, ranking the
+    second); a failure is kept in the cell's `error`, a cancel raises `Cancelled`. Local and
+    cluster runs (mrs_tui.cluster) both call this.
+    """
+    cell = failed_cell(backend, row, error=None)
+    name = cell_name(backend, row)
+    try:
+        fit_progress = subrange(progress, at, 0.5, of, f"fitting {name}")
+        t0 = time.perf_counter()
+        model = _fit(row, split, vectors, settings, fit_progress, cancel)
+        cell.fit_seconds = time.perf_counter() - t0
+        cell.scores_cold_items = bool(getattr(model, "scores_cold_items", True))
+        t0 = time.perf_counter()
+        cases_total = max(1, len(split.hot) + len(split.cold) + len(split.val))
+        ranking = subrange(progress, at + 0.5, 0.5, of, f"ranking for {name}")
+        done_before = 0
+        for part in PARTS:
+            cases = getattr(split, part)
+            pool = "cold" if part == "cold" else "hot"
+
+            def eval_progress(done: int, of: int, _before: int = done_before, _ranking=ranking) -> None:
+                if _ranking is not None:
+                    _ranking(_before + done, cases_total)
+
+            per_context = evaluate_cases(model, cases, pool, settings.ks, cancel=cancel, progress=eval_progress)
+            done_before += len(cases)
+            names = metric_names(settings.ks)
+            cell.parts[part] = summarize(per_context, names)
+            cell.values[part] = {n: np.array([r[n] for r in per_context]) for n in names}
+        cell.eval_seconds = time.perf_counter() - t0
+    except Cancelled:
+        raise
+    except UserError as exc:
+        cell.error = str(exc)
+    except Exception as exc:  # one broken recommender must not lose the rest of the grid
+        cell.error = f"{type(exc).__name__}: {exc}"
+    return cell
+
+
+# Runs a grid's plan elsewhere: (dataset, split, plan, settings, report, cancel) -> (cells, cancelled).
+CellExecutor = Callable[..., tuple[list["CellResult"], bool]]
+
+
 def run_grid(
     dataset: Dataset,
     settings: EvalSettings | None = None,
     *,
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
+    cells: CellExecutor | None = None,
 ) -> EvalRun:
-    """Fit and evaluate every (backend, recommender) cell on one split of `dataset`."""
+    """Fit and evaluate every (backend, recommender) cell on one split of `dataset`.
+
+    `cells` runs the cells somewhere else (`mrs_tui.cluster.grid.RayCells`); default: here, in turn.
+    """
     settings = settings or EvalSettings()
     started = time.perf_counter()
     backends = list(settings.backends or dataset.sources)
@@ -488,7 +557,6 @@ def run_grid(
     rows = resolve_rows(settings.recommenders)
     split = prepare_split(dataset, settings, backends)
     ks = settings.ks
-    names = metric_names(ks)
     plan = [(b, r) for b in backends for r in rows if not r.baseline] + [(backends[0], r) for r in rows if r.baseline]
     total = len(plan)
     run = EvalRun(
@@ -502,50 +570,29 @@ def run_grid(
         if progress is not None:
             progress(done, total, message)
 
+    if cells is not None:  # another executor (a Ray cluster) runs the same cells
+        run.cells, run.cancelled = cells(dataset, split, plan, settings, report, cancel)
+        run.seconds = time.perf_counter() - started
+        return run
     matrices: dict[str, np.ndarray] = {}
     for index, (backend, row) in enumerate(plan):
-        label = "-" if row.baseline else backend
-        cell = CellResult(label, row.label, baseline=row.baseline)
-        name = f"{row.label} on {backend}" if not row.baseline else row.label
+        if cancel is not None and cancel.is_set():
+            run.cancelled = True
+            break
         try:
-            if cancel is not None and cancel.is_set():
-                raise Cancelled
             if backend not in matrices:
                 matrices[backend] = dataset.sources[backend].rows(split.item_keys)
-            report(index, f"fitting {name}")
-            fit_progress = subrange(progress, index, 0.5, total, f"fitting {name}")
-            t0 = time.perf_counter()
-            model = _fit(row, split, matrices[backend], settings, fit_progress, cancel)
-            cell.fit_seconds = time.perf_counter() - t0
-            cell.scores_cold_items = bool(getattr(model, "scores_cold_items", True))
-            t0 = time.perf_counter()
-            cases_total = max(1, len(split.hot) + len(split.cold) + len(split.val))
-            ranking = subrange(progress, index + 0.5, 0.5, total, f"ranking for {name}")
-            done_before = 0
-            for part in PARTS:
-                cases = getattr(split, part)
-                pool = "cold" if part == "cold" else "hot"
-
-                def eval_progress(
-                    done: int, of: int, _before: int = done_before, _ranking=ranking, _total: int = cases_total
-                ) -> None:
-                    if _ranking is not None:
-                        _ranking(_before + done, _total)
-
-                per_context = evaluate_cases(model, cases, pool, ks, cancel=cancel, progress=eval_progress)
-                done_before += len(cases)
-                cell.parts[part] = summarize(per_context, names)
-                cell.values[part] = {n: np.array([r[n] for r in per_context]) for n in names}
-            cell.eval_seconds = time.perf_counter() - t0
+            report(index, f"fitting {cell_name(backend, row)}")
+            cell = evaluate_cell(
+                backend, row, split, matrices[backend], settings, progress=progress, at=index, of=total, cancel=cancel
+            )
         except Cancelled:
             run.cancelled = True
             break
-        except UserError as exc:
-            cell.error = str(exc)
-        except Exception as exc:  # one broken recommender must not lose the rest of the grid
-            cell.error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # this backend's vectors could not be read: its cells fail, not the grid
+            cell = failed_cell(backend, row, str(exc))
         run.cells.append(cell)
-        report(index + 1, f"done {name}")
+        report(index + 1, f"done {cell_name(backend, row)}")
     run.seconds = time.perf_counter() - started
     return run
 
