@@ -29,6 +29,7 @@ from mrs_tui.errors import DatabaseError
 from mrs_tui.store.connection import LockedConnection
 from mrs_tui.store.embeddings import EmbeddingsMixin
 from mrs_tui.store.evaluations import EvaluationsMixin
+from mrs_tui.store.imports import ImportedPlay, ImportsMixin
 from mrs_tui.store.models import ModelsMixin
 from mrs_tui.store.plays import PlaysMixin
 from mrs_tui.store.records import (
@@ -51,6 +52,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "TRACK_STATUSES",
     "EmbeddingRow",
+    "ImportedPlay",
     "Play",
     "Store",
     "Track",
@@ -61,7 +63,7 @@ __all__ = [
 BUSY_TIMEOUT_MS = 60_000
 
 
-class Store(TracksMixin, EmbeddingsMixin, PlaysMixin, ModelsMixin, EvaluationsMixin):
+class Store(TracksMixin, EmbeddingsMixin, PlaysMixin, ModelsMixin, EvaluationsMixin, ImportsMixin):
     """A connection to the library database. Cheap to open; safe to share between threads."""
 
     def __init__(self, path: Path | str, *, _conn: sqlite3.Connection | None = None) -> None:

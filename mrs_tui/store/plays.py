@@ -19,9 +19,11 @@ class PlaysMixin:
 
     def write(self) -> AbstractContextManager[LockedConnection]: ...  # provided by Store
 
-    def latest_session(self) -> tuple[int, float, float] | None:
+    def latest_session(self, source: str = "app") -> tuple[int, float, float] | None:
+        # Only sessions of `source`: the app must not append its plays to an imported session.
         row = self.conn.execute(
-            "SELECT id, started_at, last_at FROM sessions ORDER BY last_at DESC, id DESC LIMIT 1"
+            "SELECT id, started_at, last_at FROM sessions WHERE source = ? ORDER BY last_at DESC, id DESC LIMIT 1",
+            [source],
         ).fetchone()
         return tuple(row) if row else None
 

@@ -103,5 +103,23 @@ def _migration_2(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2]
+def _migration_3(db: sqlite_utils.Database) -> None:
+    # Recording MBIDs from the tags, and one row per imported external listen so that importing
+    # the same export twice adds nothing (the key is the listen itself, not the file).
+    db.execute("ALTER TABLE tracks ADD COLUMN mbid TEXT")
+    db.execute("CREATE INDEX tracks_mbid ON tracks(mbid)")
+    db.execute(
+        """
+        CREATE TABLE imported_listens (
+            key TEXT PRIMARY KEY,
+            play_id INTEGER REFERENCES plays(id) ON DELETE CASCADE,
+            source TEXT NOT NULL,
+            file TEXT NOT NULL,
+            imported_at REAL NOT NULL
+        ) WITHOUT ROWID"""
+    )
+    db.execute("CREATE INDEX imported_listens_play ON imported_listens(play_id)")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2, _migration_3]
 SCHEMA_VERSION = len(MIGRATIONS)
