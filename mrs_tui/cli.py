@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "mrs_tui.commands.backends",
     "mrs_tui.commands.demo",
     "mrs_tui.commands.evaluate",
+    "mrs_tui.commands.playlist",
 )
 
 

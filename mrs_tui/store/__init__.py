@@ -31,6 +31,7 @@ from mrs_tui.store.embeddings import EmbeddingsMixin
 from mrs_tui.store.evaluations import EvaluationsMixin
 from mrs_tui.store.imports import ImportedPlay, ImportsMixin
 from mrs_tui.store.models import ModelsMixin
+from mrs_tui.store.playlists import PlaylistsMixin
 from mrs_tui.store.plays import PlaysMixin
 from mrs_tui.store.records import (
     PLAY_EVENTS,
@@ -63,7 +64,7 @@ __all__ = [
 BUSY_TIMEOUT_MS = 60_000
 
 
-class Store(TracksMixin, EmbeddingsMixin, PlaysMixin, ModelsMixin, EvaluationsMixin, ImportsMixin):
+class Store(TracksMixin, EmbeddingsMixin, PlaysMixin, ModelsMixin, EvaluationsMixin, ImportsMixin, PlaylistsMixin):
     """A connection to the library database. Cheap to open; safe to share between threads."""
 
     def __init__(self, path: Path | str, *, _conn: sqlite3.Connection | None = None) -> None:
