@@ -59,6 +59,19 @@ class Settings:
     retrain_after_plays: int = 25
     index_batch_size: int = 8
     extra_backends: list[str] = field(default_factory=list)
+    # Playback, queue and radio (mrs_tui/player.py, radio.py); diversity rules: mrs_tui/diversity.py
+    playback: str = "preview"  # "preview" (an excerpt of preview_seconds) or "full" (whole tracks)
+    radio_refill_below: int = 3
+    radio_batch: int = 5
+    diversity_artist_cap: int = 2
+    diversity_album_cap: int = 1
+    diversity_window: int = 10
+    diversity_no_duplicates: bool = True
+    diversity_near_duplicate_cosine: float = 0.98
+    diversity_recent_hours: float = 2.0
+    diversity_exploration: str = "greedy"  # "greedy" or "sample"
+    diversity_top_k: int = 50
+    diversity_temperature: float = 0.3
 
     @classmethod
     def load(cls, path: Path | None = None) -> Settings:
@@ -82,6 +95,8 @@ class Settings:
             values[name] = value
         if values.get("clip_position", "middle") not in ("middle", "start"):
             raise UserError(f"{path}: clip_position must be 'middle' or 'start'")
+        if values.get("playback", "preview") not in ("preview", "full"):
+            raise UserError(f"{path}: playback must be 'preview' or 'full'")
         return cls(**values)
 
     def save(self, path: Path | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 
@@ -89,3 +90,14 @@ class PlaysMixin:
                    GROUP BY s.id ORDER BY s.started_at"""
             )
         )
+
+    def last_played_times(self, track_ids: Sequence[int] | None = None) -> dict[int, float]:
+        """When each track last had any event (played, skipped...): the radio's "not heard lately" rule."""
+        if track_ids is None:
+            cursor = self.conn.execute("SELECT track_id, max(at) FROM plays GROUP BY track_id")
+        else:
+            cursor = self.conn.execute(
+                "SELECT track_id, max(at) FROM plays WHERE track_id IN (SELECT value FROM json_each(?)) GROUP BY track_id",
+                [json.dumps([int(t) for t in track_ids])],
+            )
+        return {row[0]: row[1] for row in cursor}
