@@ -272,14 +272,18 @@ def test_rules_come_from_the_config_file_and_bad_values_name_their_key(tmp_path)
     rules = DiversityRules.from_settings(settings)
     assert (rules.artist_cap, rules.exploration, rules.album_cap) == (1, "sample", 1)
     config.write_text('[mrs-tui]\ndiversity_exploration = "random"\n')
-    with pytest.raises(UserError, match="diversity_exploration must be one of greedy, sample"):
-        DiversityRules.from_settings(Settings.load(config))
-    config.write_text("[mrs-tui]\ndiversity_window = 0\n")
-    with pytest.raises(UserError, match="diversity_window must be a whole number"):
-        DiversityRules.from_settings(Settings.load(config))
-    config.write_text('[mrs-tui]\nplayback = "loud"\n')
-    with pytest.raises(UserError, match="playback must be 'preview' or 'full'"):
+    with pytest.raises(UserError, match="diversity_exploration = 'random' must be one of 'greedy', 'sample'"):
         Settings.load(config)
+    config.write_text("[mrs-tui]\ndiversity_window = 0\n")
+    with pytest.raises(UserError, match="diversity_window = 0 must be at least 1"):
+        Settings.load(config)
+    config.write_text('[mrs-tui]\ndiversity_no_duplicates = "yes"\n')
+    with pytest.raises(UserError, match="diversity_no_duplicates = 'yes' is not true or false"):
+        Settings.load(config)
+    config.write_text('[mrs-tui]\ndiversity_exploration = "sample"\ndiversity_temperature = 0.0\n')
+    with pytest.raises(UserError, match="diversity_temperature must be above 0"):
+        DiversityRules.from_settings(Settings.load(config))
+    assert Settings.load(config, environ={"MRS_TUI_DIVERSITY_NO_DUPLICATES": "false"}).diversity_no_duplicates is False
 
 
 def test_radio_takes_its_sizes_from_the_settings(radio_engine):
