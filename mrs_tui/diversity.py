@@ -9,7 +9,9 @@ passed, so its explanation can show *why it was let through*:
   consecutive tracks (what was just played plus what is queued);
 - no duplicates: never the same content hash twice in the window or the queue;
 - no near-duplicates: never an embedding cosine above `near_duplicate_cosine` to a track in
-  the window or the queue (the same song in two rips, a remaster);
+  the window or the queue (the same song in two rips, a remaster); the radio takes cosines
+  around the catalogue's mean vector, so backends whose raw features share a large common
+  component (MFCC means) do not make every pair look alike;
 - nothing played in the last `recent_hours` hours;
 - exploration: `greedy` takes the best-ranked admissible candidate among the top `top_k`;
   `sample` draws from the top `top_k` with probabilities softmax(score / `temperature`).

@@ -86,6 +86,8 @@ class Radio:
                     at, self.last_played_content.get(track.content_hash, at)
                 )
         self.seed_label = seed_label or self._describe_seeds()
+        self._centre_for: tuple[str, int] | None = None
+        self._centre_cache = np.zeros(0, np.float32)
 
     @classmethod
     def from_playlist(cls, engine, queue: PlayQueue, name: str, **options) -> Radio:
@@ -124,8 +126,12 @@ class Radio:
     def needs_refill(self) -> bool:
         return len(self.queue.upcoming) < self.refill_below
 
-    def refill(self, *, force: bool = False) -> RefillReport:
-        """Queue `batch` more tracks if fewer than `refill_below` are upcoming (or `force`)."""
+    def refill(self, *, force: bool = False, add: bool = True) -> RefillReport:
+        """Queue `batch` more tracks if fewer than `refill_below` are upcoming (or `force`).
+
+        With `add=False` the entries are only proposed (in `report.added`): a worker thread
+        computes them and the UI thread, which owns the queue, adds them.
+        """
         report = RefillReport()
         if not force and not self.needs_refill():
             return report
@@ -158,9 +164,11 @@ class Radio:
             k = min(len(catalogue), k * 4)  # the rules held back too much of the top: look deeper
         report.held = held
         why = f"radio from {self.seed_label}: {name} on {self.backend}"
-        report.added = self.queue.add(
+        report.added = [
             QueueEntry(p.facts.track_id, f"{why}, score {p.score:.3f}", p.rule, "radio", p.score) for p in picks
-        )
+        ]
+        if add:
+            self.queue.add(report.added)
         if len(picks) < self.batch:
             report.note = f"only {len(picks)} of {self.batch} passed the diversity rules"
         return report
@@ -177,7 +185,8 @@ class Radio:
     def _facts(self, catalogue, items: np.ndarray, scores: np.ndarray) -> list[tuple[TrackFacts, float]]:
         track_ids = [int(catalogue.track_ids[i]) for i in items]
         tracks = {t.id: t for t in self.engine.store.tracks(ids=track_ids)}
-        vectors = _unit(catalogue.vectors[np.asarray(items, np.int64)]) if len(items) else np.zeros((0, 0))
+        centre = self._centre(catalogue)
+        vectors = _unit(catalogue.vectors[np.asarray(items, np.int64)] - centre) if len(items) else np.zeros((0, 0))
         out = []
         for row, (track_id, score) in enumerate(zip(track_ids, scores, strict=True)):
             track = tracks.get(track_id)
@@ -197,9 +206,18 @@ class Radio:
             if track is None:
                 continue
             item = index_of.get(track_id)
-            vector = _unit(catalogue.vectors[item][None, :])[0] if item is not None else None
+            vector = _unit(catalogue.vectors[item][None, :] - self._centre(catalogue))[0] if item is not None else None
             out.append(TrackFacts.of(track, vector, self._heard_at(track)))
         return out
+
+    def _centre(self, catalogue) -> np.ndarray:
+        """The catalogue's mean vector. Cosines for the near-duplicate rule are taken around it:
+        raw features such as MFCC means share a large common component, which puts every pair of
+        tracks above 0.98 and would make the rule hold back everything."""
+        if self._centre_for != (catalogue.backend, len(catalogue)):
+            self._centre_cache = catalogue.vectors.mean(axis=0)
+            self._centre_for = (catalogue.backend, len(catalogue))
+        return self._centre_cache
 
     def _heard_at(self, track) -> float | None:
         times = [self.last_played.get(track.id), self.last_played_content.get(track.content_hash or "")]

@@ -181,11 +181,12 @@ def test_two_hundred_auto_advances_keep_every_rule(radio_engine):
     assert len(played) == 200
     store = radio_engine.store
     catalogue = radio_engine.catalogue(BACKEND)
+    centre = catalogue.vectors.mean(axis=0)  # the rule's cosines are taken around the catalogue mean
     for start in range(len(played) - 9):
         window = [t for _, _, t in played[start : start + 10]]
         assert max(Counter(t.artist for t in window).values()) <= 2
         assert max(Counter(t.album for t in window).values()) <= 1
-        vectors = np.stack([catalogue.vector(t.id) for t in window])
+        vectors = np.stack([catalogue.vector(t.id) for t in window]) - centre
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         cosines = vectors @ vectors.T - 2 * np.eye(len(window))
         assert cosines.max() <= 0.98

@@ -101,3 +101,40 @@ class PlaysMixin:
                 [json.dumps([int(t) for t in track_ids])],
             )
         return {row[0]: row[1] for row in cursor}
+
+    # -- forgetting: the history is personal data -------------------------------------------------
+
+    def delete_play(self, play_id: int) -> bool:
+        with self.write() as conn:
+            cursor = conn.execute("DELETE FROM plays WHERE id = ?", [play_id])
+        return cursor.rowcount > 0
+
+    def delete_session(self, session_id: int) -> int:
+        """Delete a session and its plays; returns how many plays went."""
+        with self.write() as conn:
+            cursor = conn.execute("DELETE FROM plays WHERE session_id = ?", [session_id])
+            conn.execute("DELETE FROM sessions WHERE id = ?", [session_id])
+        return cursor.rowcount
+
+    def delete_history(self) -> int:
+        """Every session and play; trained models are left to be retrained. Returns how many plays went."""
+        with self.write() as conn:
+            cursor = conn.execute("DELETE FROM plays")
+            conn.execute("DELETE FROM sessions")
+        return cursor.rowcount
+
+    def session_summaries(self) -> list[dict]:
+        """Sessions, newest first, with their counts per event."""
+        return list(
+            self.db.query(
+                """SELECT s.id, s.started_at, s.last_at, s.source,
+                          sum(p.event IN ('play', 'complete')) AS plays,
+                          sum(p.event = 'complete') AS completes,
+                          sum(p.event = 'skip') AS skips,
+                          sum(p.event = 'like') AS likes,
+                          sum(p.event = 'dislike') AS dislikes,
+                          count(p.id) AS events
+                   FROM sessions s LEFT JOIN plays p ON p.session_id = s.id
+                   GROUP BY s.id ORDER BY s.started_at DESC, s.id DESC"""
+            )
+        )

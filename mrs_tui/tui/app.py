@@ -23,6 +23,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from mrs_tui.config import Settings
 from mrs_tui.errors import AudioDecodeError, UserError
 from mrs_tui.tui import messages as msg
+from mrs_tui.tui.playback import PLAYBACK_BINDINGS, PlaybackMixin
 from mrs_tui.tui.screens.main import MainScreen
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def updates_main_screen(handler):
     return guarded
 
 
-class MrsTuiApp(App):
+class MrsTuiApp(PlaybackMixin, App):
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses may live elsewhere
     TITLE = "mrs-tui"
     SUB_TITLE = "next-track suggestions from your own music"
@@ -60,6 +61,7 @@ class MrsTuiApp(App):
         Binding("b", "pick_backend", "Backend"),
         Binding("r", "pick_recommender", "Recommender"),
         Binding("v", "compare", "Compare backends"),
+        *PLAYBACK_BINDINGS,
     ]
 
     def __init__(
@@ -85,6 +87,7 @@ class MrsTuiApp(App):
         self.started_at = time.perf_counter()
         self.previews_reason: str | None = None
         self._suggest_request = 0
+        self.init_playback()
 
     def on_mount(self) -> None:
         self.push_screen(MainScreen())
@@ -345,9 +348,11 @@ class MrsTuiApp(App):
 
     # -- previews ---------------------------------------------------------------------------------------
 
-    def play_track(self, track: Track) -> None:
+    def play_track(self, track: Track, *, from_queue: bool = False) -> None:
         if self.player is None or self.engine is None:
             return
+        if not from_queue:
+            self.enqueue_played(track)
         if self.previews_reason is None:
             self.previews_reason = self.player.check()
             if self.previews_reason is not None:
@@ -358,10 +363,13 @@ class MrsTuiApp(App):
 
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
     def load_and_play(self, track: Track) -> None:
-        from mrs_tui.player import PlaybackUnavailable, load_preview
+        from mrs_tui.player import PlaybackUnavailable, load_playback
 
+        settings = self.settings
         try:
-            audio = load_preview(track.path, track.duration, self.settings.preview_seconds, self.settings.clip_position)
+            audio = load_playback(
+                track.path, track.duration, settings.playback, settings.preview_seconds, settings.clip_position
+            )
         except AudioDecodeError as exc:
             self.post_message(msg.Notice(f"cannot play {track.display_title}: {exc}", "warning"))
             return
@@ -386,6 +394,7 @@ class MrsTuiApp(App):
     @updates_main_screen
     def on_preview_ended(self, message: msg.PreviewEnded) -> None:
         play = self.record_preview_end(message.ended)
+        self.playback_ended(message.ended, play)
         main = self.main
         if main is None or play is None:
             return
