@@ -277,7 +277,7 @@ def test_every_action_is_in_the_command_palette(db):
 
 def test_single_keys_are_not_swallowed_by_the_search_box(db):
     async def go():
-        app, player = make_app(db)
+        app, _player = make_app(db)
         async with app.run_test(size=SIZE) as pilot:
             await ready(pilot, app)
             await pilot.press("tab", "tab")
