@@ -291,3 +291,21 @@ def test_single_keys_are_not_swallowed_by_the_search_box(db):
             assert app.focused is not search
 
     asyncio.run(go())
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 50)])
+def test_the_main_screen_is_usable_at_small_and_large_sizes(db, size):
+    async def go():
+        app, _player = make_app(db)
+        async with app.run_test(size=size) as pilot:
+            await ready(pilot, app)
+            main = app.main
+            await wait_for(pilot, lambda: main.nextup.table.row_count > 0)
+            table = main.nextup.table
+            assert table.region.height - 1 >= min(10, table.row_count)  # the header plus at least 10 rows fit
+            assert main.library.region.height >= 12
+            title_width = main.library.column_widths()[0]
+            assert title_width >= 14
+            assert main.query_one("#details").display == (size[1] >= 32)
+
+    asyncio.run(go())

@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 
 
 class MainScreen(Screen):
+    # Below these sizes the panes share the width and the details pane folds away (app.tcss):
+    # at 80x24 the library and the suggestions both keep a dozen rows and readable titles.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
+
     BINDINGS = [
         Binding("slash", "search", "Search"),
         Binding("p", "play", "Play"),
