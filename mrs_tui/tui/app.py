@@ -25,6 +25,7 @@ from mrs_tui.errors import AudioDecodeError, UserError
 from mrs_tui.tui import messages as msg
 from mrs_tui.tui.playback import PLAYBACK_BINDINGS, PlaybackMixin
 from mrs_tui.tui.screens.main import MainScreen
+from mrs_tui.tui.watching import WatchMixin
 
 if TYPE_CHECKING:
     from mrs_tui.engine import Engine
@@ -50,7 +51,7 @@ def updates_main_screen(handler):
     return guarded
 
 
-class MrsTuiApp(PlaybackMixin, App):
+class MrsTuiApp(PlaybackMixin, WatchMixin, App):
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses may live elsewhere
     TITLE = "mrs-tui"
     SUB_TITLE = "next-track suggestions from your own music"
@@ -125,6 +126,7 @@ class MrsTuiApp(PlaybackMixin, App):
         main.show_models(self.engine.backend, self.engine.recommender)
         if self.folder is not None and self.index_on_start:
             self.start_indexing()
+        self.start_watching()
 
     def analysed_ids(self) -> set[int]:
         engine = self.engine
@@ -539,6 +541,7 @@ class MrsTuiApp(PlaybackMixin, App):
     async def action_quit(self) -> None:
         self.cancel_indexing.set()
         self.cancel_training.set()
+        self.stop_watching()
         # Record the preview that is cut short here: a message posted now would never be handled.
         if self.player is not None:
             self.player.on_ended = None
