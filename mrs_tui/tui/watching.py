@@ -19,16 +19,16 @@ class LibraryFilesChanged(Message):
 class WatchMixin:
     """Needs the app's `folder`, `engine`, `indexing` and `start_indexing`."""
 
-    def start_watching(self) -> None:
+    def start_watching(self, *, after_scan: bool = False) -> None:
         if self.folder is None or self.engine is None or getattr(self, "stop_watch", None) is not None:
             return
-        if self.indexing:
+        if self.indexing and not after_scan:
             return  # after the first scan (on_index_finished): it sees the folder as it is now anyway
         self.stop_watch = threading.Event()
         self.watch_library(self.folder)
 
     def on_index_finished(self, _message) -> None:
-        self.start_watching()
+        self.start_watching(after_scan=True)  # its worker is still winding down: `indexing` is True
 
     @work(thread=True, exclusive=True, group="watch", exit_on_error=False)
     def watch_library(self, folder: Path) -> None:
