@@ -25,7 +25,11 @@ from mrs_tui.errors import UserError
 from mrs_tui.queue import PlayQueue, QueueEntry
 from recommenders.base import Query
 
-PROFILE_TRACKS = 20  # the most recent positives (after the seeds) a refill starts from
+PROFILE_TRACKS = 20
+# The model and track facts are reused between refills until new embeddings arrive or this many
+# refills passed (a retrained model, a retagged file): refitting and re-reading on every refill
+# would cost more than the whole rest of a refill on a 10k-track library.
+REFRESH_EVERY_REFILLS = 20  # the most recent positives (after the seeds) a refill starts from
 POSITIVE = ("play", "complete", "like")
 NEGATIVE = ("skip", "dislike")
 
@@ -87,6 +91,9 @@ class Radio:
                 )
         self.seed_label = seed_label or self._describe_seeds()
         self._centre_for: tuple[str, int] | None = None
+        self._served: tuple | None = None  # (embeddings mark, catalogue, model, name, note)
+        self._refills_since_refresh = 0
+        self._tracks: dict[int, object] = {}
         self._centre_cache = np.zeros(0, np.float32)
 
     @classmethod
@@ -135,11 +142,10 @@ class Radio:
         report = RefillReport()
         if not force and not self.needs_refill():
             return report
-        catalogue = self.engine.catalogue(self.backend)
-        if len(catalogue) == 0:
+        catalogue, model, name = self._serving(report)
+        if catalogue is None:
             report.note = f"nothing is analysed with {self.backend} yet"
             return report
-        model, name = self._model(report)
         index_of = catalogue.index_of
         profile_ids = [t for t in self.seeds if t not in self.skipped] + self.liked[-PROFILE_TRACKS:]
         profile = [index_of[t] for t in dict.fromkeys(profile_ids) if t in index_of]
@@ -173,6 +179,31 @@ class Radio:
             report.note = f"only {len(picks)} of {self.batch} passed the diversity rules"
         return report
 
+    def _serving(self, report: RefillReport):
+        """(catalogue, model, name), refreshed when embeddings were added or every few refills."""
+        store = self.engine.store
+        mark = store.max_embedding_rowid(self.backend, self.engine.version(self.backend))
+        stale = self._served is None or self._served[0] != mark
+        if stale or self._refills_since_refresh >= REFRESH_EVERY_REFILLS:
+            catalogue = self.engine.catalogue(self.backend)
+            if len(catalogue) == 0:
+                return None, None, ""
+            model, name = self._model(report)
+            self._served = (mark, catalogue, model, name, report.note)
+            self._refills_since_refresh = 0
+            self._tracks.clear()
+        self._refills_since_refresh += 1
+        _mark, catalogue, model, name, note = self._served
+        report.note = report.note or note
+        return catalogue, model, name
+
+    def _track_facts_source(self, track_ids: list[int]) -> dict[int, object]:
+        """Tracks by id, from a cache refreshed with the model."""
+        missing = [t for t in track_ids if t not in self._tracks]
+        if missing:
+            self._tracks.update((t.id, t) for t in self.engine.store.tracks(ids=missing))
+        return {t: self._tracks[t] for t in track_ids if t in self._tracks}
+
     def _model(self, report: RefillReport):
         from mrs_tui.evaluation.training import ModelNotTrained
 
@@ -184,7 +215,7 @@ class Radio:
 
     def _facts(self, catalogue, items: np.ndarray, scores: np.ndarray) -> list[tuple[TrackFacts, float]]:
         track_ids = [int(catalogue.track_ids[i]) for i in items]
-        tracks = {t.id: t for t in self.engine.store.tracks(ids=track_ids)}
+        tracks = self._track_facts_source(track_ids)
         centre = self._centre(catalogue)
         vectors = _unit(catalogue.vectors[np.asarray(items, np.int64)] - centre) if len(items) else np.zeros((0, 0))
         out = []
@@ -198,7 +229,7 @@ class Radio:
         """Recent plays (up to the window) then the upcoming queue, oldest first."""
         played = self.queue.entries[: self.queue.position + 1][-self.rules.window :]
         ids = [e.track_id for e in played + self.queue.upcoming]
-        tracks = {t.id: t for t in self.engine.store.tracks(ids=ids)}
+        tracks = self._track_facts_source(ids)
         index_of = catalogue.index_of
         out = []
         for track_id in ids:
