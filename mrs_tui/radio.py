@@ -110,11 +110,14 @@ class Radio:
 
     # -- learning ----------------------------------------------------------------------------
 
-    def feedback(self, track_id: int, event: str) -> None:
-        """What the listener did with a track the radio played (the app also records it in the history)."""
+    def feedback(self, track_id: int, event: str, *, track=None) -> None:
+        """What the listener did with a track the radio played (the app also records it in the history).
+
+        `track`, when the caller has it, saves a database read (the app calls this on its UI thread).
+        """
         now = self.clock()
         self.last_played[track_id] = now
-        track = self.engine.store.track(track_id)
+        track = track if track is not None else self.engine.store.track(track_id)
         if track is not None and track.content_hash:
             self.last_played_content[track.content_hash] = now
         if event in POSITIVE:

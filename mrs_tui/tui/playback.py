@@ -204,11 +204,16 @@ class PlaybackMixin:
         self.queue.advance()
         self.queue_changed()
 
-    def playback_ended(self, ended: PlaybackEnded, play: Play | None) -> None:
-        """After the player stopped: teach the radio, and move on if the track ran out by itself."""
-        if play is not None and self.radio is not None:
-            self.radio.feedback(play.track_id, play.event)
+    def playback_recorded(self, play: Play) -> None:
+        """A play, skip, like or dislike is in the history: the radio learns from it too."""
+        if self.radio is not None:
+            self.radio.feedback(play.track_id, play.event, track=self.track_info(play.track_id))
+
+    def playback_ended(self, ended: PlaybackEnded | None) -> None:
+        """After the player stopped: move on if the track ran out by itself."""
         self._playing_entry = None
+        if ended is None:
+            return
         if not ended.reached_end:
             return
         if self.advance_queue():
