@@ -208,7 +208,7 @@ class Radio:
         return {t: self._tracks[t] for t in track_ids if t in self._tracks}
 
     def _model(self, report: RefillReport):
-        from mrs_tui.evaluation.training import ModelNotTrained
+        from mrs_tui.training import ModelNotTrained
 
         try:
             return self.engine.fitted_model(self.recommender, self.backend), self.recommender

@@ -293,3 +293,11 @@ def test_radio_takes_its_sizes_from_the_settings(radio_engine):
         assert len(Radio(radio_engine, PlayQueue(), [radio_engine.made["tracks"][0]]).refill().added) == 4
     finally:
         radio_engine.settings.radio_batch = 5
+
+
+def test_an_untrained_learned_recommender_falls_back_to_knn_and_says_so(radio_engine):
+    radio = Radio(radio_engine, PlayQueue(), [radio_engine.made["tracks"][0]], recommender="shallow", batch=3)
+    report = radio.refill()
+    assert len(report.added) == 3
+    assert report.note == "shallow is not trained yet: knn meanwhile"
+    assert report.added[0].why.startswith("radio from Song 0-0-0: knn on mfcc")
