@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 
@@ -122,15 +121,9 @@ class PlaysMixin:
             )
         )
 
-    def last_played_times(self, track_ids: Sequence[int] | None = None) -> dict[int, float]:
+    def last_played_times(self) -> dict[int, float]:
         """When each track last had any event (played, skipped...): the radio's "not heard lately" rule."""
-        if track_ids is None:
-            cursor = self.conn.execute("SELECT track_id, max(at) FROM plays GROUP BY track_id")
-        else:
-            cursor = self.conn.execute(
-                "SELECT track_id, max(at) FROM plays WHERE track_id IN (SELECT value FROM json_each(?)) GROUP BY track_id",
-                [json.dumps([int(t) for t in track_ids])],
-            )
+        cursor = self.conn.execute("SELECT track_id, max(at) FROM plays GROUP BY track_id")
         return {row[0]: row[1] for row in cursor}
 
     # -- forgetting: the history is personal data -------------------------------------------------
@@ -159,8 +152,7 @@ class PlaysMixin:
         return list(
             self.db.query(
                 """SELECT s.id, s.started_at, s.last_at, s.source,
-                          sum(p.event IN ('play', 'complete')) AS plays,
-                          sum(p.event = 'complete') AS completes,
+                          sum(p.event = 'complete') AS heard,
                           sum(p.event = 'skip') AS skips,
                           sum(p.event = 'like') AS likes,
                           sum(p.event = 'dislike') AS dislikes,

@@ -74,7 +74,7 @@ class HistoryScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#sessions", DataTable).add_columns("When", "Source", "Plays", "Skips", "Likes", "Dislikes")
+        self.query_one("#sessions", DataTable).add_columns("When", "Source", "Heard", "Skips", "Likes", "Dislikes")
         self.query_one("#plays", DataTable).add_columns("Time", "Event", "Artist", "Title")
         self.query_one("#sessions").focus()
         self.reload()
@@ -112,7 +112,7 @@ class HistoryScreen(Screen):
             table.add_row(
                 time.strftime("%Y-%m-%d %H:%M", time.localtime(s["started_at"])),
                 source_label(s["source"]),
-                str(s["plays"] or 0),
+                str(s["heard"] or 0),
                 str(s["skips"] or 0),
                 str(s["likes"] or 0),
                 str(s["dislikes"] or 0),
