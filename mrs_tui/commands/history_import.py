@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mrs_tui.cli import emit, load_settings, open_store
+from mrs_tui.commands.shared import emit, load_settings, open_store
 from mrs_tui.errors import UserError
 
 

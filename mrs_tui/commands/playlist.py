@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mrs_tui.cli import emit, fmt_duration, open_store, track_json
+from mrs_tui.commands.shared import emit, fmt_duration, open_store, track_json
 from mrs_tui.errors import UserError
 
 ACTIONS = ("list", "show", "export", "import", "delete")
