@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "mrs_tui.commands.backends",
     "mrs_tui.commands.demo",
     "mrs_tui.commands.evaluate",
+    "mrs_tui.commands.playlist",
     "mrs_tui.commands.config",
     "mrs_tui.commands.doctor",
 )

@@ -25,13 +25,15 @@ ENV_PREFIX = "MRS_TUI_"
 
 @dataclass(frozen=True)
 class _Rule:
-    kind: type  # str, int or float
+    kind: type  # str, int, float or bool
     choices: tuple[str, ...] = ()
     minimum: float | None = None
     exclusive: bool = False  # minimum itself not allowed
 
     def check(self, value: object) -> tuple[object, str | None]:
         """The value as the setting's type and None, or the value and why it is refused."""
+        if self.kind is bool:
+            return value, None if isinstance(value, bool) else "is not true or false"
         if self.kind is str:
             if not isinstance(value, str):
                 return value, "is not text"
@@ -51,6 +53,8 @@ class _Rule:
         """An environment variable's text as the setting's type (checked afterwards)."""
         if self.kind is str:
             return text
+        if self.kind is bool:
+            return {"true": True, "false": False}.get(text.strip().lower(), text)
         try:
             return self.kind(text.strip())
         except ValueError:
@@ -78,6 +82,19 @@ class Settings:
     index_batch_size: int = _setting(8, minimum=1)
     # Where tracks are analysed: "" (this machine) or a Ray cluster: "auto", "local", "ray://HOST:PORT".
     ray: str = _setting("")
+    # Playback, queue and radio (mrs_tui/player.py, radio.py); diversity rules: mrs_tui/diversity.py
+    playback: str = _setting("preview", choices=("preview", "full"))
+    radio_refill_below: int = _setting(3, minimum=1)
+    radio_batch: int = _setting(5, minimum=1)
+    diversity_artist_cap: int = _setting(2, minimum=1)
+    diversity_album_cap: int = _setting(1, minimum=1)
+    diversity_window: int = _setting(10, minimum=1)
+    diversity_no_duplicates: bool = _setting(True)
+    diversity_near_duplicate_cosine: float = _setting(0.98, minimum=0)
+    diversity_recent_hours: float = _setting(2.0, minimum=0)
+    diversity_exploration: str = _setting("greedy", choices=("greedy", "sample"))
+    diversity_top_k: int = _setting(50, minimum=1)
+    diversity_temperature: float = _setting(0.3, minimum=0)
 
     def __post_init__(self) -> None:
         for name in _RULES:

@@ -28,7 +28,7 @@ from mrs_tui.errors import AudioDecodeError, UserError
 from mrs_tui.store import Store, Track
 
 HASH_CHUNK = 256 * 1024
-TAG_FIELDS = ("title", "artist", "album", "genre", "year")
+TAG_FIELDS = ("title", "artist", "album", "genre", "year", "mbid")
 
 
 @dataclass
@@ -142,6 +142,7 @@ def read_tags(path: Path) -> tuple[dict[str, str | None], float | None]:
                 ("album", "album"),
                 ("genre", "genre"),
                 ("date", "year"),
+                ("musicbrainz_trackid", "mbid"),
             ):
                 try:
                     values = easy.tags.get(key)

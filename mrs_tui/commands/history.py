@@ -10,14 +10,20 @@ from mrs_tui.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("history", parents=[common], help="the play history")
-    p.add_argument("action", nargs="?", default="show", choices=["show"])
+    p = sub.add_parser("history", parents=[common], help="the play history; import listening exports")
+    p.add_argument("action", nargs="?", default="show", choices=["show", "import"])
     p.add_argument("--limit", type=int, default=0, help="only the last N sessions")
+    from mrs_tui.commands.history_import import add_import_arguments
+
+    add_import_arguments(p)
     p.set_defaults(run=run_history)
 
 
 def run_history(args: argparse.Namespace) -> int:
+    if args.action == "import":
+        from mrs_tui.commands.history_import import run_import
 
+        return run_import(args)
     if args.action != "show":
         raise UserError(f"unknown history action {args.action!r}", "use: mrs-tui history show")
     store = open_store(args)

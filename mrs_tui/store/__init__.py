@@ -29,7 +29,9 @@ from mrs_tui.errors import DatabaseError
 from mrs_tui.store.connection import DAMAGED_FIX, LockedConnection, explain_sqlite_error, is_damage
 from mrs_tui.store.embeddings import EmbeddingsMixin
 from mrs_tui.store.evaluations import EvaluationsMixin
+from mrs_tui.store.imports import ImportedPlay, ImportsMixin
 from mrs_tui.store.models import ModelsMixin
+from mrs_tui.store.playlists import PlaylistsMixin
 from mrs_tui.store.plays import PlaysMixin
 from mrs_tui.store.records import (
     PLAY_EVENTS,
@@ -51,6 +53,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "TRACK_STATUSES",
     "EmbeddingRow",
+    "ImportedPlay",
     "Play",
     "Store",
     "Track",
@@ -85,7 +88,7 @@ def _refuse_foreign(path: Path) -> None:
         raise DatabaseError(f"{path} is another application's database (tables: {shown})", fix)
 
 
-class Store(TracksMixin, EmbeddingsMixin, PlaysMixin, ModelsMixin, EvaluationsMixin):
+class Store(TracksMixin, EmbeddingsMixin, PlaysMixin, ModelsMixin, EvaluationsMixin, ImportsMixin, PlaylistsMixin):
     """A connection to the library database. Cheap to open; safe to share between threads."""
 
     def __init__(self, path: Path | str, *, _conn: sqlite3.Connection | None = None) -> None:

@@ -19,9 +19,11 @@ class PlaysMixin:
 
     def write(self) -> AbstractContextManager[LockedConnection]: ...  # provided by Store
 
-    def latest_session(self) -> tuple[int, float, float] | None:
+    def latest_session(self, source: str = "app") -> tuple[int, float, float] | None:
+        # Only sessions of `source`: the app must not append its plays to an imported session.
         row = self.conn.execute(
-            "SELECT id, started_at, last_at FROM sessions ORDER BY last_at DESC, id DESC LIMIT 1"
+            "SELECT id, started_at, last_at FROM sessions WHERE source = ? ORDER BY last_at DESC, id DESC LIMIT 1",
+            [source],
         ).fetchone()
         return tuple(row) if row else None
 
@@ -116,5 +118,46 @@ class PlaysMixin:
                 """SELECT s.id, s.started_at, s.last_at, s.source, count(p.id) AS events
                    FROM sessions s LEFT JOIN plays p ON p.session_id = s.id
                    GROUP BY s.id ORDER BY s.started_at"""
+            )
+        )
+
+    def last_played_times(self) -> dict[int, float]:
+        """When each track last had any event (played, skipped...): the radio's "not heard lately" rule."""
+        cursor = self.conn.execute("SELECT track_id, max(at) FROM plays GROUP BY track_id")
+        return {row[0]: row[1] for row in cursor}
+
+    # -- forgetting: the history is personal data -------------------------------------------------
+
+    def delete_play(self, play_id: int) -> bool:
+        with self.write() as conn:
+            cursor = conn.execute("DELETE FROM plays WHERE id = ?", [play_id])
+        return cursor.rowcount > 0
+
+    def delete_session(self, session_id: int) -> int:
+        """Delete a session and its plays; returns how many plays went."""
+        with self.write() as conn:
+            cursor = conn.execute("DELETE FROM plays WHERE session_id = ?", [session_id])
+            conn.execute("DELETE FROM sessions WHERE id = ?", [session_id])
+        return cursor.rowcount
+
+    def delete_history(self) -> int:
+        """Every session and play; trained models are left to be retrained. Returns how many plays went."""
+        with self.write() as conn:
+            cursor = conn.execute("DELETE FROM plays")
+            conn.execute("DELETE FROM sessions")
+        return cursor.rowcount
+
+    def session_summaries(self) -> list[dict]:
+        """Sessions, newest first, with their counts per event."""
+        return list(
+            self.db.query(
+                """SELECT s.id, s.started_at, s.last_at, s.source,
+                          sum(p.event = 'complete') AS heard,
+                          sum(p.event = 'skip') AS skips,
+                          sum(p.event = 'like') AS likes,
+                          sum(p.event = 'dislike') AS dislikes,
+                          count(p.id) AS events
+                   FROM sessions s LEFT JOIN plays p ON p.session_id = s.id
+                   GROUP BY s.id ORDER BY s.started_at DESC, s.id DESC"""
             )
         )

@@ -31,6 +31,7 @@ class Track:
     error: str | None = None
     added_at: float = 0.0
     updated_at: float = 0.0
+    mbid: str | None = None  # MusicBrainz recording id from the tags
 
     @property
     def display_title(self) -> str:

@@ -137,5 +137,50 @@ def next_change(conn) -> int:
     return conn.execute("SELECT value FROM changes WHERE id = 1").fetchone()[0]
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2, _migration_3]
+def _migration_4(db: sqlite_utils.Database) -> None:
+    # Recording MBIDs from the tags, and one row per imported external listen so that importing
+    # the same export twice adds nothing (the key is the listen itself, not the file).
+    db.execute("ALTER TABLE tracks ADD COLUMN mbid TEXT")
+    db.execute("CREATE INDEX tracks_mbid ON tracks(mbid)")
+    db.execute(
+        """
+        CREATE TABLE imported_listens (
+            key TEXT PRIMARY KEY,
+            play_id INTEGER REFERENCES plays(id) ON DELETE CASCADE,
+            source TEXT NOT NULL,
+            file TEXT NOT NULL,
+            imported_at REAL NOT NULL
+        ) WITHOUT ROWID"""
+    )
+    db.execute("CREATE INDEX imported_listens_play ON imported_listens(play_id)")
+
+
+def _migration_5(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE playlists (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE playlist_items (
+            playlist_id INTEGER NOT NULL REFERENCES playlists(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            track_id INTEGER NOT NULL REFERENCES tracks(id),
+            PRIMARY KEY (playlist_id, position)
+        ) WITHOUT ROWID"""
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _migration_1,
+    _migration_2,
+    _migration_3,
+    _migration_4,
+    _migration_5,
+]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -32,7 +32,9 @@ from mrs_tui.config import Settings
 from mrs_tui.errors import AudioDecodeError, UserError
 from mrs_tui.progress import Throttle
 from mrs_tui.tui import messages as msg
+from mrs_tui.tui.playback import PLAYBACK_BINDINGS, PlaybackMixin
 from mrs_tui.tui.screens.main import MainScreen
+from mrs_tui.tui.watching import WatchMixin
 
 if TYPE_CHECKING:
     from mrs_tui.engine import BackendRow, Engine
@@ -61,7 +63,7 @@ def updates_main_screen(handler):
     return guarded
 
 
-class MrsTuiApp(App):
+class MrsTuiApp(PlaybackMixin, WatchMixin, App):
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses may live elsewhere
     TITLE = "mrs-tui"
     SUB_TITLE = "next-track suggestions from your own music"
@@ -72,6 +74,7 @@ class MrsTuiApp(App):
         Binding("b", "pick_backend", "Backend"),
         Binding("r", "pick_recommender", "Recommender"),
         Binding("v", "compare", "Compare backends"),
+        *PLAYBACK_BINDINGS,
     ]
 
     def __init__(
@@ -96,6 +99,7 @@ class MrsTuiApp(App):
         self.started_at = time.perf_counter()
         self.previews_reason: str | None = None
         self._suggest_request = 0
+        self.init_playback()
 
     def on_mount(self) -> None:
         self.push_screen(MainScreen())
@@ -134,6 +138,7 @@ class MrsTuiApp(App):
         main.show_models(self.engine.backend, self.engine.recommender)
         if self.folder is not None and self.index_on_start:
             self.start_indexing()
+        self.start_watching()
 
     def _read_library(self) -> tuple[list[Track], set[int], set[int]]:
         """Tracks, those analysed with the current backend, and those played (in a worker)."""
@@ -328,9 +333,11 @@ class MrsTuiApp(App):
 
     # -- previews ---------------------------------------------------------------------------------------
 
-    def play_track(self, track: Track) -> None:
+    def play_track(self, track: Track, *, from_queue: bool = False) -> None:
         if self.player is None or self.engine is None:
             return
+        if not from_queue:
+            self.enqueue_played(track)
         if self.previews_reason is None:
             self.previews_reason = self.player.check()
             if self.previews_reason is not None:
@@ -341,10 +348,13 @@ class MrsTuiApp(App):
 
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
     def load_and_play(self, track: Track) -> None:
-        from mrs_tui.player import PlaybackUnavailable, load_preview
+        from mrs_tui.player import PlaybackUnavailable, load_playback
 
+        settings = self.settings
         try:
-            audio = load_preview(track.path, track.duration, self.settings.preview_seconds, self.settings.clip_position)
+            audio = load_playback(
+                track.path, track.duration, settings.playback, settings.preview_seconds, settings.clip_position
+            )
         except AudioDecodeError as exc:
             self.post_message(msg.Notice(f"cannot play {track.display_title}: {exc}", "warning"))
             return
@@ -375,6 +385,7 @@ class MrsTuiApp(App):
                     self.engine.preview_ended, ended.track_id, ended.position, ended.length, finished=ended.finished
                 )
             )
+        self.playback_ended(ended)
 
     @work(thread=True, group="history", exit_on_error=False)
     def record_play(self, write) -> None:
@@ -387,6 +398,7 @@ class MrsTuiApp(App):
         if main is None:
             return
         play = message.play
+        self.playback_recorded(play)
         title = self.track_title(play.track_id)
         if play.event in ("like", "dislike"):
             self.notify(f"{'liked' if play.event == 'like' else 'disliked'}: {title}")
@@ -530,6 +542,7 @@ class MrsTuiApp(App):
             self.push_screen(EvaluateScreen(self.engine))
 
     async def action_quit(self) -> None:
+        self.stop_watching()
         for group in JOBS:
             self.workers.cancel_group(self, group)
         # Record the preview that is cut short here, the one write on the UI thread: a worker

@@ -13,12 +13,20 @@ HELP = """
 
 | key | what it does |
 |---|---|
-| ↑ ↓ / j k | move in a list; the highlighted track seeds the suggestions |
+| ↑ ↓ / j k, g G | move in a list, top / bottom; the highlighted track seeds the suggestions |
 | tab | switch between the library and the suggestions |
-| / | search the library (esc clears) |
-| enter, p | play a 30-s preview of the highlighted track |
-| s | stop the preview (before half way it counts as a skip) |
-| n | play the first suggestion |
+| / | search the library (enter keeps the filter, esc clears it) |
+| 1 2 3 | main screen, queue, history |
+| ctrl+p | every action by name (command palette) |
+| enter, p | play the highlighted track (a preview, or the whole track after m) |
+| space | pause / resume |
+| ← → or , . | seek 5 s back / forward |
+| + - | volume |
+| s | stop (before half way it counts as a skip) |
+| n / N | next in the queue (else the first suggestion) / previous |
+| z | add the highlighted track to the queue |
+| R | radio from the highlighted track: the queue refills itself, within the diversity rules |
+| m | previews or whole tracks |
 | l / d | like / dislike what is playing (or highlighted) |
 | f | cold-start view: only tracks the model has not learned from (for knn: never played), by their audio |
 | i | scan the folder again and analyse what is new |
@@ -29,7 +37,9 @@ HELP = """
 | v | compare backends side by side for the highlighted track |
 | t | train the selected recommender on your history (in the background) |
 | e | evaluate backends × recommenders on your own history |
-| ? | this help |
+| queue screen | enter plays, J/K move, x removes, D clears upcoming, ctrl+s saves as playlist |
+| history screen | x deletes the highlighted play or session, D everything, i imports an export |
+| ? | this help (? or esc closes) |
 | q | quit |
 
 Suggestions marked **new** are tracks nobody has played yet: they are suggested from their

@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 
 
 class MainScreen(Screen):
+    # Below these sizes the panes share the width and the details pane folds away (app.tcss):
+    # at 80x24 the library and the suggestions both keep a dozen rows and readable titles.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
+
     BINDINGS = [
         Binding("slash", "search", "Search"),
         Binding("p", "play", "Play"),
@@ -179,17 +184,28 @@ class MainScreen(Screen):
             self.library.set_filter(event.value)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        self._leave_search()
+
+    def on_mount(self) -> None:
+        # Only `/` enters the search box: tab would focus it and the next single-key commands
+        # would be typed into it (and empty the list).
+        self.query_one("#search", Input).can_focus = False
+
+    def _leave_search(self) -> None:
         self.library.focus()
+        self.query_one("#search", Input).can_focus = False
 
     # -- actions -------------------------------------------------------------------------------------------
 
     def action_search(self) -> None:
-        self.query_one("#search", Input).focus()
+        search = self.query_one("#search", Input)
+        search.can_focus = True
+        search.focus()
 
     def action_clear_search(self) -> None:
         search = self.query_one("#search", Input)
         search.value = ""
-        self.library.focus()
+        self._leave_search()
 
     def action_play(self) -> None:
         track = self.focused_track()
@@ -200,11 +216,7 @@ class MainScreen(Screen):
         self.app.stop_preview()
 
     def action_play_next(self) -> None:
-        items = self.nextup.table.items
-        if items:
-            self.app.play_track(items[0].track)
-        else:
-            self.app.notify("no suggestion to play yet")
+        self.app.action_play_next()  # the queue first, then the first suggestion
 
     def _rate(self, event: str) -> None:
         player = self.app.player

@@ -198,8 +198,13 @@ class TrackList(ScrollView, can_focus=True):
     # -- rendering -------------------------------------------------------------------------------
 
     def column_widths(self) -> tuple[int, int, int, int, int]:
-        width = max(self.scrollable_content_region.width, 40)
+        width = max(self.scrollable_content_region.width, 20)
         time_w = 6
+        if width < 64:  # a narrow terminal: no album column, so titles stay readable
+            status_w = 6
+            rest = width - time_w - status_w - 4
+            title_w = rest * 2 // 3
+            return title_w, rest - title_w, 0, time_w, status_w
         status_w = max(10, width // 6)
         rest = width - time_w - status_w - 4
         title_w = rest * 2 // 5

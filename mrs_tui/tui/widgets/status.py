@@ -63,15 +63,25 @@ class PlayerBar(Horizontal):
     PlayerBar > #player-title { width: 1fr; padding: 0 1; }
     PlayerBar > ProgressBar { width: auto; }
     PlayerBar > #player-time { width: 13; }
+    PlayerBar > #player-volume { width: 9; color: $text-muted; }
     """
 
     def compose(self) -> ComposeResult:
         yield Label("■ nothing playing · p plays a preview", id="player-title")
         yield ProgressBar(total=1, show_eta=False, show_percentage=False, id="player-bar")
         yield Label("", id="player-time")
+        yield Label("vol 100%", id="player-volume")
 
     def playing(self, title: str) -> None:
+        self.title_text = title
         self.query_one("#player-title", Label).update(f"▶ {title}")
+
+    def set_paused(self, paused: bool) -> None:
+        title = getattr(self, "title_text", "")
+        self.query_one("#player-title", Label).update(f"{'⏸' if paused else '▶'} {title}")
+
+    def set_volume(self, volume: float) -> None:
+        self.query_one("#player-volume", Label).update(f"vol {volume:.0%}")
 
     def stopped(self, text: str = "■ nothing playing · p plays a preview") -> None:
         self.query_one("#player-title", Label).update(text)

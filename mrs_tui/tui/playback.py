@@ -1,0 +1,312 @@
+"""The app's transport, queue and radio: mixed into `MrsTuiApp`, kept apart from its policy code.
+
+Keys follow terminal players: `space` pauses, `←`/`→` (or `,`/`.`) seek 5 s, `+`/`-` set the
+volume, `n`/`N` go to the next/previous queue entry, `z` queues the highlighted track, `R` starts a
+radio from it, `m` switches between previews and whole tracks, `1`-`3` open the main, queue
+and history screens. A track that plays to its end moves the queue on by itself; with a radio
+the queue refills (in a worker: the recommender and the database never run on the UI thread).
+Every action is also in the command palette (ctrl+p).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from textual import work
+from textual.app import SystemCommand
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import Input
+
+from mrs_tui.queue import PlayQueue, QueueEntry
+
+if TYPE_CHECKING:
+    from mrs_tui.player import PlaybackEnded
+    from mrs_tui.radio import Radio, RefillReport
+    from mrs_tui.store import Play, Track
+
+SEEK_SECONDS = 5.0
+VOLUME_STEP = 0.1
+
+PLAYBACK_BINDINGS = [
+    Binding("space", "toggle_pause", "Pause"),
+    # priority: the lists use ←/→ for scrolling; `check_action` hands them back to a text field
+    Binding("left", "seek(-5)", "−5 s", show=False, priority=True),
+    Binding("right", "seek(5)", "+5 s", show=False, priority=True),
+    Binding("comma", "seek(-5)", "−5 s", show=False),
+    Binding("full_stop", "seek(5)", "+5 s", show=False),
+    Binding("plus,equals_sign", "volume(0.1)", "Vol +", show=False),
+    Binding("minus", "volume(-0.1)", "Vol −", show=False),
+    Binding("N", "previous", "Previous", show=False),
+    Binding("m", "toggle_playback_mode", "Preview/full", show=False),
+    Binding("z", "queue_highlighted", "Queue", show=False),
+    Binding("R", "radio_from_highlighted", "Radio", show=False),
+    Binding("1", "show_screen('main')", "Main", show=False),
+    Binding("2", "show_screen('queue')", "Queue", show=False),
+    Binding("3", "show_screen('history')", "History", show=False),
+]
+
+
+@dataclass
+class RadioRefilled(Message):
+    report: RefillReport
+    advance: bool  # the queue was empty: play the first new entry
+
+
+class PlaybackMixin:
+    """Needs the app's `engine`, `player`, `settings`, `play_track` and `main`."""
+
+    def init_playback(self) -> None:
+        self.queue = PlayQueue()
+        self.radio: Radio | None = None
+        self._playing_entry: QueueEntry | None = None
+
+    # -- keys and the command palette ----------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # while typing in a text field, ← → move its cursor instead of seeking
+        return not (action == "seek" and isinstance(self.focused, Input))
+
+    def get_system_commands(self, screen):
+        yield from super().get_system_commands(screen)
+        for title, help_text, callback in self.palette_commands():
+            yield SystemCommand(title, help_text, callback)
+
+    def palette_commands(self):
+        """(title, help, callback) for every action of the app, so the palette finds them by name."""
+        main = self.main
+        run = self.run_action
+        commands = [
+            ("Play highlighted track", "p / enter", lambda: main and main.action_play()),
+            ("Pause or resume", "space", self.action_toggle_pause),
+            ("Stop", "s: before half way it counts as a skip", self.stop_preview),
+            ("Next track", "n: next in the queue, else the first suggestion", self.action_play_next),
+            ("Previous track", "N", self.action_previous),
+            ("Seek forward 5 s", "→ or .", lambda: self.action_seek(SEEK_SECONDS)),
+            ("Seek back 5 s", "← or ,", lambda: self.action_seek(-SEEK_SECONDS)),
+            ("Volume up", "+", lambda: self.action_volume(VOLUME_STEP)),
+            ("Volume down", "-", lambda: self.action_volume(-VOLUME_STEP)),
+            ("Switch previews / whole tracks", "m", self.action_toggle_playback_mode),
+            ("Add highlighted track to the queue", "z", self.action_queue_highlighted),
+            ("Start radio from highlighted track", "R", self.action_radio_from_highlighted),
+            ("Stop the radio", "the queue stays", self.stop_radio),
+            ("Show the queue", "2", lambda: self.action_show_screen("queue")),
+            ("Show the history", "3", lambda: self.action_show_screen("history")),
+            ("Show the main screen", "1", lambda: self.action_show_screen("main")),
+            ("Import listening history", "Last.fm, ListenBrainz, Spotify exports", self.open_history_import),
+            ("Like what is playing", "l", lambda: main and main.action_like()),
+            ("Dislike what is playing", "d", lambda: main and main.action_dislike()),
+            ("New files: cold-start suggestions", "f", lambda: main and main.action_new_files()),
+            ("Search the library", "/", lambda: main and main.action_search()),
+            ("Scan and analyse the library", "i", lambda: main and main.action_index()),
+            ("Cancel analysis or training", "c", self.cancel_jobs),
+            ("Choose the backend", "b", lambda: run("pick_backend")),
+            ("Choose the recommender", "r", lambda: run("pick_recommender")),
+            ("Compare backends", "v", lambda: run("compare")),
+            ("Train the recommender", "t", self.train_now),
+            ("Evaluate on my history", "e", self.open_evaluation),
+            ("Help: keys", "?", lambda: run("help")),
+        ]
+        return commands
+
+    # -- screens ---------------------------------------------------------------------------------
+
+    def action_show_screen(self, name: str) -> None:
+        from mrs_tui.tui.screens.history import HistoryScreen
+        from mrs_tui.tui.screens.queue import QueueScreen
+
+        kinds = {"queue": QueueScreen, "history": HistoryScreen}
+        if name != "main" and isinstance(self.screen, kinds[name]):
+            return
+        while len(self.screen_stack) > 1 and self.screen is not self.main:
+            self.pop_screen()
+        if name in kinds and self.engine is not None:
+            self.push_screen(kinds[name]())
+
+    def open_history_import(self) -> None:
+        self.action_show_screen("history")
+        from mrs_tui.tui.screens.history import HistoryScreen
+
+        if isinstance(self.screen, HistoryScreen):
+            self.screen.action_import()
+
+    # -- transport -------------------------------------------------------------------------------
+
+    def action_toggle_pause(self) -> None:
+        player = self.player
+        if player is None or not player.playing:
+            self.notify("nothing is playing")
+            return
+        paused = player.toggle_pause()
+        if self.main is not None:
+            self.main.player_bar.set_paused(paused)
+
+    def action_seek(self, seconds: float) -> None:
+        if self.player is not None and self.player.playing:
+            self.player.seek(float(seconds))
+            self.update_player_position()
+
+    def action_volume(self, delta: float) -> None:
+        if self.player is None:
+            return
+        volume = self.player.change_volume(float(delta))
+        if self.main is not None:
+            self.main.player_bar.set_volume(volume)
+
+    def action_toggle_playback_mode(self) -> None:
+        self.settings.playback = "full" if self.settings.playback == "preview" else "preview"
+        what = "whole tracks" if self.settings.playback == "full" else f"{self.settings.preview_seconds:g}-s previews"
+        self.notify(f"playing {what} from the next track on", title="Playback")
+
+    def action_play_next(self) -> None:
+        """The next queue entry; with an empty queue, the first suggestion."""
+        if self.advance_queue():
+            return
+        if self.radio is not None:
+            self.refill_radio(advance=True)
+            return
+        main = self.main
+        items = main.nextup.table.items if main is not None else []
+        if items:
+            self.play_track(items[0].track)
+        else:
+            self.notify("the queue is empty and there is no suggestion yet")
+
+    def action_previous(self) -> None:
+        if self.queue.previous() is None:
+            self.notify("nothing before this in the queue")
+            return
+        self._play_entry(self.queue.current)
+
+    def advance_queue(self) -> bool:
+        entry = self.queue.advance()
+        if entry is None:
+            return False
+        self._play_entry(entry)
+        return True
+
+    def play_queue_entry(self, index: int) -> None:
+        self._play_entry(self.queue.jump(index))
+
+    def _play_entry(self, entry: QueueEntry) -> None:
+        track = self.track_info(entry.track_id)
+        if track is None:
+            self.notify(f"track {entry.track_id} is no longer in the library", severity="warning")
+            return
+        self._playing_entry = entry
+        self.play_track(track, from_queue=True)
+        self.queue_changed()
+
+    def enqueue_played(self, track: Track) -> None:
+        """A track played from a list joins the queue where it plays, so `previous` finds it."""
+        self._playing_entry = self.queue.play_next(track.id, why="played by you")
+        self.queue.advance()
+        self.queue_changed()
+
+    def playback_recorded(self, play: Play) -> None:
+        """A play, skip, like or dislike is in the history: the radio learns from it too."""
+        if self.radio is not None:
+            self.radio.feedback(play.track_id, play.event, track=self.track_info(play.track_id))
+
+    def playback_ended(self, ended: PlaybackEnded | None) -> None:
+        """After the player stopped: move on if the track ran out by itself."""
+        self._playing_entry = None
+        if ended is None:
+            return
+        if not ended.reached_end:
+            return
+        if self.advance_queue():
+            if self.radio is not None and self.radio.needs_refill():
+                self.refill_radio(advance=False)
+            return
+        if self.radio is not None:
+            self.refill_radio(advance=True)
+
+    def track_info(self, track_id: int) -> Track | None:
+        """From the library the main screen holds: no database query on the UI thread."""
+        main = self.main
+        return main.library.tracks.get(track_id) if main is not None else None
+
+    # -- queue and radio --------------------------------------------------------------------------
+
+    def highlighted_track(self) -> Track | None:
+        screen = self.screen
+        if hasattr(screen, "highlighted_track"):
+            return screen.highlighted_track()
+        return self.main.focused_track() if self.main is not None else None
+
+    def action_queue_highlighted(self) -> None:
+        track = self.highlighted_track()
+        if track is None:
+            return
+        self.queue.add([track.id])
+        self.notify(f"queued: {track.display_title} ({len(self.queue.upcoming)} up next)")
+        self.queue_changed()
+
+    def action_radio_from_highlighted(self) -> None:
+        track = self.highlighted_track()
+        if track is not None:
+            self.start_radio([track.id])
+
+    def start_radio(self, seeds: list[int], *, label: str | None = None, playlist: str | None = None) -> None:
+        if self.engine is None:
+            return
+        self._start_radio(seeds, label, playlist)
+
+    @work(thread=True, exclusive=True, group="radio", exit_on_error=False)
+    def _start_radio(self, seeds: list[int], label: str | None, playlist: str | None) -> None:
+        from mrs_tui.radio import Radio
+
+        if playlist is not None:
+            radio = Radio.from_playlist(self.engine, self.queue, playlist)
+        else:
+            radio = Radio(self.engine, self.queue, seeds, seed_label=label)
+        self.radio = radio
+        report = radio.refill(force=True, add=False)
+        self.post_message(RadioRefilled(report, advance=self.player is None or not self.player.playing))
+
+    def stop_radio(self) -> None:
+        self.radio = None
+        self.notify("radio off; the queue stays")
+
+    def refill_radio(self, *, advance: bool) -> None:
+        if self.radio is not None and self.engine is not None:
+            self._refill_radio(advance)
+
+    @work(thread=True, exclusive=True, group="radio", exit_on_error=False)
+    def _refill_radio(self, advance: bool) -> None:
+        radio = self.radio
+        if radio is None:
+            return
+        self.post_message(RadioRefilled(radio.refill(force=advance, add=False), advance))
+
+    def on_radio_refilled(self, message: RadioRefilled) -> None:
+        report = message.report
+        self.queue.add(report.added)
+        if report.note or not report.added:
+            self.notify(report.text(), title="Radio", severity="warning" if not report.added else "information")
+        self.queue_changed()
+        if message.advance and report.added and not (self.player is not None and self.player.playing):
+            self.advance_queue()
+
+    def queue_changed(self) -> None:
+        from mrs_tui.tui.screens.queue import QueueScreen
+
+        for screen in self.screen_stack:
+            if isinstance(screen, QueueScreen):
+                screen.show_queue()
+
+    # -- playlists -------------------------------------------------------------------------------
+
+    def save_queue_as_playlist(self, name: str) -> None:
+        if self.engine is not None:
+            self._save_playlist(name, self.queue.track_ids())
+
+    @work(thread=True, group="playlist", exit_on_error=False)
+    def _save_playlist(self, name: str, track_ids: list[int]) -> None:
+        from mrs_tui.playlists import check_name
+
+        name = check_name(name)
+        self.engine.store.save_playlist(name, track_ids)
+        self.call_from_thread(self.notify, f"saved {len(track_ids)} tracks as playlist {name!r}", title="Playlist")

@@ -1,0 +1,61 @@
+"""The app's watch on its library folder: new files are analysed and suggested without a key press."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from textual import work
+from textual.message import Message
+
+
+@dataclass
+class LibraryFilesChanged(Message):
+    paths: set[Path]
+
+
+class WatchMixin:
+    """Needs the app's `folder`, `engine`, `indexing` and `start_indexing`."""
+
+    def start_watching(self, *, after_scan: bool = False) -> None:
+        if self.folder is None or self.engine is None or getattr(self, "stop_watch", None) is not None:
+            return
+        if self.indexing and not after_scan:
+            return  # after the first scan (on_index_finished): it sees the folder as it is now anyway
+        self.stop_watch = threading.Event()
+        self.watch_library(self.folder)
+
+    def on_index_finished(self, _message) -> None:
+        self.start_watching(after_scan=True)  # its worker is still winding down: `indexing` is True
+
+    @work(thread=True, exclusive=True, group="watch", exit_on_error=False)
+    def watch_library(self, folder: Path) -> None:
+        from mrs_tui.watch import watch_folders
+
+        stop = self.stop_watch
+
+        def changed(paths: set[Path]) -> None:
+            while self.indexing and not stop.is_set():  # one re-scan after the running one
+                time.sleep(0.2)
+            if not stop.is_set():
+                self.post_message(LibraryFilesChanged(paths))
+
+        watch_folders([folder], changed, stop)
+
+    def on_library_files_changed(self, message: LibraryFilesChanged) -> None:
+        if self.indexing:  # started meanwhile: it will see the files itself
+            return
+        names = sorted(p.name for p in message.paths)
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        self.notify(f"files changed: {shown}; scanning", title="Library")
+        self.start_indexing()
+
+    def on_unmount(self) -> None:
+        self.stop_watching()  # the watch thread polls this event: the app can exit
+
+    def stop_watching(self) -> None:
+        stop = getattr(self, "stop_watch", None)
+        if stop is not None:
+            stop.set()

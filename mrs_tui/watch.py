@@ -1,0 +1,55 @@
+"""Watching the library folders: new, changed, moved and deleted files are picked up without a key press.
+
+`watch_folders` blocks in a worker thread on the operating system's file notifications
+(inotify, FSEvents, ReadDirectoryChangesW, through watchfiles) and calls `on_change` with
+the audio paths touched, a batch at a time: a copy of a whole album arrives as one batch
+after `debounce_ms` of quiet. What to do with a batch is the caller's: the app re-scans (the
+scan is incremental, so unchanged files cost a stat each) and analyses what is new, which
+then shows up as *new* (cold) suggestions. Folders that disappear end the watch with a
+`UserError`, never a traceback.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from mrs_tui.audio import AUDIO_EXTENSIONS
+from mrs_tui.errors import UserError
+
+DEBOUNCE_MS = 800
+
+
+def is_audio_path(path: str | Path) -> bool:
+    name = Path(path).name
+    return not name.startswith(".") and Path(name).suffix.lower() in AUDIO_EXTENSIONS
+
+
+def watch_folders(
+    folders: Sequence[Path],
+    on_change: Callable[[set[Path]], None],
+    stop: threading.Event,
+    *,
+    debounce_ms: int = DEBOUNCE_MS,
+) -> None:
+    """Call `on_change(paths)` for every batch of audio files added, changed, moved or deleted, until `stop`."""
+    import watchfiles
+
+    roots = [Path(f).expanduser().resolve() for f in folders]
+    for root in roots:
+        if not root.is_dir():
+            raise UserError(f"cannot watch {root}: not a folder", "check the library folder still exists")
+
+    def audio_only(_change: watchfiles.Change, path: str) -> bool:
+        return is_audio_path(path)
+
+    try:
+        for changes in watchfiles.watch(
+            *roots, watch_filter=audio_only, debounce=debounce_ms, stop_event=stop, rust_timeout=500
+        ):
+            paths = {Path(path) for _change, path in changes}
+            if paths:
+                on_change(paths)
+    except FileNotFoundError as exc:
+        raise UserError(f"stopped watching: {exc}", "the library folder was removed; restart mrs-tui on it") from exc
