@@ -44,13 +44,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
 from mrs_tui.errors import UserError
-from recommenders.base import Cancelled, ContextSequences, Interactions, ProgressCallback, Recommender
+from recommenders.base import Cancelled, ContextSequences, Interactions, Params, ProgressCallback, Recommender
 
 
 def resolve_device(requested: str | None = None) -> torch.device:
@@ -88,31 +89,45 @@ def intra_op_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-class LearnedRecommender(Recommender):
-    """What the recommenders that learn from history share: how a fit begins, and the
-    non-weight state they keep (training sequences for session queries, the loss curve)."""
+@dataclass(frozen=True)
+class LearnedParams(Params):
+    """Options every learned recommender takes besides its own hyper-parameters."""
 
-    def __init__(
-        self,
-        *,
-        seed: int = 0,
-        standardize: bool = True,
-        device: str | None = None,
-        threads: int | None = None,
-        **params: object,
-    ) -> None:
-        super().__init__(seed=seed, standardize=standardize, device=device, threads=threads, **params)
-        self.standardize = bool(standardize)
+    standardize: bool = True  # per-dimension standardisation of the audio inputs (`InputScaling`)
+    device: str | None = None  # "cpu", "cuda", "cuda:N"; None or "auto": the best one torch sees
+    threads: int | None = None  # cap on torch's CPU threads while training (None: torch's setting)
+
+
+class LearnedRecommender(Recommender):
+    """What the recommenders that learn from history share: how a fit begins (threads, seed,
+    device, input scaling, training sequences) and the non-weight state they keep (training
+    sequences for session queries, the loss curve)."""
+
+    Params = LearnedParams
+
+    def __init__(self, *, seed: int = 0, **params: object) -> None:
+        super().__init__(seed=seed, **params)
         self.scaling: InputScaling | None = None
-        self.device = device
-        self.threads = threads
         self.sequences = ContextSequences()
         self.loss_history: list[float] = []
+        # Set while `_fit` runs: the CPU generator of every random draw, and the training device.
+        self.generator: torch.Generator | None = None
+        self.train_device: torch.device | None = None
 
-    def _begin_fit(self, interactions: Interactions, item_vectors: np.ndarray) -> np.ndarray:
-        """Catalogue facts, the input scaling and the training sequences; returns the scaled audio."""
-        self._fitted(interactions, item_vectors)
-        self.scaling = InputScaling.fit(np.asarray(item_vectors, np.float32), enabled=self.standardize)
+    @contextmanager
+    def _fitting(self) -> Iterator[None]:
+        with intra_op_threads(self.threads):
+            self.generator = seeded(self.seed)
+            self.train_device = resolve_device(self.device)
+            try:
+                yield
+            finally:
+                self.generator = None
+                self.train_device = None
+
+    def _prepare(self, interactions: Interactions, item_vectors: np.ndarray) -> np.ndarray:
+        """The input scaling and the training sequences; returns the scaled audio."""
+        self.scaling = InputScaling.fit(item_vectors, enabled=self.standardize)
         self.sequences = ContextSequences(interactions.sequences())
         return self.scaling(item_vectors)
 

@@ -45,6 +45,7 @@ Where the paper's code and text disagree, or where we chose:
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -55,14 +56,13 @@ from recommenders._torch import (
     SINGLE_THREAD_QUERIES,
     EpochLoop,
     InputScaling,
+    LearnedParams,
     LearnedRecommender,
     intra_op_threads,
     load_module_weights,
     module_weights,
-    resolve_device,
-    seeded,
 )
-from recommenders.base import Interactions, ProgressCallback, Query
+from recommenders.base import Interactions, InvalidParameter, ProgressCallback, Query
 
 
 class Bert4RecNet(nn.Module):
@@ -122,63 +122,37 @@ def prediction_tokens(items: list[int], max_len: int, mask_token: int) -> np.nda
     return np.asarray([*recent, mask_token], dtype=np.int64)
 
 
+@dataclass(frozen=True)
+class Bert4RecParams(LearnedParams):
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 2
+    feedforward: int = 256
+    max_len: int = 100
+    dropout: float = 0.0
+    mask_prob: float = 0.2
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 3e-3
+    min_steps: int = 160
+
+    def check(self, recommender: str) -> None:
+        if self.hidden % self.heads:
+            raise InvalidParameter(
+                f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})",
+                f"change hidden or heads of the {recommender} recommender",
+            )
+        if self.max_len < 2:
+            raise InvalidParameter("max_len must be at least 2 (one item and the mask)", "give max_len >= 2")
+
+
 class Bert4RecRecommender(LearnedRecommender):
     name = "bert4rec"
+    Params = Bert4RecParams
     quick_params = {"epochs": 40, "batch_size": 64, "hidden": 32, "max_len": 20, "min_steps": 0, "threads": 1}
 
-    def __init__(
-        self,
-        *,
-        seed: int = 0,
-        hidden: int = 64,
-        layers: int = 2,
-        heads: int = 2,
-        feedforward: int = 256,
-        max_len: int = 100,
-        dropout: float = 0.0,
-        mask_prob: float = 0.2,
-        epochs: int = 10,
-        batch_size: int = 128,
-        lr: float = 3e-3,
-        min_steps: int = 160,
-        standardize: bool = True,
-        device: str | None = None,
-        threads: int | None = None,
-        **params: object,
-    ) -> None:
-        super().__init__(
-            seed=seed,
-            hidden=hidden,
-            layers=layers,
-            heads=heads,
-            feedforward=feedforward,
-            max_len=max_len,
-            dropout=dropout,
-            mask_prob=mask_prob,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            min_steps=min_steps,
-            standardize=standardize,
-            device=device,
-            threads=threads,
-            **params,
-        )
-        if hidden % heads:
-            raise ValueError(f"hidden ({hidden}) must be a multiple of heads ({heads})")
-        if max_len < 2:
-            raise ValueError("max_len must be at least 2 (one item and the mask)")
-        self.hidden = int(hidden)
-        self.layers = int(layers)
-        self.heads = int(heads)
-        self.feedforward = int(feedforward)
-        self.max_len = int(max_len)
-        self.dropout = float(dropout)
-        self.mask_prob = float(mask_prob)
-        self.epochs = int(epochs)
-        self.batch_size = int(batch_size)
-        self.lr = float(lr)
-        self.min_steps = int(min_steps)
+    def __init__(self, *, seed: int = 0, **params: object) -> None:
+        super().__init__(seed=seed, **params)
         self.net: Bert4RecNet | None = None
         self.audio = np.zeros((0, 0), np.float32)
         self.embeddings: torch.Tensor | None = None
@@ -190,58 +164,54 @@ class Bert4RecRecommender(LearnedRecommender):
 
     # -- training ------------------------------------------------------------------------------
 
-    def fit(
+    def _fit(
         self,
         interactions: Interactions,
-        item_vectors: np.ndarray,
+        vectors: np.ndarray,
         *,
-        progress: ProgressCallback | None = None,
-        cancel: threading.Event | None = None,
-    ) -> Bert4RecRecommender:
-        self._check_cancel(cancel)
-        with intra_op_threads(self.threads):
-            self.audio = self._begin_fit(interactions, item_vectors)
-            hot = np.flatnonzero(self.hot_mask)
-            to_hot = np.full(self.n_items, -1, np.int64)
-            to_hot[hot] = np.arange(len(hot))
-            examples = [to_hot[w] for w in windows(self.sequences.sequences, self.max_len) if len(w)]
-            mask_token, pad_token = len(hot), len(hot) + 1
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        self.audio = vectors
+        hot = np.flatnonzero(self.hot_mask)
+        to_hot = np.full(self.n_items, -1, np.int64)
+        to_hot[hot] = np.arange(len(hot))
+        examples = [to_hot[w] for w in windows(self.sequences.sequences, self.max_len) if len(w)]
+        mask_token, pad_token = len(hot), len(hot) + 1
 
-            generator = seeded(self.seed)
-            device = resolve_device(self.device)
-            net = self._new_net(self.audio.shape[1]).to(device)
-            net.train()
-            hot_audio = torch.from_numpy(self.audio[hot]).to(device)
-            optimizer = torch.optim.Adam(net.parameters(), lr=self.lr)
-            loop = EpochLoop(
-                n_examples=len(examples),
-                batch_size=self.batch_size,
-                epochs=self.epochs,
-                generator=generator,
-                progress=progress,
-                cancel=cancel,
-                label="BERT4Rec",
-                min_steps=self.min_steps,
+        generator, device = self.generator, self.train_device
+        net = self._new_net(self.audio.shape[1]).to(device)
+        net.train()
+        hot_audio = torch.from_numpy(self.audio[hot]).to(device)
+        optimizer = torch.optim.Adam(net.parameters(), lr=self.lr)
+        loop = EpochLoop(
+            n_examples=len(examples),
+            batch_size=self.batch_size,
+            epochs=self.epochs,
+            generator=generator,
+            progress=progress,
+            cancel=cancel,
+            label="BERT4Rec",
+            min_steps=self.min_steps,
+        )
+
+        def step(batch: torch.Tensor) -> float:
+            tokens, targets = self._masked_batch(
+                [examples[i] for i in batch.tolist()], mask_token, pad_token, generator
             )
+            tokens, targets = tokens.to(device), targets.to(device)
+            items = net.item_embeddings(hot_audio)
+            states = net.encode(tokens, items)
+            masked = targets >= 0
+            loss = F.cross_entropy(net.logits(states[masked], items), targets[masked])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            return float(loss.detach())
 
-            def step(batch: torch.Tensor) -> float:
-                tokens, targets = self._masked_batch(
-                    [examples[i] for i in batch.tolist()], mask_token, pad_token, generator
-                )
-                tokens, targets = tokens.to(device), targets.to(device)
-                items = net.item_embeddings(hot_audio)
-                states = net.encode(tokens, items)
-                masked = targets >= 0
-                loss = F.cross_entropy(net.logits(states[masked], items), targets[masked])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                return float(loss.detach())
-
-            self.loss_history = loop.run(step)
-            self.net = net.cpu().eval()
-            self._refresh_embeddings()
-        return self
+        self.loss_history = loop.run(step)
+        self.net = net.cpu().eval()
+        self._refresh_embeddings()
 
     def _masked_batch(
         self, sequences: list[np.ndarray], mask_token: int, pad_token: int, generator: torch.Generator

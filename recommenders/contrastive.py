@@ -38,6 +38,7 @@ Where the paper's code and text disagree, or where we chose:
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -47,15 +48,13 @@ from torch import nn
 from recommenders._torch import (
     EpochLoop,
     InputScaling,
+    LearnedParams,
     LearnedRecommender,
     inner_products,
-    intra_op_threads,
     load_module_weights,
     module_weights,
-    resolve_device,
-    seeded,
 )
-from recommenders.base import Interactions, ProgressCallback, Query, l2_normalize
+from recommenders.base import Interactions, InvalidParameter, ProgressCallback, Query, l2_normalize
 from recommenders.elsa import fit_elsa
 
 HOT_VIEWS = ("average", "audio", "collaborative")
@@ -91,141 +90,111 @@ class Towers(nn.Module):
         return F.normalize(self.collaborative(x), dim=-1)
 
 
+@dataclass(frozen=True)
+class ContrastiveParams(LearnedParams):
+    out_dim: int = 128
+    temperature: float = 0.1
+    epochs: int = 30
+    batch_size: int = 512
+    lr: float = 1e-3
+    elsa_dims: int = 128
+    elsa_epochs: int = 10
+    elsa_batch_size: int = 128
+    elsa_lr: float = 0.1
+    hot_view: str = "average"
+    min_steps: int = 200
+
+    def check(self, recommender: str) -> None:
+        if self.hot_view not in HOT_VIEWS:
+            raise InvalidParameter(
+                f"hot_view must be one of {', '.join(HOT_VIEWS)}, not {self.hot_view!r}",
+                f"choose the view of hot items for the {recommender} recommender",
+            )
+
+
 class ContrastiveRecommender(LearnedRecommender):
     name = "contrastive"
+    Params = ContrastiveParams
     quick_params = {"epochs": 60, "elsa_epochs": 30, "elsa_batch_size": 32, "min_steps": 0, "threads": 1}
 
-    def __init__(
-        self,
-        *,
-        seed: int = 0,
-        out_dim: int = 128,
-        temperature: float = 0.1,
-        epochs: int = 30,
-        batch_size: int = 512,
-        lr: float = 1e-3,
-        elsa_dims: int = 128,
-        elsa_epochs: int = 10,
-        elsa_batch_size: int = 128,
-        elsa_lr: float = 0.1,
-        hot_view: str = "average",
-        min_steps: int = 200,
-        standardize: bool = True,
-        device: str | None = None,
-        threads: int | None = None,
-        **params: object,
-    ) -> None:
-        if hot_view not in HOT_VIEWS:
-            raise ValueError(f"hot_view must be one of {', '.join(HOT_VIEWS)}, not {hot_view!r}")
-        super().__init__(
-            seed=seed,
-            out_dim=out_dim,
-            temperature=temperature,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            elsa_dims=elsa_dims,
-            elsa_epochs=elsa_epochs,
-            elsa_batch_size=elsa_batch_size,
-            elsa_lr=elsa_lr,
-            hot_view=hot_view,
-            min_steps=min_steps,
-            standardize=standardize,
-            device=device,
-            threads=threads,
-            **params,
-        )
-        self.out_dim = int(out_dim)
-        self.temperature = float(temperature)
-        self.epochs = int(epochs)
-        self.batch_size = int(batch_size)
-        self.lr = float(lr)
-        self.elsa_dims = int(elsa_dims)
-        self.elsa_epochs = int(elsa_epochs)
-        self.elsa_batch_size = int(elsa_batch_size)
-        self.elsa_lr = float(elsa_lr)
-        self.hot_view = hot_view
-        self.min_steps = int(min_steps)
+    def __init__(self, *, seed: int = 0, **params: object) -> None:
+        super().__init__(seed=seed, **params)
         self.towers: Towers | None = None
         self.audio = np.zeros((0, 0), np.float32)
         self.collaborative = np.zeros((0, 0), np.float32)  # ELSA factors of the hot items, in hot order
         self.embeddings = np.zeros((0, 0), np.float32)
 
-    def fit(
+    def _fit(
         self,
         interactions: Interactions,
-        item_vectors: np.ndarray,
+        vectors: np.ndarray,
         *,
-        progress: ProgressCallback | None = None,
-        cancel: threading.Event | None = None,
-    ) -> ContrastiveRecommender:
-        self._check_cancel(cancel)
-        with intra_op_threads(self.threads):
-            self.audio = self._begin_fit(interactions, item_vectors)
-            hot = np.flatnonzero(self.hot_mask)
-            generator = seeded(self.seed)
-            device = resolve_device(self.device)
-            # Progress in percent over both stages, each weighted by its configured epochs (the
-            # loops may add epochs for `min_steps`, so their own totals are not known up front).
-            elsa_share = 100.0 * self.elsa_epochs / max(self.elsa_epochs + self.epochs, 1)
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        self.audio = vectors
+        hot = np.flatnonzero(self.hot_mask)
+        generator, device = self.generator, self.train_device
+        # Progress in percent over both stages, each weighted by its configured epochs (the
+        # loops may add epochs for `min_steps`, so their own totals are not known up front).
+        elsa_share = 100.0 * self.elsa_epochs / max(self.elsa_epochs + self.epochs, 1)
 
-            def stage(start: float, width: float):
-                if progress is None:
-                    return None
-                end = start + width
+        def stage(start: float, width: float):
+            if progress is None:
+                return None
+            end = start + width
 
-                def report(done: float, total: float, message: str) -> None:
-                    finished = done >= total and end >= 100.0 - 1e-9
-                    progress(100.0 if finished else start + width * done / total, 100.0, message)
+            def report(done: float, total: float, message: str) -> None:
+                finished = done >= total and end >= 100.0 - 1e-9
+                progress(100.0 if finished else start + width * done / total, 100.0, message)
 
-                return report
+            return report
 
-            matrix = interactions.matrix(binary=True)[:, hot].tocsr()
-            self.collaborative = fit_elsa(
-                matrix,
-                self.elsa_dims,
-                epochs=self.elsa_epochs,
-                batch_size=self.elsa_batch_size,
-                lr=self.elsa_lr,
-                optimizer="nadam",
-                device=device,
-                generator=generator,
-                progress=stage(0.0, elsa_share),
-                cancel=cancel,
-                min_steps=self.min_steps,
-            )
+        matrix = interactions.matrix(binary=True)[:, hot].tocsr()
+        self.collaborative = fit_elsa(
+            matrix,
+            self.elsa_dims,
+            epochs=self.elsa_epochs,
+            batch_size=self.elsa_batch_size,
+            lr=self.elsa_lr,
+            optimizer="nadam",
+            device=device,
+            generator=generator,
+            progress=stage(0.0, elsa_share),
+            cancel=cancel,
+            min_steps=self.min_steps,
+        )
 
-            towers = Towers(self.audio.shape[1], self.elsa_dims, self.out_dim).to(device)
-            optimizer = torch.optim.Adam(towers.parameters(), lr=self.lr)
-            audio_hot = torch.from_numpy(self.audio[hot]).to(device)
-            collaborative_hot = torch.from_numpy(self.collaborative).to(device)
-            loop = EpochLoop(
-                n_examples=len(hot),
-                batch_size=self.batch_size,
-                epochs=self.epochs,
-                generator=generator,
-                progress=stage(elsa_share, 100.0 - elsa_share),
-                cancel=cancel,
-                label="contrastive towers",
-                min_steps=self.min_steps,
-            )
+        towers = Towers(self.audio.shape[1], self.elsa_dims, self.out_dim).to(device)
+        optimizer = torch.optim.Adam(towers.parameters(), lr=self.lr)
+        audio_hot = torch.from_numpy(self.audio[hot]).to(device)
+        collaborative_hot = torch.from_numpy(self.collaborative).to(device)
+        loop = EpochLoop(
+            n_examples=len(hot),
+            batch_size=self.batch_size,
+            epochs=self.epochs,
+            generator=generator,
+            progress=stage(elsa_share, 100.0 - elsa_share),
+            cancel=cancel,
+            label="contrastive towers",
+            min_steps=self.min_steps,
+        )
 
-            def step(batch: torch.Tensor) -> float:
-                if len(batch) < 2:  # a lone item has no negatives: the loss is undefined
-                    return 0.0
-                batch = batch.to(device)
-                a = towers.embed_audio(audio_hot[batch])
-                c = towers.embed_collaborative(collaborative_hot[batch])
-                loss = dcl_loss(a, c, self.temperature) + dcl_loss(c, a, self.temperature)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                return float(loss.detach())
+        def step(batch: torch.Tensor) -> float:
+            if len(batch) < 2:  # a lone item has no negatives: the loss is undefined
+                return 0.0
+            batch = batch.to(device)
+            a = towers.embed_audio(audio_hot[batch])
+            c = towers.embed_collaborative(collaborative_hot[batch])
+            loss = dcl_loss(a, c, self.temperature) + dcl_loss(c, a, self.temperature)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            return float(loss.detach())
 
-            self.loss_history = loop.run(step)
-            self.towers = towers.cpu().eval()
-            self._refresh_embeddings()
-        return self
+        self.loss_history = loop.run(step)
+        self.towers = towers.cpu().eval()
+        self._refresh_embeddings()
 
     def _refresh_embeddings(self) -> None:
         """Item representations: audio tower for every item, the chosen view for hot ones."""

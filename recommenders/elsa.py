@@ -62,6 +62,9 @@ class ELSA(nn.Module):
         return reconstruct(x, self.factors())
 
 
+OPTIMIZERS = ("adam", "nadam")
+
+
 def make_optimizer(name: str, parameters: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
     if name == "nadam":
         return torch.optim.NAdam(parameters, lr=lr)

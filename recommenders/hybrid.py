@@ -29,6 +29,7 @@ Where the paper's code and text disagree, or where we chose:
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -37,15 +38,13 @@ from torch import nn
 
 from recommenders._torch import (
     InputScaling,
+    LearnedParams,
     LearnedRecommender,
-    intra_op_threads,
     load_module_weights,
     module_weights,
-    resolve_device,
-    seeded,
 )
-from recommenders.base import Interactions, ProgressCallback, Query
-from recommenders.elsa import elsa_scores, elsa_scores_batch, make_optimizer, train_autoencoder
+from recommenders.base import Interactions, InvalidParameter, ProgressCallback, Query
+from recommenders.elsa import OPTIMIZERS, elsa_scores, elsa_scores_batch, make_optimizer, train_autoencoder
 
 
 class AudioFactors(nn.Module):
@@ -59,83 +58,64 @@ class AudioFactors(nn.Module):
         return F.normalize(self.mlp(audio), dim=-1)
 
 
+@dataclass(frozen=True)
+class HybridParams(LearnedParams):
+    hidden: int = 128
+    epochs: int = 20
+    batch_size: int = 512
+    lr: float = 0.01
+    optimizer: str = "adam"
+    min_steps: int = 200
+
+    def check(self, recommender: str) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise InvalidParameter(
+                f"optimizer {self.optimizer!r} of the {recommender} recommender is not known",
+                f"use one of: {', '.join(OPTIMIZERS)}",
+            )
+
+
 class HybridRecommender(LearnedRecommender):
     name = "hybrid"
+    Params = HybridParams
     quick_params = {"epochs": 25, "batch_size": 64, "min_steps": 0, "threads": 1}
 
-    def __init__(
-        self,
-        *,
-        seed: int = 0,
-        hidden: int = 128,
-        epochs: int = 20,
-        batch_size: int = 512,
-        lr: float = 0.01,
-        optimizer: str = "adam",
-        min_steps: int = 200,
-        standardize: bool = True,
-        device: str | None = None,
-        threads: int | None = None,
-        **params: object,
-    ) -> None:
-        super().__init__(
-            seed=seed,
-            hidden=hidden,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            optimizer=optimizer,
-            min_steps=min_steps,
-            standardize=standardize,
-            device=device,
-            threads=threads,
-            **params,
-        )
-        self.hidden = int(hidden)
-        self.epochs = int(epochs)
-        self.batch_size = int(batch_size)
-        self.lr = float(lr)
-        self.optimizer = optimizer
-        self.min_steps = int(min_steps)
+    def __init__(self, *, seed: int = 0, **params: object) -> None:
+        super().__init__(seed=seed, **params)
         self.net: AudioFactors | None = None
         self.audio = np.zeros((0, 0), np.float32)
         self.factors = np.zeros((0, 0), np.float32)
 
-    def fit(
+    def _fit(
         self,
         interactions: Interactions,
-        item_vectors: np.ndarray,
+        vectors: np.ndarray,
         *,
-        progress: ProgressCallback | None = None,
-        cancel: threading.Event | None = None,
-    ) -> HybridRecommender:
-        self._check_cancel(cancel)
-        with intra_op_threads(self.threads):
-            self.audio = self._begin_fit(interactions, item_vectors)
-            hot = np.flatnonzero(self.hot_mask)
-            matrix = interactions.matrix(binary=True)[:, hot].tocsr()
-
-            generator = seeded(self.seed)
-            device = resolve_device(self.device)
-            net = AudioFactors(self.audio.shape[1], self.hidden).to(device)
-            hot_audio = torch.from_numpy(self.audio[hot]).to(device)
-            optimizer = make_optimizer(self.optimizer, net.parameters(), self.lr)
-            self.loss_history = train_autoencoder(
-                lambda: net(hot_audio),
-                optimizer,
-                matrix,
-                epochs=self.epochs,
-                batch_size=self.batch_size,
-                device=device,
-                generator=generator,
-                progress=progress,
-                cancel=cancel,
-                label="hybrid ELSA",
-                min_steps=self.min_steps,
-            )
-            self.net = net.cpu().eval()
-            self._refresh_factors()
-        return self
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        self.audio = vectors
+        hot = np.flatnonzero(self.hot_mask)
+        matrix = interactions.matrix(binary=True)[:, hot].tocsr()
+        device = self.train_device
+        net = AudioFactors(self.audio.shape[1], self.hidden).to(device)
+        hot_audio = torch.from_numpy(self.audio[hot]).to(device)
+        optimizer = make_optimizer(self.optimizer, net.parameters(), self.lr)
+        self.loss_history = train_autoencoder(
+            lambda: net(hot_audio),
+            optimizer,
+            matrix,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            device=device,
+            generator=self.generator,
+            progress=progress,
+            cancel=cancel,
+            label="hybrid ELSA",
+            min_steps=self.min_steps,
+        )
+        self.net = net.cpu().eval()
+        self._refresh_factors()
 
     def _refresh_factors(self) -> None:
         with torch.no_grad():

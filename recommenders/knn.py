@@ -13,34 +13,38 @@ scales (the handcrafted ``mfcc`` features) can gain from it; `mrs-tui eval` show
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 
-from recommenders.base import Interactions, ProgressCallback, Query, Recommender, l2_normalize
+from recommenders.base import Interactions, Params, ProgressCallback, Query, Recommender, l2_normalize
+
+
+@dataclass(frozen=True)
+class KNNParams(Params):
+    zscore: bool = False  # standardise every dimension over the catalogue before the cosine
 
 
 class KNNRecommender(Recommender):
     name = "knn"
+    Params = KNNParams
 
-    def __init__(self, *, seed: int = 0, zscore: bool = False, **params: object) -> None:
-        super().__init__(seed=seed, zscore=zscore, **params)
-        self.zscore = zscore
+    def __init__(self, *, seed: int = 0, **params: object) -> None:
+        super().__init__(seed=seed, **params)
         self.vectors = np.zeros((0, 0), np.float32)  # raw (or z-scored) vectors, for profiles
         self.unit = np.zeros((0, 0), np.float32)  # L2-normalised, what the index holds
         self.context_items: list[np.ndarray] = []
         self._index = None
 
-    def fit(
+    def _fit(
         self,
         interactions: Interactions,
         item_vectors: np.ndarray,
         *,
-        progress: ProgressCallback | None = None,
-        cancel: threading.Event | None = None,
-    ) -> KNNRecommender:
-        self._check_cancel(cancel)
-        self._fitted(interactions, item_vectors)
-        vectors = np.asarray(item_vectors, dtype=np.float32)
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        vectors = item_vectors
         if self.zscore:
             mean = vectors.mean(axis=0)
             std = vectors.std(axis=0)
@@ -51,7 +55,6 @@ class KNNRecommender(Recommender):
         self._index = None
         if progress:
             progress(1, 1, "built the vector index")
-        return self
 
     @property
     def index(self):

@@ -19,21 +19,18 @@ class RandomRecommender(Recommender):
     name = "random"
     uses_audio = False
     # It does rank cold items, at random: that is exactly the floor cold-start evaluation needs.
-    scores_cold_items = True
+    recommends_for_cold = True
 
-    def fit(
+    def _fit(
         self,
         interactions: Interactions,
         item_vectors: np.ndarray,
         *,
-        progress: ProgressCallback | None = None,
-        cancel: threading.Event | None = None,
-    ) -> RandomRecommender:
-        self._check_cancel(cancel)
-        self._fitted(interactions, item_vectors)
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+    ) -> None:
         if progress:
             progress(1, 1, "nothing to learn")
-        return self
 
     def score(self, query: Query) -> np.ndarray:
         context = -1 if query.context is None else int(query.context)

@@ -38,6 +38,7 @@ Where the paper's code and text disagree (we follow the text), and where we chos
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -47,13 +48,11 @@ from torch import nn
 from recommenders._torch import (
     EpochLoop,
     InputScaling,
+    LearnedParams,
     LearnedRecommender,
     inner_products,
-    intra_op_threads,
     load_module_weights,
     module_weights,
-    resolve_device,
-    seeded,
 )
 from recommenders.base import Interactions, ProgressCallback, Query, l2_normalize
 
@@ -78,108 +77,77 @@ class ShallowNet(nn.Module):
         return F.normalize(self.project(self.contexts(contexts)), dim=-1)
 
 
+@dataclass(frozen=True)
+class ShallowParams(LearnedParams):
+    out_dim: int | None = None  # projection size; None: the audio dimension
+    negatives: int = 20
+    negative_pool: int = 256
+    margin: float = 0.2
+    epochs: int = 10
+    batch_size: int = 1024
+    lr: float = 1e-3
+    freeze_items: bool = True
+    min_steps: int = 300
+
+
 class ShallowRecommender(LearnedRecommender):
     name = "shallow"
+    Params = ShallowParams
     quick_params = {"epochs": 15, "batch_size": 256, "min_steps": 0, "threads": 1}
 
-    def __init__(
-        self,
-        *,
-        seed: int = 0,
-        out_dim: int | None = None,
-        negatives: int = 20,
-        negative_pool: int = 256,
-        margin: float = 0.2,
-        epochs: int = 10,
-        batch_size: int = 1024,
-        lr: float = 1e-3,
-        freeze_items: bool = True,
-        min_steps: int = 300,
-        standardize: bool = True,
-        device: str | None = None,
-        threads: int | None = None,
-        **params: object,
-    ) -> None:
-        super().__init__(
-            seed=seed,
-            out_dim=out_dim,
-            negatives=negatives,
-            negative_pool=negative_pool,
-            margin=margin,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            freeze_items=freeze_items,
-            min_steps=min_steps,
-            standardize=standardize,
-            device=device,
-            threads=threads,
-            **params,
-        )
-        self.out_dim = out_dim
-        self.negatives = int(negatives)
-        self.negative_pool = max(1, int(negative_pool))
-        self.margin = float(margin)
-        self.epochs = int(epochs)
-        self.batch_size = int(batch_size)
-        self.lr = float(lr)
-        self.freeze_items = bool(freeze_items)
-        self.min_steps = int(min_steps)
+    def __init__(self, *, seed: int = 0, **params: object) -> None:
+        super().__init__(seed=seed, **params)
         self.net: ShallowNet | None = None
         self._refresh_cache()
 
     # -- training ------------------------------------------------------------------------------
 
-    def fit(
+    def _fit(
         self,
         interactions: Interactions,
-        item_vectors: np.ndarray,
+        vectors: np.ndarray,
         *,
-        progress: ProgressCallback | None = None,
-        cancel: threading.Event | None = None,
-    ) -> ShallowRecommender:
-        self._check_cancel(cancel)
-        with intra_op_threads(self.threads):
-            vectors = self._begin_fit(interactions, item_vectors)
-            pairs = interactions.matrix(binary=True).tocoo()
-            contexts = torch.from_numpy(pairs.row.astype(np.int64))
-            items = torch.from_numpy(pairs.col.astype(np.int64))
-            hot_items = torch.from_numpy(np.flatnonzero(self.hot_mask))
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        pairs = interactions.matrix(binary=True).tocoo()
+        contexts = torch.from_numpy(pairs.row.astype(np.int64))
+        items = torch.from_numpy(pairs.col.astype(np.int64))
+        hot_items = torch.from_numpy(np.flatnonzero(self.hot_mask))
+        negative_pool = max(1, self.negative_pool)
 
-            generator = seeded(self.seed)
-            device = resolve_device(self.device)
-            out_dim = self.out_dim or vectors.shape[1]
-            net = ShallowNet(
-                torch.from_numpy(vectors), torch.from_numpy(self._initial_contexts(vectors)), out_dim, self.freeze_items
-            ).to(device)
-            optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=self.lr)
-            loop = EpochLoop(
-                n_examples=len(items),
-                batch_size=self.batch_size,
-                epochs=self.epochs,
-                generator=generator,
-                progress=progress,
-                cancel=cancel,
-                label="shallow net",
-                min_steps=self.min_steps,
-            )
+        generator, device = self.generator, self.train_device
+        out_dim = self.out_dim or vectors.shape[1]
+        net = ShallowNet(
+            torch.from_numpy(vectors), torch.from_numpy(self._initial_contexts(vectors)), out_dim, self.freeze_items
+        ).to(device)
+        optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=self.lr)
+        loop = EpochLoop(
+            n_examples=len(items),
+            batch_size=self.batch_size,
+            epochs=self.epochs,
+            generator=generator,
+            progress=progress,
+            cancel=cancel,
+            label="shallow net",
+            min_steps=self.min_steps,
+        )
 
-            def step(batch: torch.Tensor) -> float:
-                pool = hot_items[torch.randint(len(hot_items), (self.negative_pool,), generator=generator)]
-                picks = torch.randint(self.negative_pool, (len(batch), self.negatives), generator=generator)
-                context = net.embed_contexts(contexts[batch].to(device))
-                positive = (context * net.embed_items(items[batch].to(device))).sum(-1)
-                negative = (context @ net.embed_items(pool.to(device)).T).gather(1, picks.to(device))
-                loss = hinge_loss(positive[:, None], negative, self.margin)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                return float(loss.detach())
+        def step(batch: torch.Tensor) -> float:
+            pool = hot_items[torch.randint(len(hot_items), (negative_pool,), generator=generator)]
+            picks = torch.randint(negative_pool, (len(batch), self.negatives), generator=generator)
+            context = net.embed_contexts(contexts[batch].to(device))
+            positive = (context * net.embed_items(items[batch].to(device))).sum(-1)
+            negative = (context @ net.embed_items(pool.to(device)).T).gather(1, picks.to(device))
+            loss = hinge_loss(positive[:, None], negative, self.margin)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            return float(loss.detach())
 
-            self.loss_history = loop.run(step) if len(items) else []
-            self.net = net.cpu().eval()
-            self._refresh_cache()
-        return self
+        self.loss_history = loop.run(step) if len(items) else []
+        self.net = net.cpu().eval()
+        self._refresh_cache()
 
     def _initial_contexts(self, vectors: np.ndarray) -> np.ndarray:
         """Each context starts at the mean audio vector of its items (the paper's initialisation)."""
