@@ -39,6 +39,7 @@ and a CPU copy makes save → load → recommend give identical numbers.
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 import time
@@ -131,12 +132,63 @@ class LearnedRecommender(Recommender):
         self.sequences = ContextSequences(interactions.sequences())
         return self.scaling(item_vectors)
 
+    def _use_module(self, module: nn.Module) -> None:
+        """Make `module` (CPU, eval mode) the model that answers queries (models that select by validation)."""
+        raise NotImplementedError
+
     def _state(self) -> dict[str, np.ndarray]:
         return {**self.sequences.to_arrays(), "loss_history": np.asarray(self.loss_history, np.float64)}
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.sequences = ContextSequences.from_arrays(arrays)
         self.loss_history = [float(x) for x in arrays.get("loss_history", [])]
+
+
+class CheckpointSelection:
+    """The paper's model selection: after every epoch, score the weights on the validation
+    contexts, keep the best epoch's copy, stop after `patience` epochs without improvement.
+
+    Without validation (the app, or a validation part too small to choose anything) it keeps
+    the last epoch: the fixed training budget. `finish` installs the chosen weights in the
+    model (through its `_use_module`) and records the rule in `model.selection`.
+    """
+
+    def __init__(self, model: LearnedRecommender, module: nn.Module) -> None:
+        self.model = model
+        self.module = module
+        self.validation = model.validation
+        self.best_value: float | None = None
+        self.best_epoch = 0
+        self.best_module: nn.Module | None = None
+        self.stale = 0
+        self.epochs = 0
+
+    def after_epoch(self, epoch: int) -> bool:
+        self.epochs = epoch
+        if self.validation is None:
+            return False
+        snapshot = copy.deepcopy(self.module).cpu().eval()
+        self.model._use_module(snapshot)
+        value = float(self.validation.score(self.model))
+        if self.best_value is None or value > self.best_value:
+            self.best_value, self.best_epoch, self.best_module, self.stale = value, epoch, snapshot, 0
+        else:
+            self.stale += 1
+        return self.stale >= self.validation.patience
+
+    def finish(self) -> None:
+        if self.best_module is None:
+            self.model._use_module(self.module.cpu().eval())
+            self.model.selection = {"rule": "fixed budget", "epoch": self.epochs, "epochs_run": self.epochs}
+            return
+        self.model._use_module(self.best_module)
+        self.model.selection = {
+            "rule": "validation",
+            "epoch": self.best_epoch,
+            "epochs_run": self.epochs,
+            "metric": self.validation.metric,
+            "value": self.best_value,
+        }
 
 
 class InputScaling:
@@ -253,7 +305,10 @@ class EpochLoop:
             self.check_cancel()
             yield order[start : start + self.batch_size]
 
-    def run(self, step: Callable[[torch.Tensor], float]) -> list[float]:
+    def run(
+        self, step: Callable[[torch.Tensor], float], after_epoch: Callable[[int], bool] | None = None
+    ) -> list[float]:
+        """Train; `after_epoch(epochs_done)` may end training early by returning True."""
         history: list[float] = []
         self.check_cancel()
         for epoch in range(self.epochs):
@@ -263,6 +318,8 @@ class EpochLoop:
                 count += len(batch)
             history.append(total / max(count, 1))
             self.report(epoch + 1, f"{self.label}: epoch {epoch + 1}/{self.epochs}, loss {history[-1]:.4f}")
+            if after_epoch is not None and after_epoch(epoch + 1):
+                break
         return history
 
     def report(self, done: int, message: str) -> None:

@@ -69,6 +69,10 @@ class Params:
     from JSON, a config file or the command line all arrive as the same types).
     """
 
+    # The published code's behaviour where it differs from the paper's text (each recommender's
+    # `paper_params` and module docstring list what that changes); False: the text, or what measures better.
+    paper_compat: bool = False
+
     @classmethod
     def build(cls, recommender: str, options: Mapping[str, object]) -> Params:
         allowed = [f.name for f in fields(cls)]
@@ -231,6 +235,20 @@ class Query:
 
 
 @dataclass(frozen=True)
+class Validation:
+    """Held-out contexts to choose a checkpoint on, as the paper early-stops on its validation users.
+
+    `score(model)` measures the model as it stands (higher is better, e.g. mean NDCG@50 over
+    the validation contexts); a model that supports selection calls it after every epoch,
+    keeps the best epoch's weights and stops after `patience` epochs without improvement.
+    """
+
+    score: Callable[[Recommender], float]
+    metric: str
+    patience: int = 16  # the paper's code: 16 epochs without a better validation loss stop training
+
+
+@dataclass(frozen=True)
 class Routing:
     """How a query is answered: in hot or cold mode, by whom, over which candidates."""
 
@@ -253,13 +271,22 @@ class Recommender(ABC):
     recommends_for_hot: ClassVar[bool] = True
     recommends_for_cold: ClassVar[bool] = True
     uses_audio: ClassVar[bool] = True
+    # Whether `fit(validation=...)` chooses the epoch by the validation metric (else it is ignored).
+    selects_by_validation: ClassVar[bool] = False
     # Hyper-parameters for a quick fit on a small catalogue (tests, a first model while the
     # full one trains); the `Params` defaults are the ones meant for real use.
     quick_params: ClassVar[dict[str, object]] = {}
+    # The parameters ``paper_compat=True`` stands for (defaults: options given explicitly win).
+    paper_params: ClassVar[dict[str, object]] = {}
 
     def __init__(self, *, seed: int = 0, **params: object) -> None:
         self.seed = int(seed)
+        if _as(bool, params.get("paper_compat", False)) is True:
+            params = {**self.paper_params, **params}
         self.config = self.Params.build(self.name, params)
+        # How the weights in use were chosen (validation-based selection or the fixed budget).
+        self.selection: dict[str, object] = {}
+        self.validation: Validation | None = None  # set while `fit` runs
         self.hot_mask: np.ndarray | None = None
         self.n_items = 0
 
@@ -339,13 +366,23 @@ class Recommender(ABC):
         *,
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
+        validation: Validation | None = None,
     ) -> Recommender:
-        """Train on `interactions`; `item_vectors` has one row per catalogue item."""
+        """Train on `interactions`; `item_vectors` has one row per catalogue item.
+
+        With `validation`, models that can (`selects_by_validation`) keep the epoch that scores
+        best on it; `selection` then says which epoch and what it scored.
+        """
         self._check_cancel(cancel)
         item_vectors = np.asarray(item_vectors, dtype=np.float32)
         self._fitted(interactions, item_vectors)
-        with self._fitting():
-            self._fit(interactions, self._prepare(interactions, item_vectors), progress=progress, cancel=cancel)
+        self.validation = validation if self.selects_by_validation else None
+        self.selection = {}
+        try:
+            with self._fitting():
+                self._fit(interactions, self._prepare(interactions, item_vectors), progress=progress, cancel=cancel)
+        finally:
+            self.validation = None
         self._check_finite()
         return self
 
@@ -400,15 +437,36 @@ class Recommender(ABC):
         return mask
 
     def recommend(self, query: Query, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (item indices, scores) among the candidates, best first."""
-        return self._top_k(self.score(query), self.candidate_mask(query), k)
+        """Top-k (item indices, scores) among the candidates, best first; ties in random order."""
+        return self._top_k(self.score(query), self.candidate_mask(query), k, self.query_generator(query))
 
     def recommend_batch(self, queries: Sequence[Query], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
         scores = self.score_batch(queries)
-        return [self._top_k(s, self.candidate_mask(q), k) for s, q in zip(scores, queries, strict=True)]
+        return [
+            self._top_k(s, self.candidate_mask(q), k, self.query_generator(q))
+            for s, q in zip(scores, queries, strict=True)
+        ]
+
+    def query_generator(self, query: Query) -> np.random.Generator:
+        """Random numbers of one query, seeded by the model's seed and the query's content.
+
+        The same question gets the same answer (a rerun of an evaluation gives identical
+        figures, a reloaded model ranks as before), different questions independent draws.
+        """
+        context = -1 if query.context is None else int(query.context)
+        # SeedSequence wants non-negative entries: shift every value up by 1 (-1 → 0).
+        entropy = [int(self.seed) % 2**63, context + 1, *(i + 1 for i in query.items())]
+        return np.random.default_rng(np.random.SeedSequence(entropy))
 
     @staticmethod
-    def _top_k(scores: np.ndarray, mask: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _top_k(
+        scores: np.ndarray, mask: np.ndarray, k: int, ties: np.random.Generator | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The k best candidates. Equal scores are ordered by `ties` (random), else by item index.
+
+        Random tie-breaking keeps a model that cannot tell candidates apart (popular on cold
+        items: all count 0) at the level of chance, instead of ranking by catalogue order.
+        """
         candidates = np.flatnonzero(mask)
         if len(candidates) == 0 or k <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
@@ -416,10 +474,17 @@ class Recommender(ABC):
         k = min(k, len(candidates))
         if k < len(candidates):
             top = np.argpartition(-cand_scores, k - 1)[:k]
+            if ties is not None:
+                # Every candidate with the k-th score competes for the places left at that score.
+                kth = cand_scores[top].min()
+                tied = np.flatnonzero(cand_scores == kth)
+                if len(tied) > np.count_nonzero(cand_scores[top] == kth):
+                    better = np.flatnonzero(cand_scores > kth)
+                    top = np.concatenate([better, ties.choice(tied, k - len(better), replace=False)])
         else:
             top = np.arange(len(candidates))
-        # Stable order: by score, then by item index, so ties are deterministic.
-        order = np.lexsort((candidates[top], -cand_scores[top]))
+        secondary = candidates[top] if ties is None else ties.random(len(top))
+        order = np.lexsort((secondary, -cand_scores[top]))
         chosen = top[order]
         return candidates[chosen].astype(np.int64), cand_scores[chosen].astype(np.float32)
 

@@ -18,21 +18,42 @@ query's profile is the mean of its items' representations — the training conte
 when the query names a known context, plus its own history and seed — and items are ranked
 by inner product with it.
 
-Where the paper's code and text disagree, or where we chose:
+Where the paper's code and text disagree, or where we chose. ``paper_compat=True`` reproduces
+the code (``Darel13712/adopting-pretrained-audio``, ``src/``) where it differs; each switch is
+a parameter of its own:
 
-- The code feeds the *raw* ELSA weights to the collaborative tower; ELSA itself only ever
-  uses their normalised rows (the text's A), which we feed instead: the rows' lengths carry
-  no meaning in ELSA's objective.
-- The code ranks with the towers' un-normalised outputs; the towers are trained on
-  normalised outputs (the text: one cosine space), which we use at query time too.
-- The code fits ELSA over the whole catalogue, cold columns included; we fit it on the hot
-  columns (see `recommenders.elsa`).
-- Audio vectors are standardised per dimension before use (``standardize=True``, see
-  `recommenders._torch.InputScaling`); the paper feeds them raw.
-- Defaults fit both a personal library and a research log on a CPU: towers of 128 and ELSA
-  rank 128 (the code: 768 and 768); ELSA 10 epochs of 128 rows, the towers 30 epochs of 512
-  items (the code: batches of 10,000 and 100 epochs with early stopping on the training
-  loss), each stage at least 200 optimizer steps (`min_steps`).
+- Raw ELSA weights (``raw_collaborative=True``): ``src/train_contrast.py`` line 126 loads the
+  factor matrix the ELSA script saved (``get_items_embeddings``) and feeds it to the
+  collaborative tower as it is. ELSA itself only ever uses the normalised rows (the text's A),
+  which we feed by default: the rows' lengths carry no meaning in ELSA's objective.
+- Un-normalised outputs at scoring (``normalize_outputs=False``): the towers are trained on
+  normalised outputs (``src/contrastive.py`` lines 35 and 39), but ``extract_embeddings``
+  (lines 44-56) returns them un-normalised and those are searched with an inner product,
+  and the "average" view is ``(content + collaborative) / 2`` without re-normalising
+  (``src/train_contrast.py`` line 222). By default we rank in the cosine space the towers
+  were trained in, and re-normalise the average.
+- The ADCL loss (``loss="adcl"``): the paper's MusiCNN results are labelled "adcl". ADCL
+  (``src/contrastive.py`` lines 142-168) keeps only the cross-view similarities as negatives
+  (line 165) and, as its name does not start with "D", is applied in one direction only
+  (``src/train_contrast.py`` lines 153 and 168: audio → collaborative). By default we use
+  DCL (within- and cross-view negatives) in both directions, as the text describes.
+- Sizes and budget (``out_dim=768``, ``elsa_dims=768``, ``batch_size=10000``,
+  ``epochs=100``, ``min_steps=0``): towers of 768 (line 52), ELSA rank 768 (``src/elsa.py``
+  line 33), batches of 10,000 items (line 49) for up to 100 epochs with early stopping on
+  the *training* loss (line 208). By default: towers 128 and ELSA rank 128, ELSA 10 epochs
+  of 128 rows, the towers 30 epochs of 512 items, each stage at least 200 optimizer steps.
+- ELSA's learning rate: 0.1 in both. The ELSA script's ``lr = 0.01`` (``src/elsa.py``
+  line 36) is never passed to ``fit`` (line 42), so the package default, 0.1, is what the
+  collaborative view was trained with — as ours is (``elsa_lr``).
+- Cold columns (``cold_negatives=True``): the ELSA script fits the whole catalogue, cold
+  columns included (``src/elsa.py`` lines 16-20); by default we fit it on the hot columns
+  (see `recommenders.elsa`). The towers train on hot items in both
+  (``ContrastiveDataset(train)``, line 129).
+- Raw inputs (``standardize=False``): the code feeds the audio vectors as they are; by
+  default we standardise them per dimension (`recommenders._torch.InputScaling`).
+- Cold items are represented by the audio ("content") tower in both: the code reports its
+  cold metrics for the content view only (the ``if typ == 'content'`` logging at the end of
+  ``src/train_contrast.py``; that line number was not re-checked).
 """
 
 from __future__ import annotations
@@ -58,6 +79,7 @@ from recommenders.base import Interactions, InvalidParameter, ProgressCallback, 
 from recommenders.elsa import fit_elsa
 
 HOT_VIEWS = ("average", "audio", "collaborative")
+LOSSES = ("dcl", "adcl")
 
 
 def dcl_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
@@ -71,6 +93,13 @@ def dcl_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> to
     eye = torch.eye(len(z1), dtype=torch.bool, device=z1.device)
     negatives = torch.cat([within.masked_fill(eye, float("-inf")), cross.masked_fill(eye, float("-inf"))], dim=1)
     return (-cross.diagonal() + torch.logsumexp(negatives, dim=1)).mean()
+
+
+def adcl_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """The paper code's "alternative" DCL: only cross-view negatives, ``−⟨z1ᵢ, z2ᵢ⟩/τ + log Σ_{k≠i} exp(⟨z1ᵢ, z2ₖ⟩/τ)``."""
+    cross = z1 @ z2.T / temperature
+    eye = torch.eye(len(z1), dtype=torch.bool, device=z1.device)
+    return (-cross.diagonal() + torch.logsumexp(cross.masked_fill(eye, float("-inf")), dim=1)).mean()
 
 
 def _tower(in_dim: int, out_dim: int) -> nn.Sequential:
@@ -103,8 +132,17 @@ class ContrastiveParams(LearnedParams):
     elsa_lr: float = 0.1
     hot_view: str = "average"
     min_steps: int = 200
+    loss: str = "dcl"  # "dcl": both directions, within- and cross-view negatives; "adcl": the code's
+    raw_collaborative: bool = False  # feed ELSA's raw weights, not its normalised rows (the code)
+    normalize_outputs: bool = True  # rank with normalised tower outputs (False: the code's raw ones)
+    cold_negatives: bool = False  # fit ELSA on every column, cold items' empty ones included (the code)
 
     def check(self, recommender: str) -> None:
+        if self.loss not in LOSSES:
+            raise InvalidParameter(
+                f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}",
+                f"choose the contrastive loss of the {recommender} recommender",
+            )
         if self.hot_view not in HOT_VIEWS:
             raise InvalidParameter(
                 f"hot_view must be one of {', '.join(HOT_VIEWS)}, not {self.hot_view!r}",
@@ -116,6 +154,19 @@ class ContrastiveRecommender(LearnedRecommender):
     name = "contrastive"
     Params = ContrastiveParams
     quick_params = {"epochs": 60, "elsa_epochs": 30, "elsa_batch_size": 32, "min_steps": 0, "threads": 1}
+    paper_params = {
+        "paper_compat": True,
+        "out_dim": 768,
+        "elsa_dims": 768,
+        "batch_size": 10_000,
+        "epochs": 100,
+        "min_steps": 0,
+        "loss": "adcl",
+        "raw_collaborative": True,
+        "normalize_outputs": False,
+        "cold_negatives": True,
+        "standardize": False,
+    }
 
     def __init__(self, *, seed: int = 0, **params: object) -> None:
         super().__init__(seed=seed, **params)
@@ -150,8 +201,9 @@ class ContrastiveRecommender(LearnedRecommender):
 
             return report
 
-        matrix = interactions.matrix(binary=True)[:, hot].tocsr()
-        self.collaborative = fit_elsa(
+        columns = np.arange(self.n_items) if self.cold_negatives else hot
+        matrix = interactions.matrix(binary=True)[:, columns].tocsr()
+        factors = fit_elsa(
             matrix,
             self.elsa_dims,
             epochs=self.elsa_epochs,
@@ -163,7 +215,9 @@ class ContrastiveRecommender(LearnedRecommender):
             progress=stage(0.0, elsa_share),
             cancel=cancel,
             min_steps=self.min_steps,
+            normalized=not self.raw_collaborative,
         )
+        self.collaborative = factors[hot] if self.cold_negatives else factors
 
         towers = Towers(self.audio.shape[1], self.elsa_dims, self.out_dim).to(device)
         optimizer = torch.optim.Adam(towers.parameters(), lr=self.lr)
@@ -186,7 +240,10 @@ class ContrastiveRecommender(LearnedRecommender):
             batch = batch.to(device)
             a = towers.embed_audio(audio_hot[batch])
             c = towers.embed_collaborative(collaborative_hot[batch])
-            loss = dcl_loss(a, c, self.temperature) + dcl_loss(c, a, self.temperature)
+            if self.loss == "adcl":
+                loss = adcl_loss(a, c, self.temperature)
+            else:
+                loss = dcl_loss(a, c, self.temperature) + dcl_loss(c, a, self.temperature)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -199,16 +256,26 @@ class ContrastiveRecommender(LearnedRecommender):
     def _refresh_embeddings(self) -> None:
         """Item representations: audio tower for every item, the chosen view for hot ones."""
         with torch.no_grad():
-            audio = self.towers.embed_audio(torch.from_numpy(self.audio)).numpy()
+            audio = self._audio_view(self.audio)
             embeddings = audio.copy()
             if self.hot_view != "audio" and len(self.collaborative):
                 hot = np.flatnonzero(self.hot_mask[: len(self.audio)])
-                collaborative = self.towers.embed_collaborative(torch.from_numpy(self.collaborative)).numpy()
+                collaborative = self.towers.collaborative(torch.from_numpy(self.collaborative))
+                if self.normalize_outputs:
+                    collaborative = F.normalize(collaborative, dim=-1)
+                collaborative = collaborative.numpy()
                 if self.hot_view == "collaborative":
                     embeddings[hot] = collaborative
-                else:
+                elif self.normalize_outputs:
                     embeddings[hot] = l2_normalize(audio[hot] + collaborative)
+                else:
+                    embeddings[hot] = (audio[hot] + collaborative) / 2
         self.embeddings = embeddings
+
+    def _audio_view(self, vectors: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            out = self.towers.audio(torch.from_numpy(np.ascontiguousarray(vectors, np.float32)))
+            return (F.normalize(out, dim=-1) if self.normalize_outputs else out).numpy()
 
     def profile(self, query: Query) -> np.ndarray | None:
         """Mean representation of the query's items (None when it has none)."""
@@ -260,6 +327,4 @@ class ContrastiveRecommender(LearnedRecommender):
         new_vectors = self.scaling(new_vectors)
         self.audio = np.ascontiguousarray(np.concatenate([self.audio, new_vectors]), dtype=np.float32)
         # hot_mask grows after this hook: the new rows are cold, so only their audio view counts.
-        with torch.no_grad():
-            new = self.towers.embed_audio(torch.from_numpy(np.ascontiguousarray(new_vectors, np.float32))).numpy()
-        self.embeddings = np.concatenate([self.embeddings, new])
+        self.embeddings = np.concatenate([self.embeddings, self._audio_view(new_vectors)])

@@ -10,20 +10,26 @@ scored directly by the same formula, no separate cold path needed.
 A query's x is its items as a binary row: the training context's items when the query names
 a known context, plus the query's own history and seed.
 
-Where the paper's code and text disagree, or where we chose:
+Where the paper's code and text disagree, or where we chose. ``paper_compat=True`` reproduces
+the code (``Darel13712/adopting-pretrained-audio``, ``src/``) where it differs:
 
-- The code's interaction matrix spans the whole catalogue, cold items included, so their
-  all-zero columns are fitted (pushed towards zero scores) during training; we train on the
-  hot columns only (see `recommenders.elsa`) and the MLP never sees a cold item's audio.
-- The code evaluates with a FAISS search of the mean history factors; ``(x A) Aⱼᵀ`` ranks
-  identically (rows of A are unit vectors), so we score with ELSA's own formula.
-- Audio vectors are standardised per dimension before use (``standardize=True``, see
-  `recommenders._torch.InputScaling`); the paper feeds them raw.
-- Defaults fit both a personal library and a research log on a CPU: hidden 128, 20 epochs
-  of 512 rows but at least 200 optimizer steps (`min_steps`), Adam at lr 0.01 as in the
-  code, rather than the code's 768 hidden units and 200 epochs of 128 rows with early
-  stopping on a validation split the app does not have. Every step recomputes the factors of
-  all hot items through the MLP, so larger batches are what keeps a 10k-item catalogue cheap.
+- Cold columns (``cold_negatives=True``): ``src/train_hybrid.py`` lines 122-126 build the
+  interaction matrix over the whole catalogue (``len(ie.classes_)`` counts train and cold
+  test items, ``src/utils.py`` lines 25-36), so cold items' all-zero columns are fitted —
+  pushed towards zero scores — during training. By default we train on the hot columns only
+  (see `recommenders.elsa`) and the MLP never sees a cold item's audio in training.
+- Sizes and budget (``hidden=768``, ``epochs=200``, ``batch_size=128``, ``min_steps=0``):
+  lines 61, 62 and 64, with early stopping on the validation loss (patience 16). By default:
+  hidden 128, 20 epochs of 512 rows but at least 200 optimizer steps (`min_steps`); every
+  step recomputes the factors of all hot items through the MLP, so larger batches are what
+  keeps a 10k-item catalogue cheap on a CPU. `mrs-tui eval` chooses the epoch on the
+  validation contexts when there are enough of them; the app keeps the fixed budget.
+- Raw inputs (``standardize=False``): the code feeds the audio vectors as they are; by
+  default we standardise them per dimension (`recommenders._torch.InputScaling`).
+- Same in both: Adam at lr 0.01 (line 68), the MLP ``Linear → ReLU → Linear`` with
+  normalised outputs and the NMSE loss (``src/hybrid.py``). The code evaluates with a FAISS
+  search of the mean history factors; ``(x A) Aⱼᵀ`` ranks identically (rows of A are unit
+  vectors), so we score with ELSA's own formula.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recommenders._torch import (
+    CheckpointSelection,
     InputScaling,
     LearnedParams,
     LearnedRecommender,
@@ -66,6 +73,7 @@ class HybridParams(LearnedParams):
     lr: float = 0.01
     optimizer: str = "adam"
     min_steps: int = 200
+    cold_negatives: bool = False  # train on every column, cold items' empty ones included (the code)
 
     def check(self, recommender: str) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -78,7 +86,17 @@ class HybridParams(LearnedParams):
 class HybridRecommender(LearnedRecommender):
     name = "hybrid"
     Params = HybridParams
+    selects_by_validation = True
     quick_params = {"epochs": 25, "batch_size": 64, "min_steps": 0, "threads": 1}
+    paper_params = {
+        "paper_compat": True,
+        "hidden": 768,
+        "epochs": 200,
+        "batch_size": 128,
+        "min_steps": 0,
+        "standardize": False,
+        "cold_negatives": True,
+    }
 
     def __init__(self, *, seed: int = 0, **params: object) -> None:
         super().__init__(seed=seed, **params)
@@ -95,14 +113,15 @@ class HybridRecommender(LearnedRecommender):
         cancel: threading.Event | None,
     ) -> None:
         self.audio = vectors
-        hot = np.flatnonzero(self.hot_mask)
-        matrix = interactions.matrix(binary=True)[:, hot].tocsr()
+        columns = np.arange(self.n_items) if self.cold_negatives else np.flatnonzero(self.hot_mask)
+        matrix = interactions.matrix(binary=True)[:, columns].tocsr()
         device = self.train_device
         net = AudioFactors(self.audio.shape[1], self.hidden).to(device)
-        hot_audio = torch.from_numpy(self.audio[hot]).to(device)
+        column_audio = torch.from_numpy(self.audio[columns]).to(device)
         optimizer = make_optimizer(self.optimizer, net.parameters(), self.lr)
+        selection = CheckpointSelection(self, net)
         self.loss_history = train_autoencoder(
-            lambda: net(hot_audio),
+            lambda: net(column_audio),
             optimizer,
             matrix,
             epochs=self.epochs,
@@ -113,8 +132,12 @@ class HybridRecommender(LearnedRecommender):
             cancel=cancel,
             label="hybrid ELSA",
             min_steps=self.min_steps,
+            after_epoch=selection.after_epoch,
         )
-        self.net = net.cpu().eval()
+        selection.finish()
+
+    def _use_module(self, module: nn.Module) -> None:
+        self.net = module
         self._refresh_factors()
 
     def _refresh_factors(self) -> None:

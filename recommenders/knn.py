@@ -90,7 +90,7 @@ class KNNRecommender(Recommender):
         profile = self.profile(query)
         mask = self.candidate_mask(query)
         if profile is None:
-            return self._top_k(np.zeros(self.n_items, np.float32), mask, k)
+            return self._top_k(np.zeros(self.n_items, np.float32), mask, k, self.query_generator(query))
         n_candidates = int(mask.sum())
         k = min(k, n_candidates)
         if k <= 0:
