@@ -89,6 +89,7 @@ class ELSA(nn.Module):
 
 
 OPTIMIZERS = ("adam", "nadam")
+NO_SCORE = np.float32(-np.finfo(np.float32).max)  # below every real score, and still a number
 
 
 def make_optimizer(name: str, parameters: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
@@ -262,7 +263,7 @@ class ELSARecommender(LearnedRecommender):
         if not queries or len(self.factors) == 0:
             return np.zeros((len(queries), self.n_items), np.float32)
         scores = elsa_scores_batch([self.sequences.query_items(q) for q in queries], self.factors)
-        scores[:, ~self.hot_mask] = -np.inf  # no cold item is ever ranked above a hot one
+        scores[:, ~self.hot_mask] = NO_SCORE  # no cold item is ever ranked above a hot one
         return scores
 
     def _weights(self) -> dict[str, np.ndarray]:
