@@ -141,3 +141,23 @@ def test_routing_follows_the_capability_flags():
     assert not popular.route(Query(pool="cold")).supported
     assert not popular.route(Query(seed=cold_item)).supported
     assert popular.route(Query(seed=hot_item)).supported
+
+
+def test_the_app_asks_knn_for_new_tracks_when_the_chosen_model_ranks_no_cold_item(store, tmp_path):
+    from mrs_tui.engine import Engine
+    from tests.conftest import make_library
+
+    made = make_library(tmp_path / "music", styles=("techno", "piano"), per_style=4, seconds=3.0)
+    engine = Engine(store)
+    engine.scan(tmp_path / "music")
+    engine.index()
+    played = [store.track_by_path(str(p.resolve())) for p in made["piano"][:3]]
+    for track in played:
+        engine.record(track.id, "play")
+    engine.train("elsa", engine.backend)
+    fresh = store.track_by_path(str(made["piano"][3].resolve()))
+    result = engine.suggest(fresh.id, k=4, recommender="elsa")  # a never-played seed: cold mode
+    assert result.mode == "cold" and "knn ranks them by audio" in result.note
+    assert result.items and all(s.cold for s in result.items)
+    hot = engine.suggest(played[0].id, k=2, recommender="elsa", pool="hot")
+    assert hot.mode == "hot" and not hot.note
