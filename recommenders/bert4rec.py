@@ -27,8 +27,10 @@ each switch is a parameter of its own:
   could read, so its head and tying are not re-checked here). Cold items' rows are then only
   ever pushed down as negatives of the full softmax. By default the item embeddings are one
   learned projection ``Linear(audio_dim, hidden)`` of the audio, which keeps every item —
-  cold or added after training — scored exactly like a hot one. In both, a dense + GELU +
-  LayerNorm transform precedes the output, tied to the input embeddings.
+  cold or added after training — scored exactly like a hot one. Ours: a dense + GELU +
+  LayerNorm transform precedes the output layer, which is tied to the input embeddings
+  (the original BERT4Rec's head; whether the code's ``add_head=True`` head matches it is
+  among what could not be re-read).
 - Cold negatives (``cold_negatives=True``): the code's vocabulary is every item of the split,
   cold ones included (``item_count``, line 293), so its softmax pushes the held-out catalogue
   down (see `recommenders.elsa`); by default the training softmax spans the hot items and

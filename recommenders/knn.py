@@ -8,6 +8,13 @@ selector so that excluding thousands of played tracks costs nothing extra.
 Option ``zscore=True`` standardises every vector dimension over the catalogue before the
 cosine (off by default, as in the paper): backends whose dimensions have very different
 scales (the handcrafted ``mfcc`` features) can gain from it; `mrs-tui eval` shows whether.
+
+The paper's code (``src/knn.py``, ``Darel13712/adopting-pretrained-audio``) is reproduced
+exactly, so ``paper_compat`` changes nothing here. One detail of it: lines 22-26 average a
+user's rows of the embedding matrix *before* re-indexing the matrix to the split's items, so
+the profile reads the rows of the encoded item ids in the raw matrix; that is the same thing
+when the track ids are the matrix's row numbers (as in the published files) and a bug
+otherwise. We always average the items' own vectors.
 """
 
 from __future__ import annotations
