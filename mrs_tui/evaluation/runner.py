@@ -422,7 +422,8 @@ class EvalRun:
         lines.append("mean ± 95% Student-t half-width over test contexts; '–': no test context in this part")
         if any(c.seed_spread for c in self.cells):
             lines.append(
-                "with several seeds: per-context values averaged over the seeds; 'sd': spread of the seeds' means"
+                "with several seeds: per-context values averaged over the seeds; 'sd': spread of the seeds' means; "
+                "'fit s': all seeds together"
             )
         for item in self.uninformative():
             lines.append(
@@ -802,7 +803,7 @@ def run_grid(
                 cell.parts[part] = summarize(per_context, names)
                 cell.values[part] = {n: np.array([r[n] for r in per_context]) for n in names}
                 if len(runs) > 1 and per_context:
-                    means = {n: [float(np.mean([r[n] for r in rows])) for rows in runs] for n in names}
+                    means = {n: [float(np.mean([r[n] for r in one_seed])) for one_seed in runs] for n in names}
                     cell.seed_spread[part] = {n: {"sd": float(np.std(m, ddof=1)), "means": m} for n, m in means.items()}
         except Cancelled:
             run.cancelled = True
