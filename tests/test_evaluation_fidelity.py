@@ -101,3 +101,24 @@ def test_paper_rows_and_the_codes_cold_k(data):
     assert set(run.cell("good", "knn").parts["hot"]) == {"HitRate@10", "Recall@10", "NDCG@10"}
     table = run.table()
     assert "the numbers the paper's code labels @20" in table and "--paper-compat" in table
+
+
+def test_command_line_seeds_paper_rows_and_paired_cells(tmp_path, capsys, data):
+    from mrs_tui.cli import main
+    from tests.test_evaluation_datasets import write_research_files
+
+    log, ids, (good, poor) = write_research_files(tmp_path / "log", data)
+    base = ["--db", tmp_path / "x.db", "eval", "--log", log, "--embeddings", good, "--embeddings", poor]
+    base += ["--track-ids", ids, "--no-store", "--quick"]
+    argv = [*base, "--recommenders", "knn,shallow+paper", "--seeds", "0,1", "--paired", "good:knn,poor:knn", "--json"]
+    assert main([str(a) for a in argv]) == 0
+    result = json.loads(capsys.readouterr().out)
+    paper = next(c for c in result["cells"] if c["recommender"] == "shallow+paper" and c["backend"] == "good")
+    assert paper["seeds"] == [0, 1] and "NDCG@50" in paper["seed_spread"]["hot"]
+    (paired,) = result["paired"]
+    assert paired["a"] == ["good", "knn"] and paired["n"] == result["split"]["hot_test_contexts"]
+    assert "knn on good" in paired["verdict"]
+    assert main([str(a) for a in [*base, "--seeds", "0,x"]]) == 2
+    assert "--seeds takes whole numbers" in capsys.readouterr().err
+    assert main([str(a) for a in [*base, "--paired", "good:knn"]]) == 2
+    assert "--paired takes two cells" in capsys.readouterr().err
