@@ -105,7 +105,7 @@ def main() -> None:
         cold = cell["parts"].get("cold", {}).get("NDCG@50", {}).get("mean")
         print(
             f"{cell['backend']:9s}{cell['recommender']:13s}{cell['fit_seconds']:9.2f}{cell['eval_seconds']:9.2f}"
-            f"{hot:14.3f}{'no cold scores' if cold is None else format(cold, '.3f'):>14s}"
+            f"{hot:14.3f}{'none' if cold is None else format(cold, '.3f'):>14s}"
         )
     if args.seeds:
         seeded_wall, seeded = run_cli([*full_args, "--seeds", args.seeds])
