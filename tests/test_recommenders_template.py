@@ -158,6 +158,6 @@ def test_the_app_asks_knn_for_new_tracks_when_the_chosen_model_ranks_no_cold_ite
     fresh = store.track_by_path(str(made["piano"][3].resolve()))
     result = engine.suggest(fresh.id, k=4, recommender="elsa")  # a never-played seed: cold mode
     assert result.mode == "cold" and "knn ranks them by audio" in result.note
-    assert result.items and all(s.cold for s in result.items)
+    assert result.items and all(s.new for s in result.items)
     hot = engine.suggest(played[0].id, k=2, recommender="elsa", pool="hot")
     assert hot.mode == "hot" and not hot.note
