@@ -233,8 +233,24 @@ def weights_dir(name: str) -> Path:
     return cache_dir() / "weights" / name
 
 
-def _has_files(folder: Path, required: tuple[str, ...]) -> bool:
-    return all(any((folder / alt).is_file() for alt in group.split("|")) for group in required)
+def _has_files(folder: Path, required: tuple[str, ...], *, check_format: bool = False) -> bool:
+    present = _looks_complete if check_format else Path.is_file
+    return all(any(present(folder / alt) for alt in group.split("|")) for group in required)
+
+
+def _looks_complete(path: Path) -> bool:
+    """The file exists and its first bytes are of the format its name promises (not just the name)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(16)
+        size = path.stat().st_size
+    except OSError:
+        return False
+    if path.suffix == ".safetensors":  # 8-byte little-endian header length, then a JSON object
+        return len(head) >= 9 and 0 < int.from_bytes(head[:8], "little") < size and head[8:9] == b"{"
+    if path.suffix in (".bin", ".pt", ".pth", ".ckpt") or path.name.endswith(".pth.tar"):
+        return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"  # torch zip, or a legacy pickle
+    return size > 0
 
 
 def gpu_visible() -> bool:
@@ -258,7 +274,7 @@ def backend_status(name: str) -> BackendStatus:
     spec = get_spec(name)
     if spec.needs_gpu and not gpu_visible():
         return BackendStatus("needs a GPU", "no CUDA GPU is visible on this machine")
-    if spec.needs_weights and not _has_files(weights_dir(name), spec.weights_files):
+    if spec.needs_weights and not _has_files(weights_dir(name), spec.weights_files, check_format=True):
         return BackendStatus("weights missing", f"run: {spec.fetch_hint}")
     return BackendStatus("ready")
 

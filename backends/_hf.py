@@ -257,7 +257,12 @@ def copy_checkpoint(source: Path, target: Path, *, allow_pickle: bool) -> Path:
         if (source / "model.safetensors").is_file() and (target / "pytorch_model.bin").is_file():
             (target / "pytorch_model.bin").unlink()
     if not (target / "model.safetensors").is_file():
-        convert_to_safetensors(target, allow_pickle=allow_pickle)
+        try:
+            convert_to_safetensors(target, allow_pickle=allow_pickle)
+        except BackendError:
+            if source.resolve() != target.resolve():  # a refused copy must not look like installed weights
+                (target / "pytorch_model.bin").unlink(missing_ok=True)
+            raise
     elif (target / "pytorch_model.bin").is_file():
         (target / "pytorch_model.bin").unlink()
     return target

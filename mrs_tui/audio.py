@@ -19,6 +19,8 @@ this module imports neither at load time.
 from __future__ import annotations
 
 import contextlib
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -180,7 +182,10 @@ def sniff(head: bytes) -> str | None:
 
 def _check_readable(path: Path) -> None:
     try:
-        size = path.stat().st_size
+        info = path.stat()
+        size = info.st_size
+        if not stat.S_ISREG(info.st_mode):  # opening a FIFO would wait for a writer forever
+            raise AudioDecodeError("not a regular file (a FIFO, socket or device)")
         with path.open("rb") as f:
             head = f.read(16)
     except FileNotFoundError as exc:
@@ -203,7 +208,7 @@ def _probe_soundfile(path: Path) -> AudioInfo:
     import soundfile as sf
 
     try:
-        info = sf.info(str(path))
+        info = sf.info(os.fsencode(path))
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise _NotForSoundfile from exc
     return AudioInfo(int(info.samplerate), int(info.channels), float(info.duration))
@@ -215,7 +220,7 @@ def _decode_soundfile(path: Path, start: float, seconds: float | None) -> tuple[
     import soundfile as sf
 
     try:
-        with sf.SoundFile(str(path)) as f:
+        with sf.SoundFile(os.fsencode(path)) as f:
             rate = int(f.samplerate)
             first = int(round(start * rate))
             if first and f.seekable():
@@ -228,18 +233,25 @@ def _decode_soundfile(path: Path, start: float, seconds: float | None) -> tuple[
         message = str(exc)
         if "unknown format" in message.lower() or "format not recognised" in message.lower():
             raise _NotForSoundfile from exc
-        raise AudioDecodeError(_libsndfile_reason(message)) from exc
+        raise AudioDecodeError(_libsndfile_reason(message, path)) from exc
     except RuntimeError as exc:  # libsndfile reports some truncations as plain runtime errors
-        raise AudioDecodeError(f"decoding failed: {exc}") from exc
+        raise AudioDecodeError(_libsndfile_reason(str(exc), path)) from exc
     if data.shape[0] == 0:
         raise AudioDecodeError("no audio frames (truncated or empty stream)")
     return data.mean(axis=1, dtype=np.float32), rate
 
 
-def _libsndfile_reason(message: str) -> str:
-    # libsndfile messages start with the path; keep the reason only.
-    reason = message.split(": ", 1)[-1] if ": " in message else message
-    return f"decoding failed: {reason.strip()}"
+def _libsndfile_reason(message: str, path: Path) -> str:
+    # libsndfile messages start with the path; keep the reason only, in words a listener can act on.
+    reason = (message.split(": ", 1)[-1] if ": " in message else message).strip()
+    kind = path.suffix.lstrip(".").upper() or "audio"
+    lowered = reason.lower()
+    if "psf_fseek" in lowered or "lost sync" in lowered or "truncat" in lowered or "end of file" in lowered:
+        return f"truncated or damaged {kind} file (it ends before its audio does)"
+    if "possibly a pipe" in lowered or "not a regular file" in lowered:
+        # The file exists and is regular (checked before): libsndfile found no audio where the header said.
+        return f"damaged or not really a {kind} file: no audio could be read from it"
+    return f"decoding failed: {reason}"
 
 
 def _open_ffmpeg(path: Path):

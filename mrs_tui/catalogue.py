@@ -2,16 +2,20 @@
 
 Derived from the `embeddings` table, never the other way round: it can be thrown away and
 rebuilt at any time. It is cached beside the database (``indexes/<backend>@<version>.npz``)
-and extended incrementally — only rows written since the last refresh are read — and it
-rebuilds itself when rows disappear (a track went missing or was re-analysed). One index
-never mixes embedding versions.
+and extended incrementally — only rows written since the last refresh are read, keyed on the
+store's change counter — and it rebuilds itself when rows disappear or change (a track went
+missing or was re-analysed). The cache carries a checksum: a damaged or garbled file is
+simply rebuilt from the database. One index never mixes embedding versions.
 
 Items are numbered 0..n-1 in the order of `track_ids`; recommenders see these numbers.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
+import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +24,8 @@ import numpy as np
 
 from mrs_tui.store import Store
 
+CACHE_FORMAT = 2
+
 
 @dataclass
 class Catalogue:
@@ -27,7 +33,8 @@ class Catalogue:
     version: str
     track_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
-    last_rowid: int = 0
+    last_change: int = -1  # the store's change counter when this was last brought up to date
+    database_uid: str = ""
     _index_of: dict[int, int] | None = field(default=None, repr=False)
     _faiss: object | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -67,21 +74,32 @@ class Catalogue:
     # -- keeping up with the store -----------------------------------------------------------
 
     def refresh(self, store: Store) -> int:
-        """Pull rows written since the last refresh; returns how many items were added."""
-        expected = store.vector_count(self.backend, self.version)
-        ids, matrix, last = store.embedding_matrix(self.backend, self.version, since_rowid=self.last_rowid)
-        if len(ids) and len(self) and np.isin(ids, self.track_ids).any():
-            return self.rebuild(store)  # a track was re-analysed: its old row must go
+        """Pull what changed since the last refresh; returns how many items were added.
+
+        Keyed on the store's change counter, which never repeats: a re-analysed track, a vector
+        deleted or a track gone missing since then is always seen, and costs a rebuild.
+        """
+        current = store.change_count()
+        if current == self.last_change and self.database_uid == store.database_uid():
+            return 0
+        if self.database_uid != store.database_uid() or current < self.last_change:
+            return self.rebuild(store)  # another database, or this one was replaced by an older copy
+        ids, matrix, changed = store.embedding_matrix(self.backend, self.version, since_change=self.last_change)
+        if len(self) and np.isin(np.fromiter(changed, np.int64, len(changed)), self.track_ids).any():
+            return self.rebuild(store)  # a track was re-analysed or left the search: its old row must go
+        if len(ids) and len(self) and matrix.shape[1] != self.dim:
+            return self.rebuild(store)
         if len(ids):
             self._append(ids, matrix)
-            self.last_rowid = last
-        if len(self) != expected:
+        self.last_change = current
+        if len(self) != store.vector_count(self.backend, self.version):
             return self.rebuild(store)
         return len(ids)
 
     def rebuild(self, store: Store) -> int:
-        ids, matrix, last = store.embedding_matrix(self.backend, self.version)
-        self.track_ids, self.vectors, self.last_rowid = ids, matrix, last
+        current, uid = store.change_count(), store.database_uid()  # read first: later writes are seen next time
+        ids, matrix, _ = store.embedding_matrix(self.backend, self.version)
+        self.track_ids, self.vectors, self.last_change, self.database_uid = ids, matrix, current, uid
         self._index_of = None
         self._faiss = None
         return len(ids)
@@ -91,10 +109,6 @@ class Catalogue:
         if start == 0:
             self.track_ids, self.vectors = ids, matrix
         else:
-            if matrix.shape[1] != self.dim:
-                raise ValueError(
-                    f"{self.backend}@{self.version}: vector width changed ({self.dim} -> {matrix.shape[1]})"
-                )
             self.track_ids = np.concatenate([self.track_ids, ids])
             self.vectors = np.concatenate([self.vectors, matrix])
         if self._index_of is not None:
@@ -112,29 +126,63 @@ class Catalogue:
         safe = re.sub(r"[^A-Za-z0-9_.+@=-]", "_", f"{backend}@{version}")
         return folder / f"{safe}.npz"
 
-    def save(self, folder: Path) -> Path:
-        folder.mkdir(parents=True, exist_ok=True)
+    def checksum(self) -> str:
+        """Digest of everything the cache holds, so a truncated, zeroed or permuted file is caught."""
+        digest = hashlib.blake2b(digest_size=16)
+        digest.update(f"{CACHE_FORMAT}|{self.backend}|{self.version}|{self.database_uid}|{self.last_change}|".encode())
+        digest.update(np.ascontiguousarray(self.track_ids, "<i8").tobytes())
+        digest.update(np.ascontiguousarray(self.vectors, "<f4").tobytes())
+        digest.update(str(self.vectors.shape).encode())
+        return digest.hexdigest()
+
+    def save(self, folder: Path) -> Path | None:
+        """Write the cache (atomically); None when it cannot be written: it is only a cache."""
         path = self.cache_path(folder, self.backend, self.version)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, track_ids=self.track_ids, vectors=self.vectors, last_rowid=np.int64(self.last_rowid))
-        tmp.replace(path)
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npz")  # writers never share one
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)  # something put a folder where the cache goes: the cache wins
+            np.savez(
+                tmp,
+                track_ids=self.track_ids,
+                vectors=self.vectors,
+                last_change=np.int64(self.last_change),
+                database_uid=np.str_(self.database_uid),
+                checksum=np.str_(self.checksum()),
+            )
+            tmp.replace(path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            return None
         return path
+
+    @classmethod
+    def read_cache(cls, path: Path, backend: str, version: str) -> Catalogue | None:
+        """The catalogue a cache file holds, or None when it is missing or damaged in any way."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                catalogue = cls(backend, version)
+                catalogue.track_ids = np.asarray(data["track_ids"], np.int64)
+                catalogue.vectors = np.asarray(data["vectors"], np.float32)
+                catalogue.last_change = int(data["last_change"])
+                catalogue.database_uid = str(data["database_uid"])
+                stored = str(data["checksum"])
+        except Exception:  # truncated, not a zip, a folder, an old format...: it is rebuilt
+            return None
+        if stored != catalogue.checksum() or catalogue.vectors.ndim != 2:
+            return None
+        return catalogue
 
     @classmethod
     def load(cls, store: Store, backend: str, version: str, folder: Path | None = None) -> Catalogue:
         """The cached catalogue brought up to date, or a fresh one read from the store."""
-        catalogue = cls(backend, version)
+        catalogue = None
         if folder is not None:
-            path = cls.cache_path(folder, backend, version)
-            if path.exists():
-                try:
-                    with np.load(path, allow_pickle=False) as data:
-                        catalogue.track_ids = data["track_ids"]
-                        catalogue.vectors = data["vectors"]
-                        catalogue.last_rowid = int(data["last_rowid"])
-                except (OSError, ValueError, KeyError):
-                    catalogue = cls(backend, version)  # a damaged cache is just rebuilt
-        if catalogue.last_rowid > store.max_embedding_rowid(backend, version):
-            catalogue = cls(backend, version)  # the database was replaced under the cache
-        catalogue.refresh(store)
+            catalogue = cls.read_cache(cls.cache_path(folder, backend, version), backend, version)
+        if catalogue is None:
+            catalogue = cls(backend, version)
+            catalogue.rebuild(store)
+        else:
+            catalogue.refresh(store)
         return catalogue

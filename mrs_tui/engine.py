@@ -373,7 +373,7 @@ class Engine:
         spec = recommender_registry.get_spec(rec_name)
         if spec.trainable:
             return self.trained_model(rec_name, name)
-        key = (len(catalogue), catalogue.last_rowid, self.store.last_play_id())
+        key = (len(catalogue), catalogue.last_change, self.store.last_play_id())
         cache_key = (rec_name, name, self.version(name))
         with self._lock:
             cached = self._models.get(cache_key)
@@ -666,7 +666,12 @@ class Engine:
             result.mode = "popular"
             model = self.fitted_model(model_name, name)
         else:
-            model = self.fitted_model(rec_name, name)
+            try:
+                model = self.fitted_model(rec_name, name)
+            except training.ModelDamaged as exc:  # derived files are disposable: serve knn until retrained
+                result.note = f"{exc.problem}; {exc.fix}"
+                model_name = result.recommender = "knn"
+                model = self.fitted_model(model_name, name)
             routing = model.route(Query(history=history_items, seed=seed_item, pool=pool))
             if not routing.supported:  # e.g. a collaborative-only model asked for new tracks: audio answers
                 result.note = f"{rec_name} cannot rank tracks it was not trained on; knn ranks them by audio"

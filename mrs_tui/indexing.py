@@ -85,6 +85,7 @@ class IndexReport:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     backend_failures: list[tuple[str, str, str]] = field(default_factory=list)  # (path, backend, reason)
     cancelled: bool = False
+    elsewhere: int = 0  # tracks another indexer was analysing at the same time
     seconds: float = 0.0
     decode_seconds: float = 0.0
     embed_seconds: dict[str, float] = field(default_factory=dict)
@@ -96,6 +97,8 @@ class IndexReport:
             text += f"; {len(self.failed)} unreadable"
         if self.backend_failures:
             text += f"; {len(self.backend_failures)} backend errors"
+        if self.elsewhere:
+            text += f"; {self.elsewhere} analysed by another indexer running at the same time"
         return text + (" (cancelled; run again to resume)" if self.cancelled else "")
 
 
@@ -151,38 +154,59 @@ class Indexer:
                 BackendProgress(name, stored[name], needed[name], report.embed_seconds[name]) for name in needed
             )
 
+        def next_claimed(start: int) -> int | None:
+            """The first track from `start` on that this run wins some analysis of (see Store.claim)."""
+            for position in range(start, len(work)):
+                track, wanted = work[position]
+                won = self.store.claim(track.id, [(b.name, b.version) for b in wanted])
+                for i, backend in enumerate(wanted):
+                    if i not in won:  # another indexer is analysing it now
+                        stored[backend.name] += 1
+                if won:
+                    work[position] = (track, [wanted[i] for i in won])
+                    return position
+                report.elsewhere += 1
+            return None
+
         if progress:
             progress(IndexProgress(0, len(work), 0, 0.0, backends=per_backend()))
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
-            ahead: Future | None = pool.submit(self._decode, *work[0]) if work else None
-            for position, (track, wanted) in enumerate(work):
-                if cancel is not None and cancel.is_set():
-                    report.cancelled = True
-                    break
-                decoded, error, decode_time = ahead.result()
-                ahead = pool.submit(self._decode, *work[position + 1]) if position + 1 < len(work) else None
-                report.decode_seconds += decode_time
-                if error is not None:
-                    self.store.update_track(track.id, status="failed", error=error)
-                    report.failed.append((track.path, error))
-                    failed += 1
-                    for backend in wanted:  # nothing left to do for it, in any backend
-                        stored[backend.name] += 1
-                else:
-                    for backend, (_start, waveform) in zip(wanted, self._cut(track, decoded, wanted), strict=True):
-                        queues[backend.name].append(_Pending(track, waveform))
-                        if len(queues[backend.name]) >= self._batch_size(backend):
-                            stored[backend.name] += self._flush(backend, queues[backend.name], report)
-                if progress:
-                    elapsed = time.perf_counter() - started
-                    progress(IndexProgress(position + 1, len(work), failed, elapsed, track.path, per_backend()))
-            if ahead is not None:
-                ahead.cancel()
-        # On cancel, queued waveforms are dropped unembedded: a batch of a slow backend can take
-        # minutes, and nothing was stored for them, so the next run simply picks them up.
-        if not report.cancelled:
-            for backend in self.backends:
-                stored[backend.name] += self._flush(backend, queues[backend.name], report)
+        try:
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
+                position = next_claimed(0)
+                ahead: Future | None = pool.submit(self._decode, *work[position]) if position is not None else None
+                while position is not None:
+                    track, wanted = work[position]
+                    if cancel is not None and cancel.is_set():
+                        report.cancelled = True
+                        break
+                    decoded, error, decode_time = ahead.result()
+                    following = next_claimed(position + 1)
+                    ahead = pool.submit(self._decode, *work[following]) if following is not None else None
+                    report.decode_seconds += decode_time
+                    if error is not None:
+                        self.store.update_track(track.id, status="failed", error=error)
+                        report.failed.append((track.path, error))
+                        failed += 1
+                        for backend in wanted:  # nothing left to do for it, in any backend
+                            stored[backend.name] += 1
+                    else:
+                        for backend, (_start, waveform) in zip(wanted, self._cut(track, decoded, wanted), strict=True):
+                            queues[backend.name].append(_Pending(track, waveform))
+                            if len(queues[backend.name]) >= self._batch_size(backend):
+                                stored[backend.name] += self._flush(backend, queues[backend.name], report)
+                    if progress:
+                        elapsed = time.perf_counter() - started
+                        progress(IndexProgress(position + 1, len(work), failed, elapsed, track.path, per_backend()))
+                    position = following
+                if ahead is not None:
+                    ahead.cancel()
+            # On cancel, queued waveforms are dropped unembedded: a batch of a slow backend can take
+            # minutes, and nothing was stored for them, so the next run simply picks them up.
+            if not report.cancelled:
+                for backend in self.backends:
+                    stored[backend.name] += self._flush(backend, queues[backend.name], report)
+        finally:
+            self.store.release_claims()
         report.seconds = time.perf_counter() - started
         if progress and work:
             progress(IndexProgress(len(work), len(work), failed, report.seconds, "", per_backend()))
@@ -272,6 +296,11 @@ class Indexer:
                     reason = f"{type(exc).__name__}: {exc}"[:300]
                     rows.append(EmbeddingRow(p.track.id, backend.name, backend.version, None, error=reason))
                     report.backend_failures.append((p.track.path, backend.name, reason))
+        for i, row in enumerate(rows):
+            if row.vector is not None and not np.isfinite(row.vector).all():
+                reason = f"{backend.name} returned NaN or infinite values for this track"
+                rows[i] = EmbeddingRow(row.track_id, backend.name, backend.version, None, error=reason)
+                report.backend_failures.append((queue[i].track.path, backend.name, reason))
         self.store.put_embeddings(rows)
         report.embedded[backend.name] += sum(r.vector is not None for r in rows)
         report.embed_seconds[backend.name] += time.perf_counter() - started

@@ -14,8 +14,10 @@ files would make the first scan of a large library I/O-bound for no gain in prac
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -37,6 +39,7 @@ class ScanReport:
     moved: list[tuple[str, str]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    retried: list[str] = field(default_factory=list)  # failed before, looked at again
     unchanged: int = 0
     cancelled: bool = False
 
@@ -51,6 +54,7 @@ class ScanReport:
             f"{len(self.moved)} moved",
             f"{len(self.missing)} missing",
             f"{len(self.failed)} unreadable",
+            *([f"{len(self.retried)} retried"] if self.retried else []),
             f"{self.unchanged} unchanged",
         ]
         return ", ".join(parts) + (" (cancelled)" if self.cancelled else "")
@@ -68,13 +72,55 @@ def content_hash(path: Path, size: int | None = None) -> str:
     return digest.hexdigest()
 
 
-def iter_audio_files(root: Path) -> Iterator[Path]:
-    """Audio files under root, hidden files and folders skipped, in a stable order."""
-    for folder, dirs, files in os.walk(root):
+def iter_entries(root: Path) -> Iterator[tuple[Path, str | None]]:
+    """(path, None) for each audio file under root, (path, why) for each entry that must be skipped.
+
+    Hidden files and folders are left out; the order is stable.
+
+    Nothing is opened here: a FIFO or a device with an audio extension would block a read
+    forever, so anything that is not a regular file is skipped on its `lstat` alone, as are
+    dangling links, link loops and what cannot be read. Links to folders are not followed.
+    """
+    unreadable: list[tuple[Path, str]] = []
+
+    def on_error(exc: OSError) -> None:
+        unreadable.append((Path(exc.filename), f"folder cannot be read: {exc.strerror or exc}"))
+
+    for folder, dirs, files in os.walk(root, onerror=on_error):
+        yield from unreadable
+        unreadable.clear()
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if not name.startswith(".") and Path(name).suffix.lower() in AUDIO_EXTENSIONS:
-                yield Path(folder) / name
+                path = Path(folder) / name
+                reason = _skip_reason(path)
+                if reason != _VANISHED:
+                    yield path, reason
+    yield from unreadable
+
+
+_VANISHED = "vanished"  # deleted between listing and looking: simply not there
+
+
+def _skip_reason(path: Path) -> str | None:
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        try:
+            target = os.readlink(path)
+        except OSError:
+            return _VANISHED
+        return f"dangling symbolic link (it points to {target}, which does not exist)"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop (the link leads back to itself)"
+        return f"cannot read file: {exc.strerror or exc}"
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        return f"not a regular file: it is {kind}"
+    if not os.access(path, os.R_OK):
+        return "cannot read file: permission denied"
+    return None
 
 
 def read_tags(path: Path) -> tuple[dict[str, str | None], float | None]:
@@ -154,8 +200,14 @@ def scan(
     *,
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
+    retry_failed: bool = False,
 ) -> ScanReport:
-    """Bring the store up to date with the files under `root`."""
+    """Bring the store up to date with the files under `root`.
+
+    A failed file is looked at again when its size or mtime changed, when it failed because it
+    was absent or unreadable at the time (it is here now), or for every failed file with
+    `retry_failed`.
+    """
     root = Path(root).expanduser()
     if not root.exists():
         raise UserError(f"folder {root} does not exist", "check the path and try again")
@@ -164,18 +216,21 @@ def scan(
     root = root.resolve()
     report = ScanReport(str(root))
     known = {t.path: t for t in store.tracks(under=str(root))}
-    files = list(iter_audio_files(root))
+    files = list(iter_entries(root))
     seen: set[str] = set()
-    for done, path in enumerate(files, 1):
+    for done, (path, problem) in enumerate(files, 1):
         if cancel is not None and cancel.is_set():
             report.cancelled = True
             return report
         key = str(path)
         seen.add(key)
         try:
-            _scan_one(store, path, known.get(key), report)
+            if problem is None:
+                _scan_one(store, path, known.get(key), report, retry_failed)
+            else:
+                _record_skipped(store, key, problem, known.get(key), report)
         except OSError as exc:  # vanished or unreadable between walk and read
-            report.failed.append((key, exc.strerror or str(exc)))
+            _record_skipped(store, key, f"cannot read file: {exc.strerror or exc}", known.get(key), report)
         if progress is not None:
             progress(done, len(files), key)
     moved_away = {old for old, _new in report.moved}
@@ -187,14 +242,32 @@ def scan(
     return report
 
 
-def _scan_one(store: Store, path: Path, track: Track | None, report: ScanReport) -> None:
+# Failures that say nothing about the content: the file was away or unreadable at the time.
+ABSENCE_ERRORS = ("file not found", "cannot read file")
+
+
+def _retry(track: Track, stat_changed: bool, retry_failed: bool) -> bool:
+    if track.status != "failed":
+        return False
+    return retry_failed or stat_changed or (track.error or "").startswith(ABSENCE_ERRORS)
+
+
+def _scan_one(store: Store, path: Path, track: Track | None, report: ScanReport, retry_failed: bool = False) -> None:
     stat = path.stat()
     key = str(path)
     if track is not None and track.status != "missing":
-        if track.size == stat.st_size and track.mtime == stat.st_mtime:
+        stat_changed = track.size != stat.st_size or track.mtime != stat.st_mtime
+        retry = _retry(track, stat_changed, retry_failed)
+        if not stat_changed and not retry:
             report.unchanged += 1
             return
         digest = content_hash(path, stat.st_size)
+        if digest == track.content_hash and retry:
+            fields = describe_file(path, stat.st_size)
+            store.update_track(track.id, size=stat.st_size, mtime=stat.st_mtime, **fields)
+            report.retried.append(key)
+            _note_failure(report, key, fields)
+            return
         if digest == track.content_hash:
             store.update_track(track.id, size=stat.st_size, mtime=stat.st_mtime)
             report.unchanged += 1
@@ -216,19 +289,26 @@ def _scan_one(store: Store, path: Path, track: Track | None, report: ScanReport)
         return
     for candidate in store.tracks_by_hash(digest):
         if candidate.path != key and not Path(candidate.path).exists():
-            store.update_track(
-                candidate.id,
-                path=key,
-                size=stat.st_size,
-                mtime=stat.st_mtime,
-                status="ok" if candidate.status == "missing" else candidate.status,
-            )
+            fields: dict = {"status": "ok"} if candidate.status == "missing" else {}
+            if candidate.status == "failed":  # it may have failed only because it was being moved
+                fields = describe_file(path, stat.st_size)
+            store.update_track(candidate.id, path=key, size=stat.st_size, mtime=stat.st_mtime, **fields)
             report.moved.append((candidate.path, key))
+            _note_failure(report, key, fields)
             return
     fields = describe_file(path, stat.st_size)
     store.add_track(key, size=stat.st_size, mtime=stat.st_mtime, content_hash=digest, **fields)
     report.added.append(key)
     _note_failure(report, key, fields)
+
+
+def _record_skipped(store: Store, key: str, reason: str, track: Track | None, report: ScanReport) -> None:
+    """Keep a skipped entry as a failed track, so `library --status failed` lists it with the reason."""
+    report.failed.append((key, reason))
+    if track is None:
+        store.add_track(key, status="failed", error=reason)
+    elif track.status != "failed" or track.error != reason:
+        store.update_track(track.id, status="failed", error=reason, size=None, mtime=None)
 
 
 def _note_failure(report: ScanReport, path: str, fields: dict) -> None:

@@ -45,6 +45,10 @@ class ModelNotTrained(UserError):
     """A recommender that learns from history has no trained model for this backend yet."""
 
 
+class ModelDamaged(UserError):
+    """The files of the newest trained model cannot be read; it has to be trained again."""
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What the app shows about a recommender on a backend."""
@@ -173,25 +177,31 @@ def train_model(
 def _prune(store, data_folder: Path, recommender: str, backend: str, version: str) -> None:
     for record in store.model_records(recommender, backend, version)[KEEP_MODELS:]:
         store.delete_model(record.id)
-        shutil.rmtree(data_folder / record.path, ignore_errors=True)
+        folder = model_folder(data_folder, record.path)
+        if folder is not None:  # a row naming anything outside the models folder is never acted on
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def model_folder(data_folder: Path, path: str) -> Path | None:
+    """The folder a `models` row names, or None unless it resolves to one inside ``models/``."""
+    root = (Path(data_folder) / "models").resolve()
+    if Path(path).is_absolute():
+        return None
+    folder = (Path(data_folder) / path).resolve()
+    return folder if folder.is_relative_to(root) and folder != root else None
 
 
 def load_record(record: ModelRecord, data_folder: Path) -> tuple[Recommender, np.ndarray]:
     """The saved recommender and the track id of each of its items."""
-    folder = Path(data_folder) / record.path
+    folder = model_folder(data_folder, record.path) or Path(data_folder) / "models" / "(outside the data folder)"
+    damaged = ModelDamaged(f"the {record.recommender} model is damaged: train it again (t)", "knn serves meanwhile")
     try:
         model = recommender_registry.load_saved(folder)
         track_ids = np.load(folder / TRACK_IDS_FILE, allow_pickle=False)
-    except (OSError, ValueError, KeyError) as exc:
-        raise UserError(
-            f"the trained {record.recommender} model for {record.backend} cannot be read ({exc})",
-            "train it again: mrs-tui train",
-        ) from exc
-    if len(track_ids) != model.n_items:
-        raise UserError(
-            f"the trained {record.recommender} model in {folder} is inconsistent",
-            "train it again: mrs-tui train",
-        )
+    except Exception as exc:  # truncated, garbled, a folder in place of a file: all mean "train again"
+        raise damaged from exc
+    if track_ids.ndim != 1 or len(track_ids) != model.n_items:
+        raise damaged
     return model, track_ids
 
 
@@ -223,7 +233,7 @@ class AlignedModel(Recommender):
 
     def align(self, catalogue) -> AlignedModel:
         """Map onto `catalogue`, appending the tracks analysed since training."""
-        key = (len(catalogue), catalogue.last_rowid)
+        key = (len(catalogue), catalogue.last_change)
         if key == self.catalogue_key:
             return self
         position = {int(t): i for i, t in enumerate(self.model_track_ids)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mrs_tui.cli import emit, run_app
+from mrs_tui.commands.shared import emit, run_app
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

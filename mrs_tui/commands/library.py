@@ -6,7 +6,7 @@ import argparse
 import threading
 from pathlib import Path
 
-from mrs_tui.cli import ProgressLine, emit, fmt_duration, open_engine, open_store, track_json
+from mrs_tui.commands.shared import ProgressLine, emit, fmt_duration, open_engine, open_store, track_json
 from mrs_tui.errors import UserError
 
 
@@ -19,6 +19,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "--backend-option", action="append", metavar="KEY=VALUE", help="a backend option, e.g. variant=95m (repeatable)"
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.add_argument("--retry-failed", action="store_true", help="try every file and analysis that failed before again")
+    p.add_argument("--fetch", action="store_true", help="download missing backend weights first")
     p.set_defaults(run=run_index)
 
     p = sub.add_parser("suggest", parents=[common], help="suggest next tracks")
@@ -50,16 +52,24 @@ def run_index(args: argparse.Namespace) -> int:
             "give the folder that holds your music",
         )
     engine = open_engine(args)
+    engine.store.check_pages()  # a long run of writes must not start on a damaged file
     names = args.backend.split(",") if args.backend else [engine.backend]
-    from backends import get_spec
+    from backends import backend_status, get_spec
 
     for name in names:
         get_spec(name)
+        if backend_status(name).state == "weights missing" and not args.fetch:
+            raise UserError(
+                f"the {name} weights are not installed (a download)",
+                f"run `mrs-tui backends fetch {name}` first, or pass --fetch to download them now",
+            )
     line = ProgressLine(args.json or args.quiet)
     cancel = threading.Event()
-    scan = engine.scan(folder, progress=lambda d, t, p: line(f"scanning {d}/{t}"))
+    scan = engine.scan(folder, progress=lambda d, t, p: line(f"scanning {d}/{t}"), retry_failed=args.retry_failed)
     line(f"scan: {scan.summary()}", final=True)
     ids = [t.id for t in engine.store.tracks(under=str(folder.resolve()))]
+    if args.retry_failed:
+        engine.store.delete_failed_embeddings(ids)
 
     def on_progress(p) -> None:
         eta = f", ETA {fmt_duration(p.eta)}" if p.eta is not None else ""
@@ -72,6 +82,8 @@ def run_index(args: argparse.Namespace) -> int:
         cancel.set()
         raise
     line(report.summary(), final=True)
+    from mrs_tui.store.records import readable_path
+
     data = {
         "folder": str(folder.resolve()),
         "scan": {
@@ -79,23 +91,28 @@ def run_index(args: argparse.Namespace) -> int:
             "changed": len(scan.changed),
             "moved": len(scan.moved),
             "missing": len(scan.missing),
-            "failed": [{"path": p, "reason": r} for p, r in scan.failed],
+            "retried": len(scan.retried),
+            "failed": [{"path": readable_path(p), "reason": r} for p, r in scan.failed],
             "unchanged": scan.unchanged,
         },
         "index": {
             "backends": names,
             "embedded": report.embedded,
-            "failed": [{"path": p, "reason": r} for p, r in report.failed],
-            "backend_failures": [{"path": p, "backend": b, "reason": r} for p, b, r in report.backend_failures],
+            "failed": [{"path": readable_path(p), "reason": r} for p, r in report.failed],
+            "backend_failures": [
+                {"path": readable_path(p), "backend": b, "reason": r} for p, b, r in report.backend_failures
+            ],
             "seconds": round(report.seconds, 3),
             "cancelled": report.cancelled,
         },
     }
 
     def text() -> str:
+        from mrs_tui.store.records import readable_path
+
         lines = [f"{scan.summary()}", report.summary()]
         for path, reason in scan.failed + report.failed:
-            lines.append(f"  failed: {path}: {reason}")
+            lines.append(f"  failed: {readable_path(path)}: {reason}")
         return "\n".join(lines)
 
     emit(args, data, text)
@@ -103,8 +120,17 @@ def run_index(args: argparse.Namespace) -> int:
 
 
 def run_suggest(args: argparse.Namespace) -> int:
+    if args.k < 1:
+        raise UserError(f"-k {args.k} asks for no suggestions", "give how many you want, e.g. -k 20")
+    if args.seed and not args.seed.isdigit() and Path(args.seed).expanduser().is_dir():
+        raise UserError(f"{args.seed} is a folder", "give one track: its id or its file path")
     engine = open_engine(args)
     seed = engine.resolve_track(args.seed).id if args.seed else None
+    if len(engine.catalogue()) == 0:
+        raise UserError(
+            f"nothing is analysed with {engine.backend} yet",
+            f"index the library first: mrs-tui index FOLDER --backend {engine.backend}",
+        )
     result = engine.suggest(seed, k=args.k, pool=args.pool)
     data = {
         "backend": result.backend,
@@ -149,7 +175,11 @@ def run_library(args: argparse.Namespace) -> int:
                 f"{t.id:6d}  {(t.artist or '?')[:24]:24s}  {t.display_title[:40]:40s}  "
                 f"{fmt_duration(t.duration):>6s}  {status}"
             )
-        return "\n".join(lines) or "the library is empty: run mrs-tui index FOLDER"
+        if lines:
+            return "\n".join(lines)
+        if args.search:
+            return f"no track matches {args.search!r}"
+        return "the library is empty: run mrs-tui index FOLDER"
 
     emit(args, [track_json(t) for t in tracks], text)
     return 0

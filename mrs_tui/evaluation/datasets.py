@@ -44,6 +44,7 @@ PARQUET_SUFFIXES = (".parquet", ".pqt", ".pq")
 TEXT_SUFFIXES = (".tsv", ".tab", ".csv", ".txt")
 SPLIT_PARTS = ("train", "val", "hot_test", "cold_test")
 _MS_THRESHOLD = 1e11  # epoch seconds reach 1e11 in the year 5138; larger values are milliseconds
+_EARLIEST, _LATEST = -2208988800.0, 7258118400.0  # 1900-01-01 and 2200-01-01 UTC: plausible play times
 
 
 @dataclass
@@ -216,29 +217,97 @@ def read_table(path: Path):
         raise UserError(f"cannot read {path}: {str(exc).splitlines()[0]}", "give a TSV, CSV or parquet file") from exc
 
 
+def _where(path: Path, row: int) -> str:
+    """``FILE:LINE`` of data row `row` (0-based) of a text table, ``FILE (row N)`` of a parquet one."""
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        return f"{path} (row {row + 1})"
+    seen = -1
+    with path.open("r", encoding="utf-8", errors="replace") as fh:
+        for number, line in enumerate(fh, 1):
+            if line.strip():
+                if seen == row:
+                    return f"{path}:{number}"
+                seen += 1
+    return f"{path}:{row + 2}"
+
+
+def _bad_row(path: Path, row: int, what: str, fix: str) -> UserError:
+    return UserError(f"{_where(path, row)}: {what}", f"{fix}; nothing was stored")
+
+
 def _timestamps(column, path: Path) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
     kind = column.type
+    time_fix = "use epoch seconds or milliseconds, or ISO dates (YYYY-MM-DD HH:MM:SS)"
     if pa.types.is_timestamp(kind):
         seconds = pc.cast(pc.cast(column, pa.timestamp("us", tz=kind.tz)), pa.int64())
-        return np.asarray(seconds.to_numpy(zero_copy_only=False), dtype=np.float64) / 1e6
-    if pa.types.is_date(kind):
-        return np.asarray(pc.cast(pc.cast(column, pa.timestamp("s")), pa.int64()).to_numpy(), np.float64)
-    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        values = np.asarray(seconds.to_numpy(zero_copy_only=False), dtype=np.float64) / 1e6
+    elif pa.types.is_date(kind):
+        values = np.asarray(pc.cast(pc.cast(column, pa.timestamp("s")), pa.int64()).to_numpy(), np.float64)
+    elif pa.types.is_integer(kind) or pa.types.is_floating(kind):
         values = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
-        if len(values) and np.nanmax(values) > _MS_THRESHOLD:
+        finite = values[np.isfinite(values)]
+        # One unit for the whole column, chosen by its typical value: a single wild row must not
+        # turn every other timestamp into milliseconds.
+        if len(finite) and np.median(finite) > _MS_THRESHOLD:
             values = values / 1000.0
-        return values
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+    elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
         # pyarrow's CSV reader already parsed ISO 8601; what is left gets Python's reading, or a clear error.
         from mrs_tui.evaluation.splits import parse_datetime
 
-        return np.asarray([parse_datetime(str(v)) for v in column.to_pylist()], np.float64)
-    raise UserError(
-        f"{path}: cannot read timestamps of type {kind}", "use epoch seconds or ISO dates (YYYY-MM-DD HH:MM:SS)"
-    )
+        values = np.empty(len(column), np.float64)
+        for row, text in enumerate(column.to_pylist()):
+            try:
+                values[row] = parse_datetime(str(text)) if text is not None else np.nan
+            except UserError:
+                raise _bad_row(path, row, f"cannot read the time {text!r}", time_fix) from None
+    else:
+        raise UserError(f"{path}: cannot read timestamps of type {kind}", time_fix)
+    wrong = ~np.isfinite(values) | (values < _EARLIEST) | (values > _LATEST)
+    if wrong.any():
+        row = int(np.flatnonzero(wrong)[0])
+        raw = column[row].as_py()
+        shown = f"{raw:g}" if isinstance(raw, float) else raw
+        what = (
+            "no timestamp"
+            if raw is None or not np.isfinite(values[row])
+            else f"the timestamp {shown} is not a date between 1900 and 2200"
+        )
+        raise _bad_row(path, row, what, time_fix)
+    return values
+
+
+def _counts(column, path: Path) -> np.ndarray:
+    import pyarrow as pa
+
+    fix = "the count column holds how many times the track was played: a number of 0 or more"
+    values = column.to_pylist()
+    if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+        for row, value in enumerate(values):
+            try:
+                float(value)
+            except (TypeError, ValueError):
+                raise _bad_row(path, row, f"the count {value!r} is not a number", fix) from None
+    counts = np.asarray([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+    wrong = ~np.isfinite(counts) | (counts < 0)
+    if wrong.any():
+        row = int(np.flatnonzero(wrong)[0])
+        raise _bad_row(path, row, f"the count {values[row]!r} is not a number of 0 or more", fix)
+    return counts.astype(np.float32)
+
+
+def _required_keys(column, path: Path, what: str) -> np.ndarray:
+    nulls = np.flatnonzero(np.asarray(column.is_null()))
+    if len(nulls):
+        raise _bad_row(path, int(nulls[0]), f"no {what}", f"every row needs a {what}")
+    keys = _keys(column)
+    if keys.dtype == object:
+        empty = next((i for i, k in enumerate(keys) if not k.strip()), None)
+        if empty is not None:
+            raise _bad_row(path, empty, f"no {what}", f"every row needs a {what}")
+    return keys
 
 
 def _keys(column) -> np.ndarray:
@@ -272,19 +341,15 @@ def read_play_log(path: Path | str, *, require_time: bool = True) -> PlayLog:
             "the file needs a header with user_id, track_id and timestamp columns",
         )
     n = table.num_rows
-    users = _keys(table.column(user_col).combine_chunks())
-    items = _keys(table.column(track_col).combine_chunks()).astype(str).astype(object)
+    users = _required_keys(table.column(user_col).combine_chunks(), path, "user id")
+    items = _required_keys(table.column(track_col).combine_chunks(), path, "track id").astype(str).astype(object)
     stamps = _timestamps(table.column(time_col).combine_chunks(), path) if time_col else np.zeros(n)
     if count_col is not None:
-        counts = np.asarray(table.column(count_col).to_numpy(zero_copy_only=False), dtype=np.float32)
+        counts = _counts(table.column(count_col).combine_chunks(), path)
     else:
         counts = np.ones(n, np.float32)
     sessions = _keys(table.column(session_col).combine_chunks()) if session_col else None
-    bad = np.isnan(stamps)
-    log = PlayLog(users, items, stamps, counts, sessions)
-    if bad.any():
-        log = log.take(~bad)
-    return log
+    return PlayLog(users, items, stamps, counts, sessions)
 
 
 def read_track_ids(path: Path | str) -> np.ndarray:
@@ -292,10 +357,24 @@ def read_track_ids(path: Path | str) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path} does not exist", "give the file listing the track id of each embedding row")
+    fix = "give a text file with one track id per line (or a .npy array of ids saved without pickling)"
     if path.suffix.lower() == ".npy":
-        ids = np.load(path, allow_pickle=False)
+        try:
+            ids = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise UserError(f"{path}: cannot read it as a numpy array of ids ({exc})", fix) from exc
+        if ids.ndim != 1:
+            raise UserError(f"{path} holds an array of shape {ids.shape}", fix)
         return np.asarray([str(x) for x in ids.tolist()], dtype=object)
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    data = path.read_bytes()
+    for number, raw in enumerate(data.split(b"\n"), 1):
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"{path}:{number}: this is not text (a binary or pickled file?)", fix) from None
+        if b"\0" in raw:
+            raise UserError(f"{path}:{number}: this is not text (a binary or pickled file?)", fix)
+    lines = [line.strip() for line in data.decode("utf-8").splitlines()]
     lines = [line.split("\t")[0].split(",")[0] for line in lines if line]
     if lines and lines[0].lower() in (*TRACK_COLUMNS, "id"):
         lines = lines[1:]
@@ -315,6 +394,9 @@ def npy_vectors(path: Path | str, track_ids: np.ndarray | None, name: str | None
         ) from exc
     if matrix.ndim != 2:
         raise UserError(f"{path} holds an array of shape {matrix.shape}", "expected a 2-D matrix: one row per track")
+    if not np.issubdtype(matrix.dtype, np.number):
+        raise UserError(f"{path} holds {matrix.dtype} values", "expected a numeric matrix: one row per track")
+    _refuse_non_finite(path, matrix)
     if track_ids is None:
         keys = np.asarray([str(i) for i in range(matrix.shape[0])], dtype=object)
     else:
@@ -326,6 +408,19 @@ def npy_vectors(path: Path | str, track_ids: np.ndarray | None, name: str | None
         keys = track_ids
     label = name or path.stem
     return VectorSource(label, keys, lambda: np.asarray(matrix, dtype=np.float32), f"{path.name} ({matrix.shape[1]}-d)")
+
+
+def _refuse_non_finite(path: Path, matrix: np.ndarray, chunk: int = 65536) -> None:
+    """A NaN or infinite value in one row would silently skew every distance to it."""
+    for start in range(0, matrix.shape[0], chunk):
+        block = np.asarray(matrix[start : start + chunk])
+        bad = ~np.isfinite(block).all(axis=1)
+        if bad.any():
+            row = start + int(np.flatnonzero(bad)[0])
+            raise UserError(
+                f"{path}: row {row} (counting from 0) holds NaN or infinite values",
+                "recompute that embedding, or drop the row and its id; nothing was stored",
+            )
 
 
 def _unique_name(name: str, taken: dict) -> str:

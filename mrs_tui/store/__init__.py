@@ -26,7 +26,7 @@ from pathlib import Path
 import sqlite_utils
 
 from mrs_tui.errors import DatabaseError
-from mrs_tui.store.connection import LockedConnection
+from mrs_tui.store.connection import DAMAGED_FIX, LockedConnection, explain_sqlite_error, is_damage
 from mrs_tui.store.embeddings import EmbeddingsMixin
 from mrs_tui.store.evaluations import EvaluationsMixin
 from mrs_tui.store.models import ModelsMixin
@@ -59,6 +59,30 @@ __all__ = [
 ]
 
 BUSY_TIMEOUT_MS = 60_000
+
+
+# Tables every mrs-tui database has had since its first schema.
+OWN_TABLES = frozenset({"tracks", "embeddings", "sessions", "plays"})
+
+
+def _refuse_foreign(path: Path) -> None:
+    """Raise unless the file at `path` is an mrs-tui database; looks without changing a byte."""
+    fix = "pass --db PATH to a file of its own (or a new one); nothing was changed"
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        if is_damage(exc) and path.read_bytes()[:16] == b"SQLite format 3\0":
+            raise DatabaseError(f"the database {path} is damaged ({exc})", DAMAGED_FIX) from exc
+        raise DatabaseError(f"{path} is not a usable mrs-tui database ({exc})", fix) from exc
+    tables = {t for t in tables if not t.startswith("sqlite_")}
+    if tables and (version == 0 or not tables >= OWN_TABLES):
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise DatabaseError(f"{path} is another application's database (tables: {shown})", fix)
 
 
 class Store(TracksMixin, EmbeddingsMixin, PlaysMixin, ModelsMixin, EvaluationsMixin):
@@ -109,6 +133,13 @@ class Store(TracksMixin, EmbeddingsMixin, PlaysMixin, ModelsMixin, EvaluationsMi
             raise DatabaseError(f"database {path} is not readable and writable", fix)
         if not path.exists() and not os.access(path.parent, os.W_OK):
             raise DatabaseError(f"cannot create database in {path.parent}: permission denied", fix)
+        if not os.access(path.parent, os.W_OK):
+            raise DatabaseError(
+                f"the folder {path.parent} is read-only: the database writes its journal (-wal) beside it",
+                "make the folder writable, or copy the database to a writable place and pass --db PATH",
+            )
+        if path.exists() and path.stat().st_size > 0:
+            _refuse_foreign(path)
         try:
             # isolation_level=None: we issue BEGIN ourselves, so writes can take the lock up front.
             conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
@@ -117,10 +148,7 @@ class Store(TracksMixin, EmbeddingsMixin, PlaysMixin, ModelsMixin, EvaluationsMi
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as exc:
-            raise DatabaseError(
-                f"{path} is not a usable mrs-tui database ({exc})",
-                "move it aside or pass --db PATH to another file",
-            ) from exc
+            raise DatabaseError(*explain_sqlite_error(exc, path)) from exc
         if mode.lower() != "wal":
             raise DatabaseError(f"{path}: could not switch the database to WAL mode ({mode})", fix)
         return conn
@@ -142,6 +170,15 @@ class Store(TracksMixin, EmbeddingsMixin, PlaysMixin, ModelsMixin, EvaluationsMi
                 raise
             else:
                 self.conn.execute("COMMIT")
+
+    def check_pages(self) -> None:
+        """Refuse to go on with a damaged file (raises DatabaseError); reads every page once."""
+        try:
+            messages = [r[0] for r in self.conn.execute("PRAGMA quick_check").fetchall()]
+        except sqlite3.DatabaseError as exc:
+            messages = [str(exc)]
+        if messages != ["ok"]:
+            raise DatabaseError(f"the database {self.path} is damaged ({messages[0]})", DAMAGED_FIX)
 
     @property
     def schema_version(self) -> int:
@@ -165,5 +202,5 @@ class Store(TracksMixin, EmbeddingsMixin, PlaysMixin, ModelsMixin, EvaluationsMi
         except sqlite3.OperationalError as exc:
             raise DatabaseError(
                 f"cannot update the schema of {self.path}: {exc}",
-                "check the file is writable; nothing was changed",
+                "check the file is writable; the schema was left as it was",
             ) from exc

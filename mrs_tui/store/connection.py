@@ -47,3 +47,27 @@ class LockedConnection:
 
     def __getattr__(self, name: str):
         return getattr(self._conn, name)
+
+
+DAMAGED_FIX = "run `mrs-tui doctor` (or restore a backup); nothing was written"
+
+
+def is_damage(exc: sqlite3.DatabaseError) -> bool:
+    """A malformed page or a file that is not a database, as opposed to a lock or a permission."""
+    text = str(exc).lower()
+    return "malformed" in text or "not a database" in text or "database corrupt" in text
+
+
+def explain_sqlite_error(exc: sqlite3.DatabaseError, path: object) -> tuple[str, str]:
+    """(problem, what to do) for an error SQLite raised on the database at `path`."""
+    text = str(exc)
+    if is_damage(exc):
+        return f"the database {path} is damaged ({text})", DAMAGED_FIX
+    if "readonly" in text.lower() or "read-only" in text.lower():
+        return (
+            f"the database {path} cannot be written: its file or folder is read-only",
+            "make the folder and the file writable, or pass --db PATH to a writable location",
+        )
+    if "disk i/o" in text.lower() or "full" in text.lower():
+        return f"the database {path} could not be written ({text})", "check the disk has space and is mounted"
+    return f"database error on {path}: {text}", "run `mrs-tui doctor`"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
@@ -12,6 +14,20 @@ import sqlite_utils
 
 from mrs_tui.store.connection import LockedConnection
 from mrs_tui.store.records import EmbeddingRow, Track, blob_to_vector, vector_to_blob
+from mrs_tui.store.schema import next_change
+
+# A claim outlives a dead process only if its pid was reused; the lease bounds that case.
+CLAIM_LEASE_S = 3600.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class EmbeddingsMixin:
@@ -23,6 +39,7 @@ class EmbeddingsMixin:
     def write(self) -> AbstractContextManager[LockedConnection]: ...  # provided by Store
 
     def put_embeddings(self, rows: Iterable[EmbeddingRow]) -> int:
+        """Store results (replacing older ones of the same model) and release their claims."""
         now = time.time()
         values = [
             (
@@ -39,35 +56,91 @@ class EmbeddingsMixin:
             for row in rows
         ]
         with self.write() as conn:
+            change = next_change(conn)
             conn.executemany(
                 """INSERT INTO embeddings
-                   (track_id, backend, version, dim, vector, error, extras, seconds, created_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   (track_id, backend, version, dim, vector, error, extras, seconds, created_at, change)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT (track_id, backend, version) DO UPDATE SET
                    dim = excluded.dim, vector = excluded.vector, error = excluded.error,
                    extras = excluded.extras, seconds = excluded.seconds,
-                   created_at = excluded.created_at""",
-                values,
+                   created_at = excluded.created_at, change = excluded.change""",
+                [(*v, change) for v in values],
+            )
+            conn.executemany(
+                "DELETE FROM claims WHERE track_id = ? AND backend = ? AND version = ?",
+                [v[:3] for v in values],
             )
         return len(values)
 
+    # -- claims: concurrent indexers split the work ------------------------------------------------
+
+    def claim(self, track_id: int, models: Iterable[tuple[str, str]], lease_s: float = CLAIM_LEASE_S) -> list[int]:
+        """Take on analysing a track with some models; returns the positions of `models` won.
+
+        A model is won when it has no stored result and no live claim by another process. A
+        claim is live until its lease ends, or until its process has died (every process using
+        one SQLite file in WAL mode runs on the same machine, so the pid tells).
+        """
+        me, pid, now = socket.gethostname(), os.getpid(), time.time()
+        won = []
+        with self.write() as conn:
+            for position, (backend, version) in enumerate(models):
+                key = [track_id, backend, version]
+                if conn.execute(
+                    "SELECT 1 FROM embeddings WHERE track_id = ? AND backend = ? AND version = ?", key
+                ).fetchone():
+                    continue
+                held = conn.execute(
+                    "SELECT owner, pid, expires_at FROM claims WHERE track_id = ? AND backend = ? AND version = ?",
+                    key,
+                ).fetchone()
+                if held is not None and (held[0], held[1]) != (me, pid) and held[2] > now and _alive(held[1]):
+                    continue
+                conn.execute(
+                    """INSERT INTO claims (track_id, backend, version, owner, pid, expires_at) VALUES (?, ?, ?, ?, ?, ?)
+                       ON CONFLICT (track_id, backend, version) DO UPDATE SET
+                       owner = excluded.owner, pid = excluded.pid, expires_at = excluded.expires_at""",
+                    [*key, me, pid, now + lease_s],
+                )
+                won.append(position)
+        return won
+
+    def release_claims(self) -> None:
+        """Give up this process's unfinished claims (a cancelled or failed run)."""
+        with self.write() as conn:
+            conn.execute("DELETE FROM claims WHERE owner = ? AND pid = ?", [socket.gethostname(), os.getpid()])
+
+    def change_count(self) -> int:
+        """The change counter: it moves on every embedding written or deleted and every status change."""
+        return self.conn.execute("SELECT value FROM changes WHERE id = 1").fetchone()[0]
+
+    def database_uid(self) -> str:
+        return self.conn.execute("SELECT uid FROM changes WHERE id = 1").fetchone()[0]
+
     def embedding_matrix(
-        self, backend: str, version: str, *, since_rowid: int = 0, only_ok_tracks: bool = True
-    ) -> tuple[np.ndarray, np.ndarray, int]:
-        """(track ids, float32 matrix, highest rowid read) of the stored vectors of one model."""
-        status = "AND t.status = 'ok'" if only_ok_tracks else ""
+        self, backend: str, version: str, *, since_change: int = -1
+    ) -> tuple[np.ndarray, np.ndarray, set[int]]:
+        """(track ids, float32 matrix) of the searchable vectors of one model, and the tracks changed.
+
+        With `since_change`, only rows written since that value of the change counter are read;
+        the set holds every track whose vector or status changed since (searchable or not), so a
+        catalogue can tell an addition from a replacement.
+        """
         cursor = self.conn.execute(
-            f"""SELECT e.rowid, e.track_id, e.vector FROM embeddings e JOIN tracks t ON t.id = e.track_id
-               WHERE e.backend = ? AND e.version = ? AND e.vector IS NOT NULL AND e.rowid > ? {status}
+            """SELECT e.track_id, e.vector, t.status FROM embeddings e JOIN tracks t ON t.id = e.track_id
+               WHERE e.backend = ? AND e.version = ? AND (e.change > ? OR t.change > ?)
                ORDER BY e.track_id""",
-            [backend, version, since_rowid],
+            [backend, version, since_change, since_change],
         )
         rows = cursor.fetchall()
+        changed = {r[0] for r in rows}
+        rows = [r for r in rows if r[1] is not None and r[2] == "ok"]
         if not rows:
-            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32), since_rowid
-        ids = np.fromiter((r[1] for r in rows), np.int64, len(rows))
-        matrix = np.stack([blob_to_vector(r[2]) for r in rows]).astype(np.float32, copy=False)
-        return ids, matrix, max(r[0] for r in rows)
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32), changed
+        ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+        matrix = np.stack([blob_to_vector(r[1]) for r in rows]).astype(np.float32, copy=False)
+        return ids, matrix, changed
 
     def embedding(self, track_id: int, backend: str, version: str) -> EmbeddingRow | None:
         row = self.conn.execute(
@@ -111,12 +184,17 @@ class EmbeddingsMixin:
             [backend, version],
         ).fetchone()[0]
 
-    def max_embedding_rowid(self, backend: str, version: str) -> int:
-        row = self.conn.execute(
-            "SELECT max(rowid) FROM embeddings WHERE backend = ? AND version = ?", [backend, version]
-        ).fetchone()
-        return row[0] or 0
+    def delete_failed_embeddings(self, track_ids: Iterable[int]) -> int:
+        """Forget stored backend failures of these tracks, so the next run tries them again."""
+        with self.write() as conn:
+            next_change(conn)
+            rows = conn.execute(
+                "DELETE FROM embeddings WHERE vector IS NULL AND track_id IN (SELECT value FROM json_each(?))",
+                [json.dumps([int(t) for t in track_ids])],
+            )
+        return rows.rowcount
 
     def delete_embeddings(self, track_id: int) -> None:
         with self.write() as conn:
+            next_change(conn)
             conn.execute("DELETE FROM embeddings WHERE track_id = ?", [track_id])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,11 @@ class Track:
 
     @property
     def display_title(self) -> str:
-        return self.title or Path(self.path).stem
+        return self.title or readable_path(Path(self.path).stem)
+
+    @property
+    def display_path(self) -> str:
+        return readable_path(self.path)
 
     def matches(self, search: str) -> bool:
         """The track search of the app and the CLI: every word of `search` occurs, in any order and
@@ -43,7 +48,10 @@ class Track:
 
     @classmethod
     def from_row(cls, row: dict) -> Track:
-        return cls(**{k: row[k] for k in cls.__dataclass_fields__ if k in row})
+        fields = {k: row[k] for k in cls.__dataclass_fields__ if k in row}
+        if "path" in fields:
+            fields["path"] = path_from_db(fields["path"])
+        return cls(**fields)
 
 
 @dataclass(frozen=True)
@@ -73,3 +81,25 @@ def vector_to_blob(vector: np.ndarray) -> bytes:
 
 def blob_to_vector(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype="<f4")
+
+
+# File names are bytes on POSIX. Python holds a name that is not valid UTF-8 (a Latin-1 file
+# system, an old zip) as a str with surrogate escapes, which SQLite's TEXT cannot store: such a
+# path is stored as its raw bytes (a BLOB) instead, so it round-trips exactly.
+
+
+def path_to_db(path: str) -> str | bytes:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+    return path
+
+
+def path_from_db(value: str | bytes) -> str:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+def readable_path(path: str) -> str:
+    """`path` printable anywhere: bytes that are not UTF-8 are shown as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")

@@ -103,5 +103,39 @@ def _migration_2(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2]
+def _migration_3(db: sqlite_utils.Database) -> None:
+    # A counter that only grows: every write of an embedding and every change of a track's status
+    # takes the next value, so a derived file that remembers the last value it saw can tell exactly
+    # what changed since (a rowid can be reused after a delete; this cannot). `uid` tells this
+    # database from another one that replaced it.
+    db.execute(
+        "CREATE TABLE changes (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL, uid TEXT NOT NULL)"
+    )
+    db.execute("INSERT INTO changes VALUES (1, 0, lower(hex(randomblob(16))))")
+    db.execute("ALTER TABLE embeddings ADD COLUMN change INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE tracks ADD COLUMN change INTEGER NOT NULL DEFAULT 0")
+    db.execute("CREATE INDEX embeddings_change ON embeddings(backend, version, change)")
+    db.execute("CREATE INDEX tracks_change ON tracks(change)")
+    # Work an indexer has taken on and not stored yet, so concurrent indexers split the tracks.
+    db.execute(
+        """
+        CREATE TABLE claims (
+            track_id INTEGER NOT NULL REFERENCES tracks(id) ON DELETE CASCADE,
+            backend TEXT NOT NULL,
+            version TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            expires_at REAL NOT NULL,
+            PRIMARY KEY (track_id, backend, version)
+        )"""
+    )
+
+
+def next_change(conn) -> int:
+    """Take the next value of the change counter (call inside a write transaction)."""
+    conn.execute("UPDATE changes SET value = value + 1 WHERE id = 1")
+    return conn.execute("SELECT value FROM changes WHERE id = 1").fetchone()[0]
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2, _migration_3]
 SCHEMA_VERSION = len(MIGRATIONS)

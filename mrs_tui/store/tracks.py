@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
@@ -10,7 +11,8 @@ from contextlib import AbstractContextManager
 import sqlite_utils
 
 from mrs_tui.store.connection import LockedConnection
-from mrs_tui.store.records import Track
+from mrs_tui.store.records import Track, path_to_db
+from mrs_tui.store.schema import next_change
 
 
 class TracksMixin:
@@ -22,20 +24,29 @@ class TracksMixin:
     def write(self) -> AbstractContextManager[LockedConnection]: ...  # provided by Store
 
     def add_track(self, path: str, **fields: object) -> int:
+        """The id of the track at `path`, added now unless another process just added it."""
         now = time.time()
-        columns = {"path": path, "added_at": now, "updated_at": now, **fields}
-        names = ", ".join(columns)
-        marks = ", ".join("?" for _ in columns)
+        columns = {"path": path_to_db(path), "added_at": now, "updated_at": now, **fields}
         with self.write() as conn:
-            cursor = conn.execute(f"INSERT INTO tracks ({names}) VALUES ({marks})", list(columns.values()))
-        return int(cursor.lastrowid)
+            columns["change"] = next_change(conn)
+            names = ", ".join(columns)
+            marks = ", ".join("?" for _ in columns)
+            conn.execute(
+                f"INSERT INTO tracks ({names}) VALUES ({marks}) ON CONFLICT (path) DO NOTHING", list(columns.values())
+            )
+            row = conn.execute("SELECT id FROM tracks WHERE path = ?", [columns["path"]]).fetchone()
+        return int(row[0])
 
     def update_track(self, track_id: int, **fields: object) -> None:
         if not fields:
             return
         fields["updated_at"] = time.time()
-        assignments = ", ".join(f"{name} = ?" for name in fields)
+        if "path" in fields:
+            fields["path"] = path_to_db(str(fields["path"]))
         with self.write() as conn:
+            if "status" in fields:  # what is searchable changes: derived catalogues must notice
+                fields["change"] = next_change(conn)
+            assignments = ", ".join(f"{name} = ?" for name in fields)
             conn.execute(f"UPDATE tracks SET {assignments} WHERE id = ?", [*fields.values(), track_id])
 
     def track(self, track_id: int) -> Track | None:
@@ -43,7 +54,7 @@ class TracksMixin:
         return Track.from_row(rows[0]) if rows else None
 
     def track_by_path(self, path: str) -> Track | None:
-        rows = list(self.db.query("SELECT * FROM tracks WHERE path = ?", [path]))
+        rows = list(self.db.query("SELECT * FROM tracks WHERE path = ?", [path_to_db(path)]))
         return Track.from_row(rows[0]) if rows else None
 
     def tracks(
@@ -59,8 +70,9 @@ class TracksMixin:
             clauses.append(f"status IN ({', '.join('?' for _ in statuses)})")
             params += statuses
         if under is not None:
-            prefix = under.rstrip("/") + "/"
-            clauses.append("substr(path, 1, ?) = ?")
+            # Compared as bytes: paths that are not UTF-8 are stored as BLOBs (see path_to_db).
+            prefix = os.fsencode(under.rstrip("/") + "/")
+            clauses.append("substr(CAST(path AS BLOB), 1, ?) = ?")
             params += [len(prefix), prefix]
         if ids is not None:
             id_list = [int(i) for i in ids]

@@ -166,6 +166,8 @@ class MrsTuiApp(App):
                 report = engine.scan(
                     self.folder, progress=lambda d, t, _p: post(msg.ScanProgressed(d, t)), cancel=cancel
                 )
+                # The list first, then the news: whoever handles ScanFinished sees the new tracks.
+                self.post_message(msg.LibraryLoaded(*self._read_library()))
                 self.post_message(msg.ScanFinished(report))
                 if report.cancelled or cancel.is_set():
                     return
@@ -174,6 +176,7 @@ class MrsTuiApp(App):
             result = engine.index(
                 [backend], track_ids=track_ids, progress=lambda p: post(msg.IndexProgressed(backend, p)), cancel=cancel
             )
+            self.post_message(msg.LibraryLoaded(*self._read_library()))
             self.post_message(msg.IndexFinished(result))
 
     @updates_main_screen
@@ -182,9 +185,6 @@ class MrsTuiApp(App):
         if main is None:
             return
         main.index_status.scanning(message.done, message.total)
-
-    def on_scan_finished(self, message: msg.ScanFinished) -> None:
-        self.refresh_library()
 
     @updates_main_screen
     def on_index_progressed(self, message: msg.IndexProgressed) -> None:
@@ -199,7 +199,6 @@ class MrsTuiApp(App):
         if main is None:
             return
         main.index_status.finished(message.report.summary())
-        self.refresh_library()
         main.request_suggestions()
 
     def refresh_library(self) -> None:

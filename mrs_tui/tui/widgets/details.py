@@ -41,5 +41,5 @@ class TrackDetails(Static):
                 grid.add_row("Sounds like", ", ".join(facts.sounds_like[:5]))
         status = track.status if track.status != "failed" else f"failed: {track.error}"
         grid.add_row("Status", status)
-        grid.add_row("File", track.path)
+        grid.add_row("File", track.display_path)
         self.update(grid)
