@@ -6,11 +6,14 @@ month of sessions, then through the real command line:
 
 1. baseline: ``mrs-tui eval --recommenders popular,random`` — the floor every grid pays
    (reading the history and vectors, the split, two trivial models);
-2. the full grid: every registered recommender (plus knn+zscore) on both backends.
+2. the full grid: every registered recommender (plus knn+zscore) on both backends;
+3. with ``--seeds 0,1,2``: the same grid again with every learned cell fitted once per seed,
+   and the ratio of the two wall times (learned cells should cost about three times as much;
+   baselines and knn run once, so the whole grid costs less than three times).
 
-Prints setup time, both wall times and each cell's fit / ranking seconds, plus peak memory.
+Prints setup time, the wall times and each cell's fit / ranking seconds, plus peak memory.
 
-    .venv/bin/python bench/bench_eval.py [--plays 50000] [--items 4000] [--quick] [--threads 2]
+    .venv/bin/python bench/bench_eval.py [--plays 50000] [--items 4000] [--quick] [--threads 2] [--seeds 0,1,2]
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ def main() -> None:
     parser.add_argument("--recommenders", help="default: all registered")
     parser.add_argument("--quick", action="store_true", help="each recommender's quick_params")
     parser.add_argument("--keep", metavar="DIR", help="write the database here and keep it")
+    parser.add_argument("--seeds", metavar="0,1,2", help="also time the grid with these model seeds")
     args = parser.parse_args()
 
     import torch
@@ -98,10 +102,25 @@ def main() -> None:
             print(f"{cell['backend']:9s}{cell['recommender']:13s}  failed: {cell['error']}")
             continue
         hot = cell["parts"]["hot"]["NDCG@50"]["mean"]
-        cold = cell["parts"]["cold"]["NDCG@50"]["mean"]
+        cold = cell["parts"].get("cold", {}).get("NDCG@50", {}).get("mean")
         print(
             f"{cell['backend']:9s}{cell['recommender']:13s}{cell['fit_seconds']:9.2f}{cell['eval_seconds']:9.2f}"
-            f"{hot:14.3f}{cold:14.3f}"
+            f"{hot:14.3f}{'none' if cold is None else format(cold, '.3f'):>14s}"
+        )
+    if args.seeds:
+        seeded_wall, seeded = run_cli([*full_args, "--seeds", args.seeds])
+        n_seeds = len(args.seeds.split(","))
+        learned = [c for c in seeded["cells"] if len(c["seeds"]) > 1]
+        all_one_seed = sum(c["fit_seconds"] + c["eval_seconds"] for c in run["cells"] if len(c.get("seeds", [])) <= 1)
+        learned_many = sum(c["fit_seconds"] + c["eval_seconds"] for c in seeded["cells"] if len(c["seeds"]) > 1)
+        same = {(c["backend"], c["recommender"]) for c in learned}
+        one = sum(
+            c["fit_seconds"] + c["eval_seconds"] for c in run["cells"] if (c["backend"], c["recommender"]) in same
+        )
+        print(
+            f"grid with --seeds {args.seeds}: {seeded_wall:.1f} s wall, {seeded_wall / wall:.2f}x the one-seed grid; "
+            f"its {len(learned)} learned cells {learned_many:.1f} s against {one:.1f} s with one seed "
+            f"({learned_many / max(one, 1e-9):.2f}x for {n_seeds} seeds); the other cells {all_one_seed - one:.1f} s, run once"
         )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory: {peak_mb:.0f} MB")

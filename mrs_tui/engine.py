@@ -681,18 +681,18 @@ class Engine:
                 result.note = f"{exc.problem}; {exc.fix}"
                 model_name = result.recommender = "knn"
                 model = self.fitted_model(model_name, name)
-            hot = model.hot_mask
-            seed_is_cold = seed_item is not None and (hot is None or not bool(hot[seed_item]))
-            if pool == "cold" or seed_is_cold:
-                result.mode = "cold"
-                if pool == "all":
-                    pool = "cold"
-                if not history_items and seed_item is None:
-                    history_items = self._recent_items(index_of)
-                    exclude |= set(history_items)  # played after training: cold for a trained model
-                    result.basis = "recent"
-                    if not history_items:
-                        result.note = "no plays yet: tracks in library order"
+            routing = model.route(Query(history=history_items, seed=seed_item, pool=pool))
+            if not routing.supported:  # e.g. a collaborative-only model asked for new tracks: audio answers
+                result.note = f"{rec_name} cannot rank tracks it was not trained on; knn ranks them by audio"
+                model_name = "knn"
+                model = self.fitted_model(model_name, name)
+            result.mode, pool = routing.mode, routing.query.pool
+            if routing.mode == "cold" and not history_items and seed_item is None:
+                history_items = self._recent_items(index_of)
+                exclude |= set(history_items)  # played after training: cold for a trained model
+                result.basis = "recent"
+                if not history_items:
+                    result.note = "no plays yet: tracks in library order"
         result.pool = pool
         # -- end of hot/cold routing ------------------------------------------------------------------
         query = Query(history=history_items, seed=seed_item, pool=pool, exclude=exclude)

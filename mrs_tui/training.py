@@ -222,7 +222,8 @@ class AlignedModel(Recommender):
         self.model = model
         self.record = record
         self.name = model.name
-        self.scores_cold_items = model.scores_cold_items
+        self.recommends_for_hot = model.recommends_for_hot
+        self.recommends_for_cold = model.recommends_for_cold
         self.uses_audio = model.uses_audio
         self.model_track_ids = np.asarray(track_ids, np.int64)
         self.extended = 0  # tracks appended after training
@@ -284,6 +285,8 @@ class AlignedModel(Recommender):
 
     def fit(self, interactions, item_vectors, *, progress=None, cancel=None) -> AlignedModel:
         raise TypeError("a trained model is refitted with Engine.train, not fit()")
+
+    _fit = fit
 
     def score(self, query: Query) -> np.ndarray:
         scores = np.full(self.n_items, -np.inf, np.float32)

@@ -64,6 +64,13 @@ _SPECS = [
         trainable=True,
     ),
     RecommenderSpec(
+        "elsa",
+        "recommenders.elsa:ELSARecommender",
+        "Collaborative filtering only (ELSA on the play matrix, no audio): what audio adds; ranks no new tracks.",
+        trainable=True,
+        baseline=True,
+    ),
+    RecommenderSpec(
         "popular",
         "recommenders.popular:PopularRecommender",
         "Most played tracks first; the baseline every model must beat.",

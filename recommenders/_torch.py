@@ -39,18 +39,20 @@ and a CPU copy makes save → load → recommend give identical numbers.
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
 from mrs_tui.errors import UserError
-from recommenders.base import Cancelled, ContextSequences, Interactions, ProgressCallback, Recommender
+from recommenders.base import Cancelled, ContextSequences, Interactions, Params, ProgressCallback, Recommender
 
 
 def resolve_device(requested: str | None = None) -> torch.device:
@@ -88,33 +90,51 @@ def intra_op_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-class LearnedRecommender(Recommender):
-    """What the recommenders that learn from history share: how a fit begins, and the
-    non-weight state they keep (training sequences for session queries, the loss curve)."""
+@dataclass(frozen=True)
+class LearnedParams(Params):
+    """Options every learned recommender takes besides its own hyper-parameters."""
 
-    def __init__(
-        self,
-        *,
-        seed: int = 0,
-        standardize: bool = True,
-        device: str | None = None,
-        threads: int | None = None,
-        **params: object,
-    ) -> None:
-        super().__init__(seed=seed, standardize=standardize, device=device, threads=threads, **params)
-        self.standardize = bool(standardize)
+    standardize: bool = True  # per-dimension standardisation of the audio inputs (`InputScaling`)
+    device: str | None = None  # "cpu", "cuda", "cuda:N"; None or "auto": the best one torch sees
+    threads: int | None = None  # cap on torch's CPU threads while training (None: torch's setting)
+
+
+class LearnedRecommender(Recommender):
+    """What the recommenders that learn from history share: how a fit begins (threads, seed,
+    device, input scaling, training sequences) and the non-weight state they keep (training
+    sequences for session queries, the loss curve)."""
+
+    Params = LearnedParams
+
+    def __init__(self, *, seed: int = 0, **params: object) -> None:
+        super().__init__(seed=seed, **params)
         self.scaling: InputScaling | None = None
-        self.device = device
-        self.threads = threads
         self.sequences = ContextSequences()
         self.loss_history: list[float] = []
+        # Set while `_fit` runs: the CPU generator of every random draw, and the training device.
+        self.generator: torch.Generator | None = None
+        self.train_device: torch.device | None = None
 
-    def _begin_fit(self, interactions: Interactions, item_vectors: np.ndarray) -> np.ndarray:
-        """Catalogue facts, the input scaling and the training sequences; returns the scaled audio."""
-        self._fitted(interactions, item_vectors)
-        self.scaling = InputScaling.fit(np.asarray(item_vectors, np.float32), enabled=self.standardize)
+    @contextmanager
+    def _fitting(self) -> Iterator[None]:
+        with intra_op_threads(self.threads):
+            self.generator = seeded(self.seed)
+            self.train_device = resolve_device(self.device)
+            try:
+                yield
+            finally:
+                self.generator = None
+                self.train_device = None
+
+    def _prepare(self, interactions: Interactions, item_vectors: np.ndarray) -> np.ndarray:
+        """The input scaling and the training sequences; returns the scaled audio."""
+        self.scaling = InputScaling.fit(item_vectors, enabled=self.standardize)
         self.sequences = ContextSequences(interactions.sequences())
         return self.scaling(item_vectors)
+
+    def _use_module(self, module: nn.Module) -> None:
+        """Make `module` (CPU, eval mode) the model that answers queries (models that select by validation)."""
+        raise NotImplementedError
 
     def _state(self) -> dict[str, np.ndarray]:
         return {**self.sequences.to_arrays(), "loss_history": np.asarray(self.loss_history, np.float64)}
@@ -122,6 +142,53 @@ class LearnedRecommender(Recommender):
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.sequences = ContextSequences.from_arrays(arrays)
         self.loss_history = [float(x) for x in arrays.get("loss_history", [])]
+
+
+class CheckpointSelection:
+    """The paper's model selection: after every epoch, score the weights on the validation
+    contexts, keep the best epoch's copy, stop after `patience` epochs without improvement.
+
+    Without validation (the app, or a validation part too small to choose anything) it keeps
+    the last epoch: the fixed training budget. `finish` installs the chosen weights in the
+    model (through its `_use_module`) and records the rule in `model.selection`.
+    """
+
+    def __init__(self, model: LearnedRecommender, module: nn.Module) -> None:
+        self.model = model
+        self.module = module
+        self.validation = model.validation
+        self.best_value: float | None = None
+        self.best_epoch = 0
+        self.best_module: nn.Module | None = None
+        self.stale = 0
+        self.epochs = 0
+
+    def after_epoch(self, epoch: int) -> bool:
+        self.epochs = epoch
+        if self.validation is None:
+            return False
+        snapshot = copy.deepcopy(self.module).cpu().eval()
+        self.model._use_module(snapshot)
+        value = float(self.validation.score(self.model))
+        if self.best_value is None or value > self.best_value:
+            self.best_value, self.best_epoch, self.best_module, self.stale = value, epoch, snapshot, 0
+        else:
+            self.stale += 1
+        return self.stale >= self.validation.patience
+
+    def finish(self) -> None:
+        if self.best_module is None:
+            self.model._use_module(self.module.cpu().eval())
+            self.model.selection = {"rule": "fixed budget", "epoch": self.epochs, "epochs_run": self.epochs}
+            return
+        self.model._use_module(self.best_module)
+        self.model.selection = {
+            "rule": "validation",
+            "epoch": self.best_epoch,
+            "epochs_run": self.epochs,
+            "metric": self.validation.metric,
+            "value": self.best_value,
+        }
 
 
 class InputScaling:
@@ -238,7 +305,10 @@ class EpochLoop:
             self.check_cancel()
             yield order[start : start + self.batch_size]
 
-    def run(self, step: Callable[[torch.Tensor], float]) -> list[float]:
+    def run(
+        self, step: Callable[[torch.Tensor], float], after_epoch: Callable[[int], bool] | None = None
+    ) -> list[float]:
+        """Train; `after_epoch(epochs_done)` may end training early by returning True."""
         history: list[float] = []
         self.check_cancel()
         for epoch in range(self.epochs):
@@ -248,6 +318,8 @@ class EpochLoop:
                 count += len(batch)
             history.append(total / max(count, 1))
             self.report(epoch + 1, f"{self.label}: epoch {epoch + 1}/{self.epochs}, loss {history[-1]:.4f}")
+            if after_epoch is not None and after_epoch(epoch + 1):
+                break
         return history
 
     def report(self, done: int, message: str) -> None:

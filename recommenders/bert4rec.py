@@ -15,36 +15,48 @@ context, then its own history and seed) is cut to its last ``max_len − 1`` ite
 that position ranks the full catalogue (the RecBole pitfalls: no mask elsewhere, no sampled
 candidate lists).
 
-Where the paper's code and text disagree, or where we chose:
+Where the paper's code and text disagree, or where we chose. ``paper_compat=True`` reproduces
+the code (``Darel13712/adopting-pretrained-audio``, ``src/train_bert.py``) where it differs;
+each switch is a parameter of its own:
 
-- The code uses the audio vectors themselves as the input embedding table (hidden size =
-  audio dimension) and, through the same inverted ``freeze`` flag as the shallow net, trains
-  every row of it; cold items' rows are then only ever pushed down as negatives of the full
-  softmax. The text describes audio-initialised embeddings that keep cold items scorable;
-  the issue asks for a projection to the hidden size, which is what we do. Like the code,
-  the output layer is tied to the input embeddings; unlike it (and like the original
-  BERT4Rec) a dense + GELU + LayerNorm transform precedes the tied output.
-- The code's softmax spans the whole catalogue, cold items included (see
-  `recommenders.elsa` for why that uses the held-out catalogue); our training softmax spans
-  the hot items, prediction the full catalogue.
-- The code keeps only each user's last ``max_len`` items; we cut longer sequences into
-  consecutive windows of ``max_len`` (from the end), so long research histories are used in
-  full. At least one position per window is masked.
-- Audio vectors are standardised per dimension before use (``standardize=True``, see
-  `recommenders._torch.InputScaling`); the paper feeds them raw.
-- Defaults fit both a personal library and a research log on a CPU: hidden 64,
-  feed-forward 256 (the code's intermediate size), ``max_len`` 100 (the code: 300), and
-  10 epochs of 128 windows but at least 160 optimizer steps (`min_steps`), instead of the
-  code's 200 epochs with early stopping on a validation split the app does not have. With
-  that short budget, Adam at lr 3e-3 (the code: 1e-3) and no dropout (BERT's 0.1 is one
-  parameter away) ranked clearly better on our planted benchmark at both scales (research
-  HitRate@50 0.97 against 0.89; personal 0.83 against 0.53) and dropout's masks cost a fifth
-  of the CPU time.
+- The item table (``audio_item_table=True``): the code uses the audio vectors themselves as
+  the input embedding table, so the hidden size is the audio dimension (line 264; 200 for
+  MusiCNN), with the ``[MASK]`` and padding rows drawn from N(0, 0.02) (line 282), and passes
+  ``--item_freeze 1`` (line 220, line 323), which trains every row of it (the same inverted
+  flag as the shallow net; the class, ``src/bert4rec.py``, was not in the copy of the code we
+  could read, so its head and tying are not re-checked here). Cold items' rows are then only
+  ever pushed down as negatives of the full softmax. By default the item embeddings are one
+  learned projection ``Linear(audio_dim, hidden)`` of the audio, which keeps every item —
+  cold or added after training — scored exactly like a hot one. Ours: a dense + GELU +
+  LayerNorm transform precedes the output layer, which is tied to the input embeddings
+  (the original BERT4Rec's head; whether the code's ``add_head=True`` head matches it is
+  among what could not be re-read).
+- Cold negatives (``cold_negatives=True``): the code's vocabulary is every item of the split,
+  cold ones included (``item_count``, line 293), so its softmax pushes the held-out catalogue
+  down (see `recommenders.elsa`); by default the training softmax spans the hot items and
+  prediction the full catalogue.
+- The HF-BERT configuration (``dropout=0.1``, ``lr=1e-3``, ``max_len=300``): the code's
+  ``bert_config`` (lines 312-319: 2 layers, 2 heads, intermediate size 256) leaves BERT's
+  dropout at its default 0.1, uses Adam at its default lr 1e-3 (line 333) and keeps 300 items
+  (line 217), batches of 128 sequences (line 301), up to 200 epochs (line 219) with early
+  stopping on the validation loss. By default: hidden 64, feed-forward 256, ``max_len`` 100,
+  10 epochs of 128 windows but at least 160 optimizer steps (`min_steps`); with that short
+  budget, Adam at lr 3e-3 and no dropout ranked clearly better on our planted benchmark at
+  both scales (research HitRate@50 0.97 against 0.89; personal 0.83 against 0.53) and
+  dropout's masks cost a fifth of the CPU time. `mrs-tui eval` chooses the epoch on the
+  validation contexts when there are enough of them; the app keeps the fixed budget.
+- The last window only (``last_window_only=True``): the code keeps each user's last
+  ``max_len`` items (line 80); by default we cut longer sequences into consecutive windows of
+  ``max_len`` (from the end), so long research histories are used in full. At least one
+  position per window is masked in both.
+- Raw inputs (``standardize=False``): the code feeds the audio vectors as they are; by
+  default we standardise them per dimension (`recommenders._torch.InputScaling`).
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -53,16 +65,16 @@ from torch import nn
 
 from recommenders._torch import (
     SINGLE_THREAD_QUERIES,
+    CheckpointSelection,
     EpochLoop,
     InputScaling,
+    LearnedParams,
     LearnedRecommender,
     intra_op_threads,
     load_module_weights,
     module_weights,
-    resolve_device,
-    seeded,
 )
-from recommenders.base import Interactions, ProgressCallback, Query
+from recommenders.base import Interactions, InvalidParameter, ProgressCallback, Query
 
 
 class Bert4RecNet(nn.Module):
@@ -75,9 +87,13 @@ class Bert4RecNet(nn.Module):
         feedforward: int,
         max_len: int,
         dropout: float,
+        item_table: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
-        self.item_projection = nn.Linear(audio_dim, hidden)
+        # Item embeddings: a projection of the audio vectors (default), or — the paper's code —
+        # a free table initialised with them (hidden size = audio dimension).
+        self.item_projection = nn.Linear(audio_dim, hidden) if item_table is None else None
+        self.item_table = None if item_table is None else nn.Parameter(item_table.clone())
         self.mask_embedding = nn.Parameter(torch.randn(hidden) * 0.02)
         self.positions = nn.Embedding(max_len, hidden)
         self.input_norm = nn.LayerNorm(hidden)
@@ -90,7 +106,12 @@ class Bert4RecNet(nn.Module):
         self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.LayerNorm(hidden))
 
     def item_embeddings(self, audio: torch.Tensor) -> torch.Tensor:
-        return self.item_projection(audio)
+        if self.item_table is None:
+            return self.item_projection(audio)
+        known = len(self.item_table)
+        if len(audio) <= known:
+            return self.item_table[: len(audio)]
+        return torch.cat([self.item_table, audio[known:]])  # items added after training: their audio
 
     def encode(self, tokens: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Hidden states (B × L × hidden) for `tokens` over a vocabulary of `items` embeddings.
@@ -122,126 +143,134 @@ def prediction_tokens(items: list[int], max_len: int, mask_token: int) -> np.nda
     return np.asarray([*recent, mask_token], dtype=np.int64)
 
 
+@dataclass(frozen=True)
+class Bert4RecParams(LearnedParams):
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 2
+    feedforward: int = 256
+    max_len: int = 100
+    dropout: float = 0.0
+    mask_prob: float = 0.2
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 3e-3
+    min_steps: int = 160
+    audio_item_table: bool = False  # a trainable item table initialised from the audio (the code); hidden = audio dim
+    cold_negatives: bool = False  # the training softmax spans every item, cold ones included (the code)
+    last_window_only: bool = False  # train on each context's last `max_len` items only (the code)
+
+    def check(self, recommender: str) -> None:
+        if self.hidden % self.heads:
+            raise InvalidParameter(
+                f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})",
+                f"change hidden or heads of the {recommender} recommender",
+            )
+        if self.max_len < 2:
+            raise InvalidParameter("max_len must be at least 2 (one item and the mask)", "give max_len >= 2")
+
+
 class Bert4RecRecommender(LearnedRecommender):
     name = "bert4rec"
+    Params = Bert4RecParams
+    selects_by_validation = True
     quick_params = {"epochs": 40, "batch_size": 64, "hidden": 32, "max_len": 20, "min_steps": 0, "threads": 1}
+    paper_params = {
+        "paper_compat": True,
+        "audio_item_table": True,
+        "cold_negatives": True,
+        "last_window_only": True,
+        "dropout": 0.1,
+        "lr": 1e-3,
+        "max_len": 300,
+        "epochs": 200,
+        "batch_size": 128,
+        "min_steps": 0,
+        "standardize": False,
+    }
 
-    def __init__(
-        self,
-        *,
-        seed: int = 0,
-        hidden: int = 64,
-        layers: int = 2,
-        heads: int = 2,
-        feedforward: int = 256,
-        max_len: int = 100,
-        dropout: float = 0.0,
-        mask_prob: float = 0.2,
-        epochs: int = 10,
-        batch_size: int = 128,
-        lr: float = 3e-3,
-        min_steps: int = 160,
-        standardize: bool = True,
-        device: str | None = None,
-        threads: int | None = None,
-        **params: object,
-    ) -> None:
-        super().__init__(
-            seed=seed,
-            hidden=hidden,
-            layers=layers,
-            heads=heads,
-            feedforward=feedforward,
-            max_len=max_len,
-            dropout=dropout,
-            mask_prob=mask_prob,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            min_steps=min_steps,
-            standardize=standardize,
-            device=device,
-            threads=threads,
-            **params,
-        )
-        if hidden % heads:
-            raise ValueError(f"hidden ({hidden}) must be a multiple of heads ({heads})")
-        if max_len < 2:
-            raise ValueError("max_len must be at least 2 (one item and the mask)")
-        self.hidden = int(hidden)
-        self.layers = int(layers)
-        self.heads = int(heads)
-        self.feedforward = int(feedforward)
-        self.max_len = int(max_len)
-        self.dropout = float(dropout)
-        self.mask_prob = float(mask_prob)
-        self.epochs = int(epochs)
-        self.batch_size = int(batch_size)
-        self.lr = float(lr)
-        self.min_steps = int(min_steps)
+    def __init__(self, *, seed: int = 0, **params: object) -> None:
+        super().__init__(seed=seed, **params)
         self.net: Bert4RecNet | None = None
         self.audio = np.zeros((0, 0), np.float32)
         self.embeddings: torch.Tensor | None = None
 
-    def _new_net(self, audio_dim: int) -> Bert4RecNet:
+    def _new_net(self, audio_dim: int, item_table: torch.Tensor | None = None) -> Bert4RecNet:
+        hidden = self.hidden if item_table is None else item_table.shape[1]
+        if hidden % self.heads:
+            raise InvalidParameter(
+                f"the item table has {hidden} dimensions, not a multiple of heads ({self.heads})",
+                "choose heads that divide the audio dimension, or audio_item_table=False",
+            )
         return Bert4RecNet(
-            audio_dim, self.hidden, self.layers, self.heads, self.feedforward, self.max_len, self.dropout
+            audio_dim, hidden, self.layers, self.heads, self.feedforward, self.max_len, self.dropout, item_table
         )
 
     # -- training ------------------------------------------------------------------------------
 
-    def fit(
+    def _fit(
         self,
         interactions: Interactions,
-        item_vectors: np.ndarray,
+        vectors: np.ndarray,
         *,
-        progress: ProgressCallback | None = None,
-        cancel: threading.Event | None = None,
-    ) -> Bert4RecRecommender:
-        self._check_cancel(cancel)
-        with intra_op_threads(self.threads):
-            self.audio = self._begin_fit(interactions, item_vectors)
-            hot = np.flatnonzero(self.hot_mask)
-            to_hot = np.full(self.n_items, -1, np.int64)
-            to_hot[hot] = np.arange(len(hot))
-            examples = [to_hot[w] for w in windows(self.sequences.sequences, self.max_len) if len(w)]
-            mask_token, pad_token = len(hot), len(hot) + 1
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        self.audio = vectors
+        # The softmax vocabulary: the hot items, or every item (the code's cold negatives).
+        vocab = np.arange(self.n_items) if self.cold_negatives else np.flatnonzero(self.hot_mask)
+        to_vocab = np.full(self.n_items, -1, np.int64)
+        to_vocab[vocab] = np.arange(len(vocab))
+        if self.last_window_only:
+            cut = [seq[-self.max_len :] for seq in self.sequences.sequences]
+        else:
+            cut = windows(self.sequences.sequences, self.max_len)
+        examples = [to_vocab[w] for w in cut if len(w)]
+        mask_token, pad_token = len(vocab), len(vocab) + 1
 
-            generator = seeded(self.seed)
-            device = resolve_device(self.device)
-            net = self._new_net(self.audio.shape[1]).to(device)
-            net.train()
-            hot_audio = torch.from_numpy(self.audio[hot]).to(device)
-            optimizer = torch.optim.Adam(net.parameters(), lr=self.lr)
-            loop = EpochLoop(
-                n_examples=len(examples),
-                batch_size=self.batch_size,
-                epochs=self.epochs,
-                generator=generator,
-                progress=progress,
-                cancel=cancel,
-                label="BERT4Rec",
-                min_steps=self.min_steps,
+        generator, device = self.generator, self.train_device
+        table = torch.from_numpy(self.audio) if self.audio_item_table else None
+        net = self._new_net(self.audio.shape[1], table).to(device)
+        net.train()
+        audio_all = torch.from_numpy(self.audio).to(device)
+        vocab_index = torch.from_numpy(vocab).to(device)
+        vocab_audio = audio_all[vocab_index]
+        optimizer = torch.optim.Adam(net.parameters(), lr=self.lr)
+        loop = EpochLoop(
+            n_examples=len(examples),
+            batch_size=self.batch_size,
+            epochs=self.epochs,
+            generator=generator,
+            progress=progress,
+            cancel=cancel,
+            label="BERT4Rec",
+            min_steps=self.min_steps,
+        )
+
+        def step(batch: torch.Tensor) -> float:
+            tokens, targets = self._masked_batch(
+                [examples[i] for i in batch.tolist()], mask_token, pad_token, generator
             )
+            tokens, targets = tokens.to(device), targets.to(device)
+            if net.item_table is None:
+                items = net.item_embeddings(vocab_audio)
+            else:
+                items = net.item_embeddings(audio_all)[vocab_index]
+            states = net.encode(tokens, items)
+            masked = targets >= 0
+            loss = F.cross_entropy(net.logits(states[masked], items), targets[masked])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            return float(loss.detach())
 
-            def step(batch: torch.Tensor) -> float:
-                tokens, targets = self._masked_batch(
-                    [examples[i] for i in batch.tolist()], mask_token, pad_token, generator
-                )
-                tokens, targets = tokens.to(device), targets.to(device)
-                items = net.item_embeddings(hot_audio)
-                states = net.encode(tokens, items)
-                masked = targets >= 0
-                loss = F.cross_entropy(net.logits(states[masked], items), targets[masked])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                return float(loss.detach())
+        selection = CheckpointSelection(self, net)
+        self.loss_history = loop.run(step, selection.after_epoch)
+        selection.finish()
 
-            self.loss_history = loop.run(step)
-            self.net = net.cpu().eval()
-            self._refresh_embeddings()
-        return self
+    def _use_module(self, module: nn.Module) -> None:
+        self.net = module
+        self._refresh_embeddings()
 
     def _masked_batch(
         self, sequences: list[np.ndarray], mask_token: int, pad_token: int, generator: torch.Generator
@@ -302,7 +331,8 @@ class Bert4RecRecommender(LearnedRecommender):
     def _set_weights(self, arrays: dict[str, np.ndarray]) -> None:
         self.audio = np.array(arrays["audio"], dtype=np.float32)
         self.scaling = InputScaling.from_arrays(arrays)
-        self.net = self._new_net(self.audio.shape[1])
+        table = arrays.get("net.item_table")
+        self.net = self._new_net(self.audio.shape[1], None if table is None else torch.from_numpy(np.array(table)))
         load_module_weights(self.net, {k: v for k, v in arrays.items() if k.startswith("net.")}, "net.")
         self.net.eval()
         self._refresh_embeddings()

@@ -18,26 +18,48 @@ query's profile is the mean of its items' representations — the training conte
 when the query names a known context, plus its own history and seed — and items are ranked
 by inner product with it.
 
-Where the paper's code and text disagree, or where we chose:
+Where the paper's code and text disagree, or where we chose. ``paper_compat=True`` reproduces
+the code (``Darel13712/adopting-pretrained-audio``, ``src/``) where it differs; each switch is
+a parameter of its own:
 
-- The code feeds the *raw* ELSA weights to the collaborative tower; ELSA itself only ever
-  uses their normalised rows (the text's A), which we feed instead: the rows' lengths carry
-  no meaning in ELSA's objective.
-- The code ranks with the towers' un-normalised outputs; the towers are trained on
-  normalised outputs (the text: one cosine space), which we use at query time too.
-- The code fits ELSA over the whole catalogue, cold columns included; we fit it on the hot
-  columns (see `recommenders.elsa`).
-- Audio vectors are standardised per dimension before use (``standardize=True``, see
-  `recommenders._torch.InputScaling`); the paper feeds them raw.
-- Defaults fit both a personal library and a research log on a CPU: towers of 128 and ELSA
-  rank 128 (the code: 768 and 768); ELSA 10 epochs of 128 rows, the towers 30 epochs of 512
-  items (the code: batches of 10,000 and 100 epochs with early stopping on the training
-  loss), each stage at least 200 optimizer steps (`min_steps`).
+- Raw ELSA weights (``raw_collaborative=True``): ``src/train_contrast.py`` line 126 loads the
+  factor matrix the ELSA script saved (``get_items_embeddings``) and feeds it to the
+  collaborative tower as it is. ELSA itself only ever uses the normalised rows (the text's A),
+  which we feed by default: the rows' lengths carry no meaning in ELSA's objective.
+- Un-normalised outputs at scoring (``normalize_outputs=False``): the towers are trained on
+  normalised outputs (``src/contrastive.py`` lines 35 and 39), but ``extract_embeddings``
+  (lines 44-56) returns them un-normalised and those are searched with an inner product,
+  and the "average" view is ``(content + collaborative) / 2`` without re-normalising
+  (``src/train_contrast.py`` line 222). By default we rank in the cosine space the towers
+  were trained in, and re-normalise the average.
+- The ADCL loss (``loss="adcl"``): the paper's MusiCNN results are labelled "adcl". ADCL
+  (``src/contrastive.py`` lines 142-168) keeps only the cross-view similarities as negatives
+  (line 165) and, as its name does not start with "D", is applied in one direction only
+  (``src/train_contrast.py`` lines 153 and 168: audio → collaborative). By default we use
+  DCL (within- and cross-view negatives) in both directions, as the text describes.
+- Sizes and budget (``out_dim=768``, ``elsa_dims=768``, ``batch_size=10000``,
+  ``epochs=100``, ``min_steps=0``): towers of 768 (line 52), ELSA rank 768 (``src/elsa.py``
+  line 33), batches of 10,000 items (line 49) for up to 100 epochs with early stopping on
+  the *training* loss (line 208). By default: towers 128 and ELSA rank 128, ELSA 10 epochs
+  of 128 rows, the towers 30 epochs of 512 items, each stage at least 200 optimizer steps.
+- ELSA's learning rate: 0.1 in both. The ELSA script's ``lr = 0.01`` (``src/elsa.py``
+  line 36) is never passed to ``fit`` (line 42), so the package default, 0.1, is what the
+  collaborative view was trained with — as ours is (``elsa_lr``).
+- Cold columns (``cold_negatives=True``): the ELSA script fits the whole catalogue, cold
+  columns included (``src/elsa.py`` lines 16-20); by default we fit it on the hot columns
+  (see `recommenders.elsa`). The towers train on hot items in both
+  (``ContrastiveDataset(train)``, line 129).
+- Raw inputs (``standardize=False``): the code feeds the audio vectors as they are; by
+  default we standardise them per dimension (`recommenders._torch.InputScaling`).
+- Cold items are represented by the audio ("content") tower in both: the code reports its
+  cold metrics for the content view only (the ``if typ == 'content'`` logging at the end of
+  ``src/train_contrast.py``; that line number was not re-checked).
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -47,18 +69,17 @@ from torch import nn
 from recommenders._torch import (
     EpochLoop,
     InputScaling,
+    LearnedParams,
     LearnedRecommender,
     inner_products,
-    intra_op_threads,
     load_module_weights,
     module_weights,
-    resolve_device,
-    seeded,
 )
-from recommenders.base import Interactions, ProgressCallback, Query, l2_normalize
+from recommenders.base import Interactions, InvalidParameter, ProgressCallback, Query, l2_normalize
 from recommenders.elsa import fit_elsa
 
 HOT_VIEWS = ("average", "audio", "collaborative")
+LOSSES = ("dcl", "adcl")
 
 
 def dcl_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
@@ -72,6 +93,13 @@ def dcl_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> to
     eye = torch.eye(len(z1), dtype=torch.bool, device=z1.device)
     negatives = torch.cat([within.masked_fill(eye, float("-inf")), cross.masked_fill(eye, float("-inf"))], dim=1)
     return (-cross.diagonal() + torch.logsumexp(negatives, dim=1)).mean()
+
+
+def adcl_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """The paper code's "alternative" DCL: only cross-view negatives, ``−⟨z1ᵢ, z2ᵢ⟩/τ + log Σ_{k≠i} exp(⟨z1ᵢ, z2ₖ⟩/τ)``."""
+    cross = z1 @ z2.T / temperature
+    eye = torch.eye(len(z1), dtype=torch.bool, device=z1.device)
+    return (-cross.diagonal() + torch.logsumexp(cross.masked_fill(eye, float("-inf")), dim=1)).mean()
 
 
 def _tower(in_dim: int, out_dim: int) -> nn.Sequential:
@@ -91,155 +119,163 @@ class Towers(nn.Module):
         return F.normalize(self.collaborative(x), dim=-1)
 
 
+@dataclass(frozen=True)
+class ContrastiveParams(LearnedParams):
+    out_dim: int = 128
+    temperature: float = 0.1
+    epochs: int = 30
+    batch_size: int = 512
+    lr: float = 1e-3
+    elsa_dims: int = 128
+    elsa_epochs: int = 10
+    elsa_batch_size: int = 128
+    elsa_lr: float = 0.1
+    hot_view: str = "average"
+    min_steps: int = 200
+    loss: str = "dcl"  # "dcl": both directions, within- and cross-view negatives; "adcl": the code's
+    raw_collaborative: bool = False  # feed ELSA's raw weights, not its normalised rows (the code)
+    normalize_outputs: bool = True  # rank with normalised tower outputs (False: the code's raw ones)
+    cold_negatives: bool = False  # fit ELSA on every column, cold items' empty ones included (the code)
+
+    def check(self, recommender: str) -> None:
+        if self.loss not in LOSSES:
+            raise InvalidParameter(
+                f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}",
+                f"choose the contrastive loss of the {recommender} recommender",
+            )
+        if self.hot_view not in HOT_VIEWS:
+            raise InvalidParameter(
+                f"hot_view must be one of {', '.join(HOT_VIEWS)}, not {self.hot_view!r}",
+                f"choose the view of hot items for the {recommender} recommender",
+            )
+
+
 class ContrastiveRecommender(LearnedRecommender):
     name = "contrastive"
+    Params = ContrastiveParams
     quick_params = {"epochs": 60, "elsa_epochs": 30, "elsa_batch_size": 32, "min_steps": 0, "threads": 1}
+    paper_params = {
+        "paper_compat": True,
+        "out_dim": 768,
+        "elsa_dims": 768,
+        "batch_size": 10_000,
+        "epochs": 100,
+        "min_steps": 0,
+        "loss": "adcl",
+        "raw_collaborative": True,
+        "normalize_outputs": False,
+        "cold_negatives": True,
+        "standardize": False,
+    }
 
-    def __init__(
-        self,
-        *,
-        seed: int = 0,
-        out_dim: int = 128,
-        temperature: float = 0.1,
-        epochs: int = 30,
-        batch_size: int = 512,
-        lr: float = 1e-3,
-        elsa_dims: int = 128,
-        elsa_epochs: int = 10,
-        elsa_batch_size: int = 128,
-        elsa_lr: float = 0.1,
-        hot_view: str = "average",
-        min_steps: int = 200,
-        standardize: bool = True,
-        device: str | None = None,
-        threads: int | None = None,
-        **params: object,
-    ) -> None:
-        if hot_view not in HOT_VIEWS:
-            raise ValueError(f"hot_view must be one of {', '.join(HOT_VIEWS)}, not {hot_view!r}")
-        super().__init__(
-            seed=seed,
-            out_dim=out_dim,
-            temperature=temperature,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            elsa_dims=elsa_dims,
-            elsa_epochs=elsa_epochs,
-            elsa_batch_size=elsa_batch_size,
-            elsa_lr=elsa_lr,
-            hot_view=hot_view,
-            min_steps=min_steps,
-            standardize=standardize,
-            device=device,
-            threads=threads,
-            **params,
-        )
-        self.out_dim = int(out_dim)
-        self.temperature = float(temperature)
-        self.epochs = int(epochs)
-        self.batch_size = int(batch_size)
-        self.lr = float(lr)
-        self.elsa_dims = int(elsa_dims)
-        self.elsa_epochs = int(elsa_epochs)
-        self.elsa_batch_size = int(elsa_batch_size)
-        self.elsa_lr = float(elsa_lr)
-        self.hot_view = hot_view
-        self.min_steps = int(min_steps)
+    def __init__(self, *, seed: int = 0, **params: object) -> None:
+        super().__init__(seed=seed, **params)
         self.towers: Towers | None = None
         self.audio = np.zeros((0, 0), np.float32)
         self.collaborative = np.zeros((0, 0), np.float32)  # ELSA factors of the hot items, in hot order
         self.embeddings = np.zeros((0, 0), np.float32)
 
-    def fit(
+    def _fit(
         self,
         interactions: Interactions,
-        item_vectors: np.ndarray,
+        vectors: np.ndarray,
         *,
-        progress: ProgressCallback | None = None,
-        cancel: threading.Event | None = None,
-    ) -> ContrastiveRecommender:
-        self._check_cancel(cancel)
-        with intra_op_threads(self.threads):
-            self.audio = self._begin_fit(interactions, item_vectors)
-            hot = np.flatnonzero(self.hot_mask)
-            generator = seeded(self.seed)
-            device = resolve_device(self.device)
-            # Progress in percent over both stages, each weighted by its configured epochs (the
-            # loops may add epochs for `min_steps`, so their own totals are not known up front).
-            elsa_share = 100.0 * self.elsa_epochs / max(self.elsa_epochs + self.epochs, 1)
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        self.audio = vectors
+        hot = np.flatnonzero(self.hot_mask)
+        generator, device = self.generator, self.train_device
+        # Progress in percent over both stages, each weighted by its configured epochs (the
+        # loops may add epochs for `min_steps`, so their own totals are not known up front).
+        elsa_share = 100.0 * self.elsa_epochs / max(self.elsa_epochs + self.epochs, 1)
 
-            def stage(start: float, width: float):
-                if progress is None:
-                    return None
-                end = start + width
+        def stage(start: float, width: float):
+            if progress is None:
+                return None
+            end = start + width
 
-                def report(done: float, total: float, message: str) -> None:
-                    finished = done >= total and end >= 100.0 - 1e-9
-                    progress(100.0 if finished else start + width * done / total, 100.0, message)
+            def report(done: float, total: float, message: str) -> None:
+                finished = done >= total and end >= 100.0 - 1e-9
+                progress(100.0 if finished else start + width * done / total, 100.0, message)
 
-                return report
+            return report
 
-            matrix = interactions.matrix(binary=True)[:, hot].tocsr()
-            self.collaborative = fit_elsa(
-                matrix,
-                self.elsa_dims,
-                epochs=self.elsa_epochs,
-                batch_size=self.elsa_batch_size,
-                lr=self.elsa_lr,
-                optimizer="nadam",
-                device=device,
-                generator=generator,
-                progress=stage(0.0, elsa_share),
-                cancel=cancel,
-                min_steps=self.min_steps,
-            )
+        columns = np.arange(self.n_items) if self.cold_negatives else hot
+        matrix = interactions.matrix(binary=True)[:, columns].tocsr()
+        factors = fit_elsa(
+            matrix,
+            self.elsa_dims,
+            epochs=self.elsa_epochs,
+            batch_size=self.elsa_batch_size,
+            lr=self.elsa_lr,
+            optimizer="nadam",
+            device=device,
+            generator=generator,
+            progress=stage(0.0, elsa_share),
+            cancel=cancel,
+            min_steps=self.min_steps,
+            normalized=not self.raw_collaborative,
+        )
+        self.collaborative = factors[hot] if self.cold_negatives else factors
 
-            towers = Towers(self.audio.shape[1], self.elsa_dims, self.out_dim).to(device)
-            optimizer = torch.optim.Adam(towers.parameters(), lr=self.lr)
-            audio_hot = torch.from_numpy(self.audio[hot]).to(device)
-            collaborative_hot = torch.from_numpy(self.collaborative).to(device)
-            loop = EpochLoop(
-                n_examples=len(hot),
-                batch_size=self.batch_size,
-                epochs=self.epochs,
-                generator=generator,
-                progress=stage(elsa_share, 100.0 - elsa_share),
-                cancel=cancel,
-                label="contrastive towers",
-                min_steps=self.min_steps,
-            )
+        towers = Towers(self.audio.shape[1], self.elsa_dims, self.out_dim).to(device)
+        optimizer = torch.optim.Adam(towers.parameters(), lr=self.lr)
+        audio_hot = torch.from_numpy(self.audio[hot]).to(device)
+        collaborative_hot = torch.from_numpy(self.collaborative).to(device)
+        loop = EpochLoop(
+            n_examples=len(hot),
+            batch_size=self.batch_size,
+            epochs=self.epochs,
+            generator=generator,
+            progress=stage(elsa_share, 100.0 - elsa_share),
+            cancel=cancel,
+            label="contrastive towers",
+            min_steps=self.min_steps,
+        )
 
-            def step(batch: torch.Tensor) -> float:
-                if len(batch) < 2:  # a lone item has no negatives: the loss is undefined
-                    return 0.0
-                batch = batch.to(device)
-                a = towers.embed_audio(audio_hot[batch])
-                c = towers.embed_collaborative(collaborative_hot[batch])
+        def step(batch: torch.Tensor) -> float:
+            if len(batch) < 2:  # a lone item has no negatives: the loss is undefined
+                return 0.0
+            batch = batch.to(device)
+            a = towers.embed_audio(audio_hot[batch])
+            c = towers.embed_collaborative(collaborative_hot[batch])
+            if self.loss == "adcl":
+                loss = adcl_loss(a, c, self.temperature)
+            else:
                 loss = dcl_loss(a, c, self.temperature) + dcl_loss(c, a, self.temperature)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                return float(loss.detach())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            return float(loss.detach())
 
-            self.loss_history = loop.run(step)
-            self.towers = towers.cpu().eval()
-            self._refresh_embeddings()
-        return self
+        self.loss_history = loop.run(step)
+        self.towers = towers.cpu().eval()
+        self._refresh_embeddings()
 
     def _refresh_embeddings(self) -> None:
         """Item representations: audio tower for every item, the chosen view for hot ones."""
         with torch.no_grad():
-            audio = self.towers.embed_audio(torch.from_numpy(self.audio)).numpy()
+            audio = self._audio_view(self.audio)
             embeddings = audio.copy()
             if self.hot_view != "audio" and len(self.collaborative):
                 hot = np.flatnonzero(self.hot_mask[: len(self.audio)])
-                collaborative = self.towers.embed_collaborative(torch.from_numpy(self.collaborative)).numpy()
+                collaborative = self.towers.collaborative(torch.from_numpy(self.collaborative))
+                if self.normalize_outputs:
+                    collaborative = F.normalize(collaborative, dim=-1)
+                collaborative = collaborative.numpy()
                 if self.hot_view == "collaborative":
                     embeddings[hot] = collaborative
-                else:
+                elif self.normalize_outputs:
                     embeddings[hot] = l2_normalize(audio[hot] + collaborative)
+                else:
+                    embeddings[hot] = (audio[hot] + collaborative) / 2
         self.embeddings = embeddings
+
+    def _audio_view(self, vectors: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            out = self.towers.audio(torch.from_numpy(np.ascontiguousarray(vectors, np.float32)))
+            return (F.normalize(out, dim=-1) if self.normalize_outputs else out).numpy()
 
     def profile(self, query: Query) -> np.ndarray | None:
         """Mean representation of the query's items (None when it has none)."""
@@ -291,6 +327,4 @@ class ContrastiveRecommender(LearnedRecommender):
         new_vectors = self.scaling(new_vectors)
         self.audio = np.ascontiguousarray(np.concatenate([self.audio, new_vectors]), dtype=np.float32)
         # hot_mask grows after this hook: the new rows are cold, so only their audio view counts.
-        with torch.no_grad():
-            new = self.towers.embed_audio(torch.from_numpy(np.ascontiguousarray(new_vectors, np.float32))).numpy()
-        self.embeddings = np.concatenate([self.embeddings, new])
+        self.embeddings = np.concatenate([self.embeddings, self._audio_view(new_vectors)])

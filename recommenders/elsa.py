@@ -1,4 +1,5 @@
-"""ELSA, the scalable linear shallow autoencoder (Vančura et al., WSDM 2022), as the pieces we share.
+"""ELSA, the scalable linear shallow autoencoder (Vančura et al., WSDM 2022): the collaborative-only
+baseline (`elsa`), and the pieces the audio models share.
 
 ELSA keeps one low-rank item factor matrix A (items × r) with L2-normalised rows and
 reconstructs a context's binary row x as ``x A Aᵀ − x``: the ``− x`` removes each item's
@@ -7,18 +8,34 @@ analogue of EASE's zero-diagonal constraint. It is trained with the normalised M
 MSE between the L2-normalised prediction and the L2-normalised input row — so only the
 direction of a row's reconstruction matters, not its length.
 
-Two recommenders build on it:
+Three recommenders build on it:
 
-- ``contrastive`` fits plain ELSA (A a free parameter, Xavier-initialised as in the
-  reference implementation, NAdam at lr 0.1) and uses the normalised rows of A as the
+- ``elsa`` is plain ELSA on the play matrix, no audio at all (A a free parameter,
+  Xavier-initialised, NAdam at lr 0.1): the row that shows what audio adds over pure
+  collaborative filtering on hot items. In the paper's code it is a model of its own
+  (``src/elsa.py``), and on small catalogues it can be the strongest hot model. It has no
+  factors for items it never saw, so it **scores no cold item** (`recommends_for_cold` is
+  False: the evaluation leaves its cold cells empty and says why, and the app asks knn
+  for new tracks instead);
+- ``contrastive`` fits the same plain ELSA and uses the normalised rows of A as the
   collaborative view of each hot item;
 - ``hybrid`` makes A an MLP of the audio vectors, so cold items get factors too.
 
-Both train on the *hot* columns only. The paper's code builds the interaction matrix over
-the whole catalogue, cold items included: their all-zero columns then teach the model to
-push those particular items away from everybody, a use of the held-out catalogue that the
-paper's text does not describe and that a real app (where "cold" means "not played yet")
-must not learn. Restricting training to the hot columns is also cheaper.
+All train on the *hot* columns only by default. The paper's code builds the interaction
+matrix over the whole catalogue, cold items included (``src/elsa.py`` lines 16-20,
+``src/train_hybrid.py`` lines 122-126): their all-zero columns then teach the model to push
+those particular items away from everybody, a use of the held-out catalogue that the paper's
+text does not describe and that a real app (where "cold" means "not played yet") must not
+learn. ``cold_negatives=True`` (part of ``paper_compat``) trains on every column as the code
+does.
+
+The ``elsa`` baseline's defaults are those of the contrastive model's collaborative view
+(rank 128, 10 epochs of 128 rows, at least 200 optimizer steps); ``paper_compat=True`` gives
+the code's: rank 768, 10 epochs of 128 rows (``src/elsa.py`` lines 33-36) and the learning
+rate the ``elsa`` package uses by default, 0.1 — the script's ``lr = 0.01`` (line 36) is
+never passed to ``ELSA.fit`` (line 42), so it only names the run. The package's own
+initialisation and optimizer could not be checked against its source here; we use Xavier
+initialisation and NAdam, as the existing collaborative view did.
 
 Scoring a query uses the same formula with x the query's items as a binary row. Because
 the rows of A are unit vectors, ``(x A) Aⱼᵀ`` is, up to a constant, the inner product of
@@ -28,14 +45,23 @@ evaluation gets from a FAISS search with the mean history vector.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recommenders._torch import EpochLoop, csr_rows_to_dense, inner_products
+from recommenders._torch import (
+    EpochLoop,
+    LearnedParams,
+    LearnedRecommender,
+    csr_rows_to_dense,
+    inner_products,
+)
+from recommenders.base import Interactions, ProgressCallback, Query
 
 
 def reconstruct(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
@@ -62,6 +88,10 @@ class ELSA(nn.Module):
         return reconstruct(x, self.factors())
 
 
+OPTIMIZERS = ("adam", "nadam")
+NO_SCORE = np.float32(-np.finfo(np.float32).max)  # below every real score, and still a number
+
+
 def make_optimizer(name: str, parameters: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
     if name == "nadam":
         return torch.optim.NAdam(parameters, lr=lr)
@@ -83,6 +113,7 @@ def train_autoencoder(
     cancel=None,
     label: str = "ELSA",
     min_steps: int = 0,
+    after_epoch: Callable[[int], bool] | None = None,
 ) -> list[float]:
     """Fit ELSA-style factors to the rows of `matrix` (contexts × items, CSR) with the NMSE loss.
 
@@ -109,7 +140,7 @@ def train_autoencoder(
         optimizer.step()
         return float(loss.detach())
 
-    return loop.run(step)
+    return loop.run(step, after_epoch)
 
 
 def fit_elsa(
@@ -125,8 +156,13 @@ def fit_elsa(
     progress=None,
     cancel=None,
     min_steps: int = 0,
+    normalized: bool = True,
 ) -> np.ndarray:
-    """Train plain ELSA on `matrix` and return its normalised item factors (n_items × n_dims)."""
+    """Train plain ELSA on `matrix` and return its item factors (n_items × n_dims).
+
+    The factors are the normalised rows of A (what ELSA itself uses), or with
+    ``normalized=False`` the raw weights (what the paper's code saves and feeds on).
+    """
     model = ELSA(matrix.shape[1], n_dims).to(device)
     opt = make_optimizer(optimizer, model.parameters(), lr)
     train_autoencoder(
@@ -143,7 +179,8 @@ def fit_elsa(
         min_steps=min_steps,
     )
     with torch.no_grad():
-        return model.factors().cpu().numpy().astype(np.float32)
+        factors = model.factors() if normalized else model.weight
+        return factors.cpu().numpy().astype(np.float32)
 
 
 def elsa_scores(items: Iterable[int], factors: np.ndarray) -> np.ndarray:
@@ -162,3 +199,78 @@ def elsa_scores_batch(rows: list[Iterable[int]], factors: np.ndarray) -> np.ndar
     for r, idx in enumerate(unique):
         scores[r, idx] -= 1.0
     return scores
+
+
+@dataclass(frozen=True)
+class ELSAParams(LearnedParams):
+    dims: int = 128
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.1
+    min_steps: int = 200
+    cold_negatives: bool = False  # train on every column, cold items' empty ones included (the code)
+
+
+class ELSARecommender(LearnedRecommender):
+    """Plain ELSA on the play matrix: collaborative filtering only, no audio, no cold items."""
+
+    name = "elsa"
+    Params = ELSAParams
+    uses_audio = False
+    recommends_for_cold = False
+    quick_params = {"epochs": 30, "batch_size": 32, "min_steps": 0, "threads": 1}
+    paper_params = {"paper_compat": True, "dims": 768, "min_steps": 0, "cold_negatives": True}
+
+    def __init__(self, *, seed: int = 0, **params: object) -> None:
+        super().__init__(seed=seed, **params)
+        self.factors = np.zeros((0, 0), np.float32)  # one row per item; zeros for the cold ones
+
+    def _prepare(self, interactions: Interactions, item_vectors: np.ndarray) -> np.ndarray:
+        super()._prepare(interactions, np.zeros((len(item_vectors), 1), np.float32))
+        return item_vectors  # never read: this model uses no audio
+
+    def _fit(
+        self,
+        interactions: Interactions,
+        item_vectors: np.ndarray,
+        *,
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        columns = np.arange(self.n_items) if self.cold_negatives else np.flatnonzero(self.hot_mask)
+        matrix = interactions.matrix(binary=True)[:, columns].tocsr()
+        learned = fit_elsa(
+            matrix,
+            self.dims,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            optimizer="nadam",
+            device=self.train_device,
+            generator=self.generator,
+            progress=progress,
+            cancel=cancel,
+            min_steps=self.min_steps,
+        )
+        self.factors = np.zeros((self.n_items, self.dims), np.float32)
+        self.factors[columns] = learned
+        self.factors[~self.hot_mask] = 0.0  # a cold item's factors say nothing about it
+
+    def score(self, query: Query) -> np.ndarray:
+        return self.score_batch([query])[0]
+
+    def score_batch(self, queries) -> np.ndarray:
+        if not queries or len(self.factors) == 0:
+            return np.zeros((len(queries), self.n_items), np.float32)
+        scores = elsa_scores_batch([self.sequences.query_items(q) for q in queries], self.factors)
+        scores[:, ~self.hot_mask] = NO_SCORE  # no cold item is ever ranked above a hot one
+        return scores
+
+    def _weights(self) -> dict[str, np.ndarray]:
+        return {"factors": self.factors} if len(self.factors) else {}
+
+    def _set_weights(self, arrays: dict[str, np.ndarray]) -> None:
+        self.factors = np.array(arrays["factors"], dtype=np.float32)
+
+    def _extend_items(self, new_vectors: np.ndarray) -> None:
+        self.factors = np.concatenate([self.factors, np.zeros((len(new_vectors), self.factors.shape[1]), np.float32)])

@@ -10,25 +10,32 @@ scored directly by the same formula, no separate cold path needed.
 A query's x is its items as a binary row: the training context's items when the query names
 a known context, plus the query's own history and seed.
 
-Where the paper's code and text disagree, or where we chose:
+Where the paper's code and text disagree, or where we chose. ``paper_compat=True`` reproduces
+the code (``Darel13712/adopting-pretrained-audio``, ``src/``) where it differs:
 
-- The code's interaction matrix spans the whole catalogue, cold items included, so their
-  all-zero columns are fitted (pushed towards zero scores) during training; we train on the
-  hot columns only (see `recommenders.elsa`) and the MLP never sees a cold item's audio.
-- The code evaluates with a FAISS search of the mean history factors; ``(x A) Aⱼᵀ`` ranks
-  identically (rows of A are unit vectors), so we score with ELSA's own formula.
-- Audio vectors are standardised per dimension before use (``standardize=True``, see
-  `recommenders._torch.InputScaling`); the paper feeds them raw.
-- Defaults fit both a personal library and a research log on a CPU: hidden 128, 20 epochs
-  of 512 rows but at least 200 optimizer steps (`min_steps`), Adam at lr 0.01 as in the
-  code, rather than the code's 768 hidden units and 200 epochs of 128 rows with early
-  stopping on a validation split the app does not have. Every step recomputes the factors of
-  all hot items through the MLP, so larger batches are what keeps a 10k-item catalogue cheap.
+- Cold columns (``cold_negatives=True``): ``src/train_hybrid.py`` lines 122-126 build the
+  interaction matrix over the whole catalogue (``len(ie.classes_)`` counts train and cold
+  test items, ``src/utils.py`` lines 25-36), so cold items' all-zero columns are fitted —
+  pushed towards zero scores — during training. By default we train on the hot columns only
+  (see `recommenders.elsa`) and the MLP never sees a cold item's audio in training.
+- Sizes and budget (``hidden=768``, ``epochs=200``, ``batch_size=128``, ``min_steps=0``):
+  lines 61, 62 and 64, with early stopping on the validation loss (patience 16). By default:
+  hidden 128, 20 epochs of 512 rows but at least 200 optimizer steps (`min_steps`); every
+  step recomputes the factors of all hot items through the MLP, so larger batches are what
+  keeps a 10k-item catalogue cheap on a CPU. `mrs-tui eval` chooses the epoch on the
+  validation contexts when there are enough of them; the app keeps the fixed budget.
+- Raw inputs (``standardize=False``): the code feeds the audio vectors as they are; by
+  default we standardise them per dimension (`recommenders._torch.InputScaling`).
+- Same in both: Adam at lr 0.01 (line 68), the MLP ``Linear → ReLU → Linear`` with
+  normalised outputs and the NMSE loss (``src/hybrid.py``). The code evaluates with a FAISS
+  search of the mean history factors; ``(x A) Aⱼᵀ`` ranks identically (rows of A are unit
+  vectors), so we score with ELSA's own formula.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -36,16 +43,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from recommenders._torch import (
+    CheckpointSelection,
     InputScaling,
+    LearnedParams,
     LearnedRecommender,
-    intra_op_threads,
     load_module_weights,
     module_weights,
-    resolve_device,
-    seeded,
 )
-from recommenders.base import Interactions, ProgressCallback, Query
-from recommenders.elsa import elsa_scores, elsa_scores_batch, make_optimizer, train_autoencoder
+from recommenders.base import Interactions, InvalidParameter, ProgressCallback, Query
+from recommenders.elsa import OPTIMIZERS, elsa_scores, elsa_scores_batch, make_optimizer, train_autoencoder
 
 
 class AudioFactors(nn.Module):
@@ -59,83 +65,80 @@ class AudioFactors(nn.Module):
         return F.normalize(self.mlp(audio), dim=-1)
 
 
+@dataclass(frozen=True)
+class HybridParams(LearnedParams):
+    hidden: int = 128
+    epochs: int = 20
+    batch_size: int = 512
+    lr: float = 0.01
+    optimizer: str = "adam"
+    min_steps: int = 200
+    cold_negatives: bool = False  # train on every column, cold items' empty ones included (the code)
+
+    def check(self, recommender: str) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise InvalidParameter(
+                f"optimizer {self.optimizer!r} of the {recommender} recommender is not known",
+                f"use one of: {', '.join(OPTIMIZERS)}",
+            )
+
+
 class HybridRecommender(LearnedRecommender):
     name = "hybrid"
+    Params = HybridParams
+    selects_by_validation = True
     quick_params = {"epochs": 25, "batch_size": 64, "min_steps": 0, "threads": 1}
+    paper_params = {
+        "paper_compat": True,
+        "hidden": 768,
+        "epochs": 200,
+        "batch_size": 128,
+        "min_steps": 0,
+        "standardize": False,
+        "cold_negatives": True,
+    }
 
-    def __init__(
-        self,
-        *,
-        seed: int = 0,
-        hidden: int = 128,
-        epochs: int = 20,
-        batch_size: int = 512,
-        lr: float = 0.01,
-        optimizer: str = "adam",
-        min_steps: int = 200,
-        standardize: bool = True,
-        device: str | None = None,
-        threads: int | None = None,
-        **params: object,
-    ) -> None:
-        super().__init__(
-            seed=seed,
-            hidden=hidden,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            optimizer=optimizer,
-            min_steps=min_steps,
-            standardize=standardize,
-            device=device,
-            threads=threads,
-            **params,
-        )
-        self.hidden = int(hidden)
-        self.epochs = int(epochs)
-        self.batch_size = int(batch_size)
-        self.lr = float(lr)
-        self.optimizer = optimizer
-        self.min_steps = int(min_steps)
+    def __init__(self, *, seed: int = 0, **params: object) -> None:
+        super().__init__(seed=seed, **params)
         self.net: AudioFactors | None = None
         self.audio = np.zeros((0, 0), np.float32)
         self.factors = np.zeros((0, 0), np.float32)
 
-    def fit(
+    def _fit(
         self,
         interactions: Interactions,
-        item_vectors: np.ndarray,
+        vectors: np.ndarray,
         *,
-        progress: ProgressCallback | None = None,
-        cancel: threading.Event | None = None,
-    ) -> HybridRecommender:
-        self._check_cancel(cancel)
-        with intra_op_threads(self.threads):
-            self.audio = self._begin_fit(interactions, item_vectors)
-            hot = np.flatnonzero(self.hot_mask)
-            matrix = interactions.matrix(binary=True)[:, hot].tocsr()
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        self.audio = vectors
+        columns = np.arange(self.n_items) if self.cold_negatives else np.flatnonzero(self.hot_mask)
+        matrix = interactions.matrix(binary=True)[:, columns].tocsr()
+        device = self.train_device
+        net = AudioFactors(self.audio.shape[1], self.hidden).to(device)
+        column_audio = torch.from_numpy(self.audio[columns]).to(device)
+        optimizer = make_optimizer(self.optimizer, net.parameters(), self.lr)
+        selection = CheckpointSelection(self, net)
+        self.loss_history = train_autoencoder(
+            lambda: net(column_audio),
+            optimizer,
+            matrix,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            device=device,
+            generator=self.generator,
+            progress=progress,
+            cancel=cancel,
+            label="hybrid ELSA",
+            min_steps=self.min_steps,
+            after_epoch=selection.after_epoch,
+        )
+        selection.finish()
 
-            generator = seeded(self.seed)
-            device = resolve_device(self.device)
-            net = AudioFactors(self.audio.shape[1], self.hidden).to(device)
-            hot_audio = torch.from_numpy(self.audio[hot]).to(device)
-            optimizer = make_optimizer(self.optimizer, net.parameters(), self.lr)
-            self.loss_history = train_autoencoder(
-                lambda: net(hot_audio),
-                optimizer,
-                matrix,
-                epochs=self.epochs,
-                batch_size=self.batch_size,
-                device=device,
-                generator=generator,
-                progress=progress,
-                cancel=cancel,
-                label="hybrid ELSA",
-                min_steps=self.min_steps,
-            )
-            self.net = net.cpu().eval()
-            self._refresh_factors()
-        return self
+    def _use_module(self, module: nn.Module) -> None:
+        self.net = module
+        self._refresh_factors()
 
     def _refresh_factors(self) -> None:
         with torch.no_grad():

@@ -8,39 +8,50 @@ selector so that excluding thousands of played tracks costs nothing extra.
 Option ``zscore=True`` standardises every vector dimension over the catalogue before the
 cosine (off by default, as in the paper): backends whose dimensions have very different
 scales (the handcrafted ``mfcc`` features) can gain from it; `mrs-tui eval` shows whether.
+
+The paper's code (``src/knn.py``, ``Darel13712/adopting-pretrained-audio``) is reproduced
+exactly, so ``paper_compat`` changes nothing here. One detail of it: lines 22-26 average a
+user's rows of the embedding matrix *before* re-indexing the matrix to the split's items, so
+the profile reads the rows of the encoded item ids in the raw matrix; that is the same thing
+when the track ids are the matrix's row numbers (as in the published files) and a bug
+otherwise. We always average the items' own vectors.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 
-from recommenders.base import Interactions, ProgressCallback, Query, Recommender, l2_normalize
+from recommenders.base import Interactions, Params, ProgressCallback, Query, Recommender, l2_normalize
+
+
+@dataclass(frozen=True)
+class KNNParams(Params):
+    zscore: bool = False  # standardise every dimension over the catalogue before the cosine
 
 
 class KNNRecommender(Recommender):
     name = "knn"
+    Params = KNNParams
 
-    def __init__(self, *, seed: int = 0, zscore: bool = False, **params: object) -> None:
-        super().__init__(seed=seed, zscore=zscore, **params)
-        self.zscore = zscore
+    def __init__(self, *, seed: int = 0, **params: object) -> None:
+        super().__init__(seed=seed, **params)
         self.vectors = np.zeros((0, 0), np.float32)  # raw (or z-scored) vectors, for profiles
         self.unit = np.zeros((0, 0), np.float32)  # L2-normalised, what the index holds
         self.context_items: list[np.ndarray] = []
         self._index = None
 
-    def fit(
+    def _fit(
         self,
         interactions: Interactions,
         item_vectors: np.ndarray,
         *,
-        progress: ProgressCallback | None = None,
-        cancel: threading.Event | None = None,
-    ) -> KNNRecommender:
-        self._check_cancel(cancel)
-        self._fitted(interactions, item_vectors)
-        vectors = np.asarray(item_vectors, dtype=np.float32)
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        vectors = item_vectors
         if self.zscore:
             mean = vectors.mean(axis=0)
             std = vectors.std(axis=0)
@@ -51,7 +62,6 @@ class KNNRecommender(Recommender):
         self._index = None
         if progress:
             progress(1, 1, "built the vector index")
-        return self
 
     @property
     def index(self):
@@ -87,7 +97,7 @@ class KNNRecommender(Recommender):
         profile = self.profile(query)
         mask = self.candidate_mask(query)
         if profile is None:
-            return self._top_k(np.zeros(self.n_items, np.float32), mask, k)
+            return self._top_k(np.zeros(self.n_items, np.float32), mask, k, self.query_generator(query))
         n_candidates = int(mask.sum())
         k = min(k, n_candidates)
         if k <= 0:

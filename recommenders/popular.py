@@ -11,27 +11,24 @@ from recommenders.base import Interactions, ProgressCallback, Query, Recommender
 
 class PopularRecommender(Recommender):
     name = "popular"
-    scores_cold_items = False  # every cold item has count 0: the cold ranking is arbitrary
+    recommends_for_cold = False  # every cold item has count 0: the cold ranking is arbitrary
     uses_audio = False
 
     def __init__(self, *, seed: int = 0, **params: object) -> None:
         super().__init__(seed=seed, **params)
         self.counts = np.zeros(0, np.float32)
 
-    def fit(
+    def _fit(
         self,
         interactions: Interactions,
         item_vectors: np.ndarray,
         *,
-        progress: ProgressCallback | None = None,
-        cancel: threading.Event | None = None,
-    ) -> PopularRecommender:
-        self._check_cancel(cancel)
-        self._fitted(interactions, item_vectors)
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+    ) -> None:
         self.counts = interactions.item_counts().astype(np.float32)
         if progress:
             progress(1, 1, "counted plays")
-        return self
 
     def score(self, query: Query) -> np.ndarray:
         return self.counts

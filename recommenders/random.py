@@ -19,28 +19,21 @@ class RandomRecommender(Recommender):
     name = "random"
     uses_audio = False
     # It does rank cold items, at random: that is exactly the floor cold-start evaluation needs.
-    scores_cold_items = True
+    recommends_for_cold = True
 
-    def fit(
+    def _fit(
         self,
         interactions: Interactions,
         item_vectors: np.ndarray,
         *,
-        progress: ProgressCallback | None = None,
-        cancel: threading.Event | None = None,
-    ) -> RandomRecommender:
-        self._check_cancel(cancel)
-        self._fitted(interactions, item_vectors)
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+    ) -> None:
         if progress:
             progress(1, 1, "nothing to learn")
-        return self
 
     def score(self, query: Query) -> np.ndarray:
-        context = -1 if query.context is None else int(query.context)
-        # SeedSequence wants non-negative entries: shift every value up by 1 (-1 → 0).
-        entropy = [int(self.seed) % 2**63, context + 1, *(i + 1 for i in query.items())]
-        rng = np.random.default_rng(np.random.SeedSequence(entropy))
-        return rng.random(self.n_items, dtype=np.float32)
+        return self.query_generator(query).random(self.n_items, dtype=np.float32)
 
     def _extend_items(self, new_vectors: np.ndarray) -> None:
         """Nothing per item to grow: the scores already cover `n_items`."""

@@ -5,7 +5,7 @@ the audio dimension; both go through the same ``Linear + ReLU`` projection and a
 by cosine similarity. Training minimises the hinge loss ``max(0, margin − s(c, i⁺) + s(c, i⁻))``
 (margin 0.2) over each positive (context, item) pair against `negatives` sampled items (20).
 Item inputs are the audio vectors, frozen by default (``freeze_items``); a context's input
-starts as the mean of its items' audio vectors and is learned. Cold items — and items added
+starts as the mean of its items' audio vectors and is learned (``freeze_contexts=False``). Cold items — and items added
 after training through `extend_items` — are scored through the same projection of their
 audio, which is why the item side stays frozen unless asked otherwise.
 
@@ -13,31 +13,47 @@ A query that is not a training context (the app's current session) gets the inpu
 context vector would have started from: the mean of its items' input vectors. A query with
 both a known context and items of its own averages the two inputs.
 
-Where the paper's code and text disagree (we follow the text), and where we chose:
+Where the paper's code and text disagree (we follow the text by default), and where we chose.
+``paper_compat=True`` reproduces the code (``Darel13712/adopting-pretrained-audio``, ``src/``)
+where it differs; each switch is a parameter of its own:
 
-- ``freeze_item_embs(flag)`` in the code sets ``requires_grad = flag``, so its default
-  ``--item_freeze 1`` *trains* the item vectors and ``--user_freeze 0`` freezes the user
-  vectors at their mean-of-items initialisation — the opposite of what the flags say. We
-  freeze items and learn contexts by default.
-- In its item-sampling mode the code passes item indices to the user table and samples
-  "negatives" from a fixed integer range (the number of users in its dataset). We sample
-  negative *items* for each positive pair, uniformly among the hot (training) items: cold
-  items never act as negatives, so the model learns nothing from the held-out catalogue.
-- Audio vectors are standardised per dimension before use (``standardize=True``, see
-  `recommenders._torch.InputScaling`); the paper feeds them raw.
-- Each positive pair gets its own `negatives` (20) items, drawn uniformly from a pool of
-  `negative_pool` (256) hot items sampled afresh for every batch; the pool is projected
-  once per batch instead of once per (pair, negative). Each draw is still uniform over the
-  hot items, and an epoch over 100k pairs costs a tenth of the arithmetic.
-- The code trains up to 100 epochs of 10,000 pairs and keeps the best epoch on a validation
-  loss; here training runs 10 epochs of 1,024 pairs but at least 300 optimizer steps
-  (`min_steps`), so a personal history of a few thousand plays gets enough updates (the app
-  has no validation split, and a fixed budget keeps training time predictable).
+- Freeze flags (``freeze_items=False``, ``freeze_contexts=True``). ``src/train.py`` lines
+  68-69 default to ``--item_freeze 1 --user_freeze 0`` and lines 175-176 pass them to
+  ``freeze_item_embs`` / ``freeze_user_embs``, which set ``requires_grad = flag``: the code
+  *trains* the item vectors and freezes the user vectors at their mean-of-items
+  initialisation (line 157) — the opposite of what the flags say. (``src/model.py``, which
+  defines the two methods, was not in the copy of the code we could read, so that definition
+  is cited from the side-by-side run that found it, not re-read.) By default we freeze
+  items and learn contexts, as the text describes: cold items stay comparable to hot ones.
+- Negatives (``negatives_from="contexts"``). In its item-sampling mode (the default,
+  line 64) the dataset yields ``(item, user, count)`` rows (``src/dataset.py`` line 55);
+  the training loop names them ``user, positive_item, confidence`` (``src/train.py``
+  line 196), but its model calls ``model(positive_item, user)`` and
+  ``model(negative_items, user)`` (lines 212-213) put the user index in the user slot and
+  the item index in the item slot: the call is right, only the loop's names are swapped.
+  Its "negative items" are ``np.random.randint(0, 17052, ...)`` (line 199), 17052 being the
+  number of users: 20 random *users* per (item, user) row, each scored against the row's
+  item. By default we sample negative *items* for each (context, item) pair, uniformly
+  among the hot items (cold items never act as negatives), from a pool of `negative_pool`
+  (256) hot items drawn afresh for every batch and projected once per batch; each draw is
+  still uniform over the hot items.
+- Batch size and budget (``batch_size=10000``, ``epochs=100``, ``min_steps=0``): line 66
+  (batch 10,000 rows), line 67 (100 epochs), early stopping on the validation loss with
+  patience 16 (line 181). With a research log of ~100k rows that is ten optimizer steps per
+  epoch, and on a small log one: the code's net barely trains. By default training runs
+  10 epochs of 1,024 pairs but at least 300 optimizer steps (`min_steps`), so a personal
+  history of a few thousand plays gets enough updates. `mrs-tui eval` chooses the epoch on
+  the validation contexts when there are enough of them (`Validation`); the app, without a
+  validation split, keeps the fixed budget.
+- Raw inputs (``standardize=False``): the code feeds the audio vectors as they are; by
+  default we standardise them per dimension (`recommenders._torch.InputScaling`).
+- Adam at its default lr 1e-3 (line 184) and the hinge margin 0.2 are the same in both.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -45,17 +61,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from recommenders._torch import (
+    CheckpointSelection,
     EpochLoop,
     InputScaling,
+    LearnedParams,
     LearnedRecommender,
     inner_products,
-    intra_op_threads,
     load_module_weights,
     module_weights,
-    resolve_device,
-    seeded,
 )
-from recommenders.base import Interactions, ProgressCallback, Query, l2_normalize
+from recommenders.base import Interactions, InvalidParameter, ProgressCallback, Query, l2_normalize
+
+NEGATIVE_SIDES = ("items", "contexts")
 
 
 def hinge_loss(positive: torch.Tensor, negative: torch.Tensor, margin: float) -> torch.Tensor:
@@ -64,11 +81,18 @@ def hinge_loss(positive: torch.Tensor, negative: torch.Tensor, margin: float) ->
 
 
 class ShallowNet(nn.Module):
-    def __init__(self, item_inputs: torch.Tensor, context_inputs: torch.Tensor, out_dim: int, freeze_items: bool):
+    def __init__(
+        self,
+        item_inputs: torch.Tensor,
+        context_inputs: torch.Tensor,
+        out_dim: int,
+        freeze_items: bool,
+        freeze_contexts: bool = False,
+    ):
         super().__init__()
         in_dim = item_inputs.shape[1]
         self.items = nn.Embedding.from_pretrained(item_inputs.clone(), freeze=freeze_items)
-        self.contexts = nn.Embedding.from_pretrained(context_inputs.clone(), freeze=False)
+        self.contexts = nn.Embedding.from_pretrained(context_inputs.clone(), freeze=freeze_contexts)
         self.project = nn.Sequential(nn.Linear(in_dim, out_dim), nn.ReLU())
 
     def embed_items(self, items: torch.Tensor) -> torch.Tensor:
@@ -78,108 +102,112 @@ class ShallowNet(nn.Module):
         return F.normalize(self.project(self.contexts(contexts)), dim=-1)
 
 
+@dataclass(frozen=True)
+class ShallowParams(LearnedParams):
+    out_dim: int | None = None  # projection size; None: the audio dimension
+    negatives: int = 20
+    negative_pool: int = 256
+    margin: float = 0.2
+    epochs: int = 10
+    batch_size: int = 1024
+    lr: float = 1e-3
+    freeze_items: bool = True
+    freeze_contexts: bool = False
+    negatives_from: str = "items"  # "items": other items for the context; "contexts": other contexts for the item
+    min_steps: int = 300
+
+    def check(self, recommender: str) -> None:
+        if self.negatives_from not in NEGATIVE_SIDES:
+            raise InvalidParameter(
+                f"negatives_from must be one of {', '.join(NEGATIVE_SIDES)}, not {self.negatives_from!r}",
+                f"choose what the {recommender} recommender samples as negatives",
+            )
+
+
 class ShallowRecommender(LearnedRecommender):
     name = "shallow"
+    Params = ShallowParams
+    selects_by_validation = True
     quick_params = {"epochs": 15, "batch_size": 256, "min_steps": 0, "threads": 1}
+    paper_params = {
+        "paper_compat": True,
+        "freeze_items": False,
+        "freeze_contexts": True,
+        "negatives_from": "contexts",
+        "batch_size": 10_000,
+        "epochs": 100,
+        "min_steps": 0,
+        "standardize": False,
+    }
 
-    def __init__(
-        self,
-        *,
-        seed: int = 0,
-        out_dim: int | None = None,
-        negatives: int = 20,
-        negative_pool: int = 256,
-        margin: float = 0.2,
-        epochs: int = 10,
-        batch_size: int = 1024,
-        lr: float = 1e-3,
-        freeze_items: bool = True,
-        min_steps: int = 300,
-        standardize: bool = True,
-        device: str | None = None,
-        threads: int | None = None,
-        **params: object,
-    ) -> None:
-        super().__init__(
-            seed=seed,
-            out_dim=out_dim,
-            negatives=negatives,
-            negative_pool=negative_pool,
-            margin=margin,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            freeze_items=freeze_items,
-            min_steps=min_steps,
-            standardize=standardize,
-            device=device,
-            threads=threads,
-            **params,
-        )
-        self.out_dim = out_dim
-        self.negatives = int(negatives)
-        self.negative_pool = max(1, int(negative_pool))
-        self.margin = float(margin)
-        self.epochs = int(epochs)
-        self.batch_size = int(batch_size)
-        self.lr = float(lr)
-        self.freeze_items = bool(freeze_items)
-        self.min_steps = int(min_steps)
+    def __init__(self, *, seed: int = 0, **params: object) -> None:
+        super().__init__(seed=seed, **params)
         self.net: ShallowNet | None = None
         self._refresh_cache()
 
     # -- training ------------------------------------------------------------------------------
 
-    def fit(
+    def _fit(
         self,
         interactions: Interactions,
-        item_vectors: np.ndarray,
+        vectors: np.ndarray,
         *,
-        progress: ProgressCallback | None = None,
-        cancel: threading.Event | None = None,
-    ) -> ShallowRecommender:
-        self._check_cancel(cancel)
-        with intra_op_threads(self.threads):
-            vectors = self._begin_fit(interactions, item_vectors)
-            pairs = interactions.matrix(binary=True).tocoo()
-            contexts = torch.from_numpy(pairs.row.astype(np.int64))
-            items = torch.from_numpy(pairs.col.astype(np.int64))
-            hot_items = torch.from_numpy(np.flatnonzero(self.hot_mask))
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        pairs = interactions.matrix(binary=True).tocoo()
+        contexts = torch.from_numpy(pairs.row.astype(np.int64))
+        items = torch.from_numpy(pairs.col.astype(np.int64))
+        hot_items = torch.from_numpy(np.flatnonzero(self.hot_mask))
+        negative_pool = max(1, self.negative_pool)
+        n_contexts = interactions.n_contexts
 
-            generator = seeded(self.seed)
-            device = resolve_device(self.device)
-            out_dim = self.out_dim or vectors.shape[1]
-            net = ShallowNet(
-                torch.from_numpy(vectors), torch.from_numpy(self._initial_contexts(vectors)), out_dim, self.freeze_items
-            ).to(device)
-            optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=self.lr)
-            loop = EpochLoop(
-                n_examples=len(items),
-                batch_size=self.batch_size,
-                epochs=self.epochs,
-                generator=generator,
-                progress=progress,
-                cancel=cancel,
-                label="shallow net",
-                min_steps=self.min_steps,
-            )
+        generator, device = self.generator, self.train_device
+        out_dim = self.out_dim or vectors.shape[1]
+        net = ShallowNet(
+            torch.from_numpy(vectors),
+            torch.from_numpy(self._initial_contexts(vectors)),
+            out_dim,
+            self.freeze_items,
+            self.freeze_contexts,
+        ).to(device)
+        optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=self.lr)
+        loop = EpochLoop(
+            n_examples=len(items),
+            batch_size=self.batch_size,
+            epochs=self.epochs,
+            generator=generator,
+            progress=progress,
+            cancel=cancel,
+            label="shallow net",
+            min_steps=self.min_steps,
+        )
 
-            def step(batch: torch.Tensor) -> float:
-                pool = hot_items[torch.randint(len(hot_items), (self.negative_pool,), generator=generator)]
-                picks = torch.randint(self.negative_pool, (len(batch), self.negatives), generator=generator)
-                context = net.embed_contexts(contexts[batch].to(device))
-                positive = (context * net.embed_items(items[batch].to(device))).sum(-1)
+        def step(batch: torch.Tensor) -> float:
+            context = net.embed_contexts(contexts[batch].to(device))
+            item = net.embed_items(items[batch].to(device))
+            positive = (context * item).sum(-1)
+            if self.negatives_from == "contexts":
+                # The code's negatives: random contexts (any, uniformly) scored against the positive item.
+                drawn = torch.randint(n_contexts, (len(batch), self.negatives), generator=generator).to(device)
+                negative = (net.embed_contexts(drawn) * item[:, None, :]).sum(-1)
+            else:
+                pool = hot_items[torch.randint(len(hot_items), (negative_pool,), generator=generator)]
+                picks = torch.randint(negative_pool, (len(batch), self.negatives), generator=generator)
                 negative = (context @ net.embed_items(pool.to(device)).T).gather(1, picks.to(device))
-                loss = hinge_loss(positive[:, None], negative, self.margin)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                return float(loss.detach())
+            loss = hinge_loss(positive[:, None], negative, self.margin)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            return float(loss.detach())
 
-            self.loss_history = loop.run(step) if len(items) else []
-            self.net = net.cpu().eval()
-            self._refresh_cache()
-        return self
+        selection = CheckpointSelection(self, net)
+        self.loss_history = loop.run(step, selection.after_epoch) if len(items) else []
+        selection.finish()
+
+    def _use_module(self, module: nn.Module) -> None:
+        self.net = module
+        self._refresh_cache()
 
     def _initial_contexts(self, vectors: np.ndarray) -> np.ndarray:
         """Each context starts at the mean audio vector of its items (the paper's initialisation)."""
@@ -253,7 +281,7 @@ class ShallowRecommender(LearnedRecommender):
         items = torch.from_numpy(np.array(arrays["items.weight"]))
         contexts = torch.from_numpy(np.array(arrays["contexts.weight"]))
         out_dim = arrays["project.0.weight"].shape[0]
-        self.net = ShallowNet(items, contexts, out_dim, self.freeze_items)
+        self.net = ShallowNet(items, contexts, out_dim, self.freeze_items, self.freeze_contexts)
         load_module_weights(self.net, arrays)
         self.net.eval()
         self._refresh_cache()

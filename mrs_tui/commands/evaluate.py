@@ -63,6 +63,25 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--catalogue", dest="candidates", choices=["auto", "split", "all"], help=argparse.SUPPRESS)
     p.add_argument("--val-share", type=float, default=0.3, help="share of test contexts held out (paper: 0.3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the recommenders")
+    p.add_argument("--seeds", metavar="0,1,2", help="fit each learned cell once per seed: mean and spread over seeds")
+    p.add_argument(
+        "--selection",
+        choices=["auto", "validation", "fixed"],
+        default="auto",
+        help="how learned models choose their checkpoint (auto: by validation when the part is large enough)",
+    )
+    p.add_argument(
+        "--paper-compat",
+        action="store_true",
+        help="every recommender as the paper's published code behaves (NAME+paper rows do it for one)",
+    )
+    p.add_argument("--paper-cold-k", action="store_true", help="cold part at K=50, as the code's cold '@20' columns")
+    p.add_argument(
+        "--paired",
+        action="append",
+        metavar="B:R,B:R",
+        help="paired test of two cells over the same hot contexts, e.g. musicnn:knn,musicnn:shallow",
+    )
     p.add_argument("--quick", action="store_true", help="short training (each recommender's quick settings)")
     p.add_argument("--csv", metavar="FILE", help="also write the results as CSV")
     p.add_argument("--no-store", action="store_true", help="do not keep this run in the database")
@@ -179,8 +198,13 @@ def run_eval(args: argparse.Namespace) -> int:
         candidates=args.candidates,
         val_share=args.val_share,
         model_seed=args.seed,
+        seeds=_seeds(args.seeds),
+        selection=args.selection,
+        paper_compat=args.paper_compat,
+        paper_cold_k=args.paper_cold_k,
         quick=args.quick,
     )
+    pairs = [_pair(value) for value in args.paired or ()]
     dataset = _dataset(args, engine, backends)
     line = ProgressLine(args.json or args.quiet)
     cancel = threading.Event()
@@ -197,8 +221,31 @@ def run_eval(args: argparse.Namespace) -> int:
     line(f"evaluated {len(run.cells)} cells in {run.seconds:.1f} s", final=True)
     if args.csv:
         Path(args.csv).expanduser().write_text(run.to_csv(), encoding="utf-8")
-    emit(args, run.to_dict(), run.table)
+    tests = [(a, b, *run.paired(a, b)) for a, b in pairs if not run.cancelled]
+    data = {
+        **run.to_dict(),
+        "paired": [{"a": list(a), "b": list(b), **r.as_dict(), "verdict": v} for a, b, r, v in tests],
+    }
+    emit(args, data, lambda: "\n".join([run.table(), *(v for *_, v in tests)]))
     return 130 if run.cancelled else 0
+
+
+def _seeds(value: str | None) -> tuple[int, ...] | None:
+    parts = _csv_list([value]) if value else None
+    if not parts:
+        return None
+    try:
+        return tuple(int(p) for p in parts)
+    except ValueError:
+        raise UserError(f"--seeds takes whole numbers, got {value}", "e.g. --seeds 0,1,2") from None
+
+
+def _pair(value: str) -> tuple[tuple[str, str], tuple[str, str]]:
+    cells = [part.strip() for part in value.split(",")]
+    if len(cells) != 2 or not all(":" in c for c in cells):
+        raise UserError(f"--paired takes two cells BACKEND:RECOMMENDER, got {value!r}", "e.g. musicnn:knn,mfcc:knn")
+    a, b = (tuple(c.split(":", 1)) for c in cells)
+    return a, b
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -17,9 +17,12 @@ Edge cases, decided here and tested:
 - A context with an empty ranking (no candidate left) scores 0 on every metric.
 - Relevant items are a set: duplicates in the input count once (the paper's split already
   keeps one row per (user, track) pair).
-- Ties in the scores are broken by item index, lower first (`Recommender._top_k`); metrics
-  are computed on that one deterministic order, so a tie at the K-th place can move a hit in
-  or out of the list. `rank_scores` is the reference implementation of that order.
+- Ties in the scores are broken at random by the recommenders (`Recommender._top_k`, with a
+  generator seeded by the model's seed and the query, so a rerun gives the same lists): a model
+  that cannot tell candidates apart — `popular` on cold items, which all have count 0 — then
+  scores what chance scores, never what the catalogue order happens to give. Without a
+  generator `_top_k` breaks ties by the lower item index; `rank_scores` is the reference
+  implementation of that order.
 
 The summary of a metric over contexts is the mean and the half-width of its 95 % Student-t
 confidence interval, ``sem * t.ppf(0.975, n - 1)`` with the sample standard deviation

@@ -14,22 +14,49 @@ between query batches. A cancelled grid returns the cells finished so far with
 
 Rows are every recommender of `recommenders.REGISTRY` (a newly registered one shows up with
 no list to edit here), plus ``knn+zscore`` (KNN over catalogue-standardised vectors, off in the
-paper) next to ``knn``; baseline recommenders (``popular``, ``random``) are always added and,
-as they ignore the audio vectors, evaluated once and shown with backend ``-``.
+paper) next to ``knn``; baseline recommenders (``elsa``, ``popular``, ``random``) are always
+added and, as they ignore the audio vectors, evaluated once and shown with backend ``-``.
+Every learned recommender also has a ``NAME+paper`` row on request (``--recommenders
+shallow,shallow+paper``): the same model with ``paper_compat=True``, the published code's
+behaviour; ``EvalSettings.paper_compat`` (``--paper-compat``) turns it on for every row.
+
+Honest numbers:
+
+- A model that ranks no cold item (``recommends_for_cold`` False: ``elsa``, ``popular``)
+  gets no cold cell: the table says "no cold scores" rather than a ranking of ties.
+- When K is at least the number of candidates of a part (39 cold tracks and K = 50), every
+  model, ``random`` included, scores HitRate = Recall = 1 there: those columns read
+  "uninformative" in the table, and the JSON lists them under ``uninformative``.
+- Learned models that can (``selects_by_validation``: shallow, hybrid, bert4rec) choose
+  their epoch by NDCG@K on the validation contexts, as the paper early-stops on its
+  validation users, when the validation part has at least `VALIDATION_MIN_CONTEXTS`
+  contexts; below that they keep their fixed budget and the header warns. Each cell says
+  which rule chose its checkpoint. The validation row is then no longer an unbiased
+  estimate for those models (it chose them); the hot and cold test rows are.
+- ``EvalSettings.seeds`` (``--seeds 0,1,2``) fits every learned cell once per seed: the cell
+  shows the mean over seeds (per-context values averaged over the seeds, with the
+  per-context CI) and the spread across seeds (their standard deviation). Baselines and
+  knn, which learn nothing random, run once. `EvalRun.paired` compares two cells over the
+  same contexts with `mrs_tui.evaluation.stats.paired_test`.
 
 All backends are evaluated on the *same* split: items without a vector in one of the selected
 backends are removed from the log before splitting, and the notes say how many rows that cost.
 
 Where the paper's code and text disagree:
 
-- ``src/utils.py:calc_metrics`` ignores its ``k`` argument and always cuts at 50, and
-  ``knn.py``/``train.py`` pass ``k=20`` for the cold test: those columns are labelled @20 but
-  computed @50 on a 100-long list. We compute every metric at exactly the K's asked for,
-  for hot and cold alike (default K = 50, the paper's effective value for both).
+- ``src/utils.py:calc_metrics`` (lines 56-60) ignores its ``k`` argument and always cuts at
+  50, and the training scripts pass ``k=20`` for the cold test (``calc_metrics(cold_test,
+  cold_pred, False, 20)`` in ``src/train.py``, ``train_contrast.py``, ``train_hybrid.py`` and
+  ``train_bert.py``, on lists of ``k = 100``): those columns are labelled @20 but computed
+  @50. We compute every metric at exactly the K's asked for, for hot and cold alike (default
+  K = 50, the paper's effective value for both). ``EvalSettings.paper_cold_k``
+  (``--paper-cold-k``, part of ``--paper-compat``) reproduces the code's cold columns as an
+  explicit choice: the cold part is computed at K = 50 whatever K's were asked for, and the
+  table says that these are the numbers the code labels @20.
 - The hot ranking is over hot items (training items) minus the user's training items; the cold
   ranking over cold items only — as the code does (two FAISS indexes), and as the text says.
-- Baselines score cold items arbitrarily (`popular` gives them all 0): such cells are marked
-  ``scores_cold_items = False`` and the table flags them.
+- The code has no cold row for its popularity baseline (``src/poprec.py`` ranks hot test
+  users only), nor for ELSA (``src/elsa.py``): we leave those cells empty too, and say so.
 """
 
 from __future__ import annotations
@@ -60,13 +87,23 @@ from mrs_tui.evaluation.splits import (
     user_split,
 )
 from mrs_tui.progress import ProgressFn, subrange
-from recommenders.base import Cancelled, Query, Recommender
+from recommenders.base import Cancelled, Query, Recommender, Validation
 
 BASELINES = ("popular", "random")
 # Extra rows: a label, the registered recommender it runs and its options.
 VARIANTS: dict[str, tuple[str, dict]] = {"knn+zscore": ("knn", {"zscore": True})}
+PAPER_SUFFIX = "+paper"  # "shallow+paper": the recommender with paper_compat=True
 PARTS = ("hot", "cold", "val")
 _SCORE_BUDGET = 20_000_000  # floats per query batch (queries x items): ~80 MB of scores
+# Below this many validation contexts the fixed budget is kept. Measured with
+# bench/bench_selection.py (shallow, 500 generated users, 93 validation users, 25 epochs whose
+# full-part NDCG@50 spans 0.082-0.096; best 0.0963, last epoch 0.0905): choosing on n users
+# recovered, of the 0.0058 the best epoch gains over the fixed budget, +0.0012 at n=5, +0.0018
+# at 10, +0.0024 at 25 and +0.0032 at 50 — more than half only from 50 on, where the standard
+# error of a mean (0.017) approaches the spread between epochs; below, the pick is mostly noise.
+VALIDATION_MIN_CONTEXTS = 50
+UNINFORMATIVE = "K ≥ candidates: uninformative"
+PAPER_COLD_K = 50  # what the paper's code computes for the cold columns it labels @20
 
 
 @dataclass
@@ -86,8 +123,19 @@ class EvalSettings:
     model_seed: int = 0
     session_gap_minutes: float = 30.0
     quick: bool = False  # each recommender's `quick_params` (fewer epochs): a first look, not the paper's numbers
+    seeds: tuple[int, ...] | None = None  # model seeds of the learned cells; None: (model_seed,)
+    selection: str = "auto"  # checkpoint rule: "auto" (validation when big enough), "validation", "fixed"
+    paper_compat: bool = False  # every row with paper_compat=True, and the code's cold K (paper_cold_k)
+    paper_cold_k: bool = False  # the cold part computed at K = 50, as the code's cold "@20" columns
 
     def __post_init__(self) -> None:
+        self.seeds = tuple(int(x) for x in self.seeds) if self.seeds else None
+        if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):
+            raise UserError(f"repeated seed in {','.join(map(str, self.seeds))}", "give each seed once, e.g. 0,1,2")
+        if self.selection not in ("auto", "validation", "fixed"):
+            raise UserError(f"unknown selection rule {self.selection!r}", "use auto, validation or fixed")
+        if self.paper_compat:
+            self.paper_cold_k = True
         self.ks = tuple(sorted({int(k) for k in self.ks}))
         if not self.ks or min(self.ks) < 1:
             raise UserError("K must be a positive whole number", "e.g. -k 50 or -k 10,50")
@@ -99,6 +147,13 @@ class EvalSettings:
             raise UserError(f"unknown candidate set {self.candidates!r}", "use split, all or auto")
         if self.test_date is not None:
             parse_date(self.test_date)  # a typo fails before any work is done
+
+    @property
+    def model_seeds(self) -> tuple[int, ...]:
+        return self.seeds or (self.model_seed,)
+
+    def part_ks(self, part: str) -> tuple[int, ...]:
+        return (PAPER_COLD_K,) if part == "cold" and self.paper_cold_k else self.ks
 
 
 @dataclass(frozen=True)
@@ -119,6 +174,11 @@ class CellResult:
     scores_cold_items: bool = True
     baseline: bool = False
     error: str | None = None
+    seeds: list[int] = field(default_factory=list)
+    # How each seed's checkpoint was chosen: {"rule": "validation", "epoch", "metric", "value"} or the fixed budget.
+    selection: list[dict] = field(default_factory=list)
+    # part -> metric -> {"sd": spread of the per-seed means, "means": [one per seed]}, with several seeds.
+    seed_spread: dict[str, dict[str, dict]] = field(default_factory=dict)
     # Per-context values (not stored): part -> metric -> array, for tests and paired analyses.
     values: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
 
@@ -132,7 +192,22 @@ class CellResult:
             "scores_cold_items": self.scores_cold_items,
             "baseline": self.baseline,
             "error": self.error,
+            "seeds": list(self.seeds),
+            "selection": list(self.selection),
+            "seed_spread": self.seed_spread,
         }
+
+    def selection_text(self) -> str:
+        """Which rule chose the checkpoint, e.g. "validation: epoch 7 (NDCG@50 0.412)"."""
+        if not self.selection:
+            return ""
+        rules = {s.get("rule") for s in self.selection}
+        if rules == {"validation"}:
+            metric = self.selection[0].get("metric", "")
+            picks = ", ".join(f"epoch {s['epoch']} ({metric} {s['value']:.3f})" for s in self.selection)
+            return f"checkpoint by validation: {picks}"
+        epochs = ", ".join(str(s.get("epochs_run", s.get("epoch"))) for s in self.selection)
+        return f"checkpoint: fixed budget, {epochs} epochs"
 
     @classmethod
     def from_dict(cls, data: dict) -> CellResult:
@@ -149,6 +224,9 @@ class CellResult:
             data.get("scores_cold_items", True),
             data.get("baseline", False),
             data.get("error"),
+            list(data.get("seeds", [])),
+            list(data.get("selection", [])),
+            dict(data.get("seed_spread", {})),
         )
 
 
@@ -181,9 +259,60 @@ class EvalRun:
             "settings": self.settings,
             "split": self.split,
             "cells": [c.to_dict() for c in self.cells],
+            "uninformative": self.uninformative(),
             "seconds": round(self.seconds, 3),
             "cancelled": self.cancelled,
         }
+
+    def part_ks(self, part: str) -> list[int]:
+        if part == "cold" and self.settings.get("paper_cold_k"):
+            return [PAPER_COLD_K]
+        return self.ks
+
+    def uninformative(self) -> list[dict]:
+        """(part, K) pairs where K covers every candidate: HitRate and Recall are 1 for any model."""
+        out = []
+        for part, candidates in self.split.get("candidates", {}).items():
+            for k in self.part_ks(part):
+                if candidates and k >= candidates:
+                    out.append(
+                        {
+                            "part": part,
+                            "k": k,
+                            "candidates": candidates,
+                            "metrics": [f"HitRate@{k}", f"Recall@{k}"],
+                            "note": UNINFORMATIVE,
+                        }
+                    )
+        return out
+
+    def paired(self, a: tuple[str, str], b: tuple[str, str], *, part: str = "hot", metric: str | None = None):
+        """Paired test of two cells (backend, recommender) over the same contexts of `part`.
+
+        Needs the per-context values of a run made in this process (stored runs keep summaries).
+        Returns the `PairedResult` and `verdict`'s sentence.
+        """
+        from mrs_tui.evaluation.stats import paired_test, verdict
+
+        metric = metric or f"NDCG@{max(self.part_ks(part))}"
+        try:
+            cells = [self.cell(*a), self.cell(*b)]
+        except KeyError as exc:
+            backend, recommender = exc.args[0]
+            raise UserError(
+                f"no cell {backend}:{recommender} in this run", "name cells BACKEND:RECOMMENDER (baselines: -:NAME)"
+            ) from None
+        values = []
+        for cell in cells:
+            if part not in cell.values or metric not in cell.values[part]:
+                raise UserError(
+                    f"no per-context {metric} on the {part} part for {cell.recommender} on {cell.backend}",
+                    "pair cells of a run made now (stored runs keep only the summaries)",
+                )
+            values.append(cell.values[part][metric])
+        result = paired_test(values[0], values[1], seed=int(self.settings.get("model_seed", 0)))
+        names = [f"{c.recommender} on {c.backend}" if c.backend != "-" else c.recommender for c in cells]
+        return result, f"{part} {metric}: " + verdict(result, names[0], names[1])
 
     @classmethod
     def from_dict(cls, data: dict) -> EvalRun:
@@ -247,15 +376,18 @@ class EvalRun:
         )
         for note in self.dataset.get("notes", []):
             lines.append(f"note: {note}")
+        for note in self.settings.get("notes", []):
+            lines.append(f"note: {note}")
         return lines
 
     def table(self, parts: Sequence[str] = ("hot", "cold")) -> str:
-        names = metric_names(self.ks)
         width = 15
         lines = self.header()
         label_w = max([len(c.backend) for c in self.cells] + [7]) + 1
         rec_w = max([len(c.recommender) for c in self.cells] + [11]) + 1
+        flagged = {(u["part"], m) for u in self.uninformative() for m in u["metrics"]}
         for part in parts:
+            names = metric_names(self.part_ks(part))
             lines.append("")
             head = f"{part.upper():{label_w}s}{'':{rec_w}s}" + "".join(f"{n:>{width}s}" for n in names) + "    fit s"
             lines.append(head)
@@ -264,12 +396,41 @@ class EvalRun:
                 if cell.error:
                     lines.append(prefix + f"  failed: {cell.error}")
                     continue
+                if part == "cold" and not cell.scores_cold_items:
+                    lines.append(prefix + "  no cold scores: it ranks only tracks it was trained on")
+                    continue
                 metrics = cell.parts.get(part, {})
-                values = "".join(f"{metrics[n].format() if n in metrics else '–':>{width}s}" for n in names)
-                flag = "  (cold order arbitrary)" if part == "cold" and not cell.scores_cold_items else ""
-                lines.append(prefix + values + f"{cell.fit_seconds:9.2f}" + flag)
+                values = "".join(
+                    f"{'uninformative' if (part, n) in flagged else metrics[n].format() if n in metrics else '–':>{width}s}"
+                    for n in names
+                )
+                lines.append(prefix + values + f"{cell.fit_seconds:9.2f}")
+                spread = cell.seed_spread.get(part)
+                if spread:
+                    sds = "".join(
+                        f"{('sd ' + format(spread[n]['sd'], '.3f')) if n in spread else '':>{width}s}" for n in names
+                    )
+                    lines.append(f"{'':{label_w}s}{'  over seeds':{rec_w}s}" + sds + f"   ({len(cell.seeds)} seeds)")
+        notes = [c for c in self.cells if c.selection_text() and not c.error]
+        if notes:
+            lines.append("")
+            for cell in notes:
+                name = cell.recommender if cell.backend == "-" else f"{cell.backend} {cell.recommender}"
+                lines.append(f"{name}: {cell.selection_text()}")
         lines.append("")
         lines.append("mean ± 95% Student-t half-width over test contexts; '–': no test context in this part")
+        if any(c.seed_spread for c in self.cells):
+            lines.append(
+                "with several seeds: per-context values averaged over the seeds; 'sd': spread of the seeds' means; "
+                "'fit s': all seeds together"
+            )
+        for item in self.uninformative():
+            lines.append(
+                f"uninformative: {item['part']} part, K = {item['k']} ≥ {item['candidates']} candidates — "
+                "HitRate and Recall are 1 for every model, random included"
+            )
+        if self.settings.get("paper_cold_k") and "cold" in parts:
+            lines.append(f"cold part at K = {PAPER_COLD_K}: the numbers the paper's code labels @20")
         if self.cancelled:
             lines.append("cancelled: only the cells above were evaluated")
         return "\n".join(lines)
@@ -278,8 +439,11 @@ class EvalRun:
 # -- preparing the split ----------------------------------------------------------------------
 
 
-def resolve_rows(names: Sequence[str] | None) -> list[Row]:
-    """The recommender rows to evaluate: the chosen ones (default: all) plus every baseline."""
+def resolve_rows(names: Sequence[str] | None, *, paper_compat: bool = False) -> list[Row]:
+    """The recommender rows to evaluate: the chosen ones (default: all) plus every baseline.
+
+    A label ``NAME+paper`` runs NAME with ``paper_compat=True``; `paper_compat` sets it on every row.
+    """
     registry = recommender_registry.REGISTRY
     if names is None:
         wanted: list[str] = []
@@ -295,9 +459,13 @@ def resolve_rows(names: Sequence[str] | None) -> list[Row]:
     rows = []
     for label in wanted:
         base, params = VARIANTS.get(label, (label, {}))
+        if label.endswith(PAPER_SUFFIX) and label not in VARIANTS:
+            base, params = label[: -len(PAPER_SUFFIX)], {"paper_compat": True}
         if base not in registry:
-            choices = ", ".join(list(registry) + list(VARIANTS))
+            choices = ", ".join(list(registry) + list(VARIANTS) + [f"NAME{PAPER_SUFFIX}"])
             raise UserError(f"unknown recommender {label!r}", f"choose from: {choices}")
+        if paper_compat:
+            params = {**params, "paper_compat": True}
         spec = registry[base]
         rows.append(Row(label, base, dict(params), spec.baseline or base in BASELINES))
     return rows
@@ -456,13 +624,23 @@ def evaluate_cases(
     return out
 
 
-def _fit(row: Row, split: Split, vectors: np.ndarray, settings: EvalSettings, progress, cancel) -> Recommender:
+def _fit(
+    row: Row,
+    split: Split,
+    vectors: np.ndarray,
+    settings: EvalSettings,
+    progress,
+    cancel,
+    *,
+    seed: int,
+    validation: Validation | None,
+) -> Recommender:
     params = dict(row.params)
     if settings.quick:
         quick = getattr(recommender_registry.recommender_class(row.recommender), "quick_params", {})
         params = {**quick, **params}
-    model = recommender_registry.create(row.recommender, seed=settings.model_seed, **params)
-    model.fit(split.train, vectors, progress=progress, cancel=cancel)
+    model = recommender_registry.create(row.recommender, seed=seed, **params)
+    model.fit(split.train, vectors, progress=progress, cancel=cancel, validation=validation)
     return model
 
 
@@ -495,29 +673,55 @@ def evaluate_cell(
     cell = failed_cell(backend, row, error=None)
     name = cell_name(backend, row)
     try:
-        fit_progress = subrange(progress, at, 0.5, of, f"fitting {name}")
-        t0 = time.perf_counter()
-        model = _fit(row, split, vectors, settings, fit_progress, cancel)
-        cell.fit_seconds = time.perf_counter() - t0
-        cell.scores_cold_items = bool(getattr(model, "scores_cold_items", True))
-        t0 = time.perf_counter()
+        select, _ = use_validation(settings, split)
+        validation = validation_for(split, settings, cancel) if select else None
+        spec = recommender_registry.REGISTRY[row.recommender]
+        # Models that learn nothing random (knn, popular, random) run once, with the first seed.
+        seeds = settings.model_seeds if spec.trainable else settings.model_seeds[:1]
+        cell.seeds = list(seeds)
+        per_seed: dict[str, list[list[dict[str, float]]]] = {part: [] for part in PARTS}
         cases_total = max(1, len(split.hot) + len(split.cold) + len(split.val))
-        ranking = subrange(progress, at + 0.5, 0.5, of, f"ranking for {name}")
-        done_before = 0
-        for part in PARTS:
-            cases = getattr(split, part)
-            pool = "cold" if part == "cold" else "hot"
+        for run_index, seed in enumerate(seeds):
+            share = 1.0 / len(seeds)
+            base = at + run_index * share
+            seed_label = f" (seed {seed})" if len(seeds) > 1 else ""
+            fit_progress = subrange(progress, base, 0.5 * share, of, f"fitting {name}{seed_label}")
+            t0 = time.perf_counter()
+            model = _fit(row, split, vectors, settings, fit_progress, cancel, seed=seed, validation=validation)
+            cell.fit_seconds += time.perf_counter() - t0
+            cell.scores_cold_items = bool(model.recommends_for_cold)
+            if model.selection:
+                cell.selection.append({**model.selection, "seed": seed})
+            t0 = time.perf_counter()
+            ranking = subrange(progress, base + 0.5 * share, 0.5 * share, of, f"ranking for {name}{seed_label}")
+            done_before = 0
+            for part in PARTS:
+                if part == "cold" and not model.recommends_for_cold:
+                    continue  # it ranks no cold item: a ranking of ties is no result
+                cases = getattr(split, part)
+                pool = "cold" if part == "cold" else "hot"
 
-            def eval_progress(done: int, of: int, _before: int = done_before, _ranking=ranking) -> None:
-                if _ranking is not None:
-                    _ranking(_before + done, cases_total)
+                def eval_progress(
+                    done: int, total: int, _before: int = done_before, _ranking=ranking, _total: int = cases_total
+                ) -> None:
+                    if _ranking is not None:
+                        _ranking(_before + done, _total)
 
-            per_context = evaluate_cases(model, cases, pool, settings.ks, cancel=cancel, progress=eval_progress)
-            done_before += len(cases)
-            names = metric_names(settings.ks)
+                per_seed[part].append(
+                    evaluate_cases(model, cases, pool, settings.part_ks(part), cancel=cancel, progress=eval_progress)
+                )
+                done_before += len(cases)
+            cell.eval_seconds += time.perf_counter() - t0
+        for part, runs in per_seed.items():
+            if not runs:
+                continue
+            names = metric_names(settings.part_ks(part))
+            per_context = _seed_average(runs, names) if len(runs) > 1 else runs[0]
             cell.parts[part] = summarize(per_context, names)
             cell.values[part] = {n: np.array([r[n] for r in per_context]) for n in names}
-        cell.eval_seconds = time.perf_counter() - t0
+            if len(runs) > 1 and per_context:
+                means = {n: [float(np.mean([r[n] for r in one_seed])) for one_seed in runs] for n in names}
+                cell.seed_spread[part] = {n: {"sd": float(np.std(m, ddof=1)), "means": m} for n, m in means.items()}
     except Cancelled:
         raise
     except UserError as exc:
@@ -529,6 +733,49 @@ def evaluate_cell(
 
 # Runs a grid's plan elsewhere: (dataset, split, plan, settings, report, cancel) -> (cells, cancelled).
 CellExecutor = Callable[..., tuple[list["CellResult"], bool]]
+
+
+def use_validation(settings: EvalSettings, split: Split) -> tuple[bool, str | None]:
+    """Whether learned models choose their checkpoint on the validation part, and a note if not."""
+    n = len(split.val)
+    if settings.selection == "fixed":
+        return False, None
+    if settings.selection == "validation":
+        return (n > 0), (None if n else "no validation context: learned models keep their fixed budget")
+    if n < VALIDATION_MIN_CONTEXTS:
+        return False, (
+            f"the validation part has {n} contexts (fewer than {VALIDATION_MIN_CONTEXTS}): too few to select "
+            "a checkpoint, learned models keep their fixed training budget"
+        )
+    return True, None
+
+
+def validation_for(split: Split, settings: EvalSettings, cancel) -> Validation:
+    k = max(settings.ks)
+    metric = f"NDCG@{k}"
+
+    def score(model: Recommender) -> float:
+        rows = evaluate_cases(model, split.val, "hot", [k], cancel=cancel)
+        return float(np.mean([r[metric] for r in rows])) if rows else 0.0
+
+    return Validation(score, metric)
+
+
+def candidate_counts(split: Split) -> dict[str, int]:
+    """Per part, the most candidates any of its contexts ranks (the pool minus its exclusions)."""
+    hot = split.hot_items()
+    out = {}
+    for part in PARTS:
+        pool = ~hot if part == "cold" else hot
+        counts = [int(pool.sum()) - int(pool[np.unique(c.exclude)].sum()) for c in getattr(split, part)]
+        if counts:
+            out[part] = max(counts)
+    return out
+
+
+def _seed_average(per_seed: list[list[dict[str, float]]], names: Sequence[str]) -> list[dict[str, float]]:
+    """Per context, each metric averaged over the seeds (every seed ranks the same contexts)."""
+    return [{n: float(np.mean([rows[i][n] for rows in per_seed])) for n in names} for i in range(len(per_seed[0]))]
 
 
 def run_grid(
@@ -554,15 +801,27 @@ def run_grid(
                 f"the dataset has no vectors for backend {name!r}",
                 f"available: {', '.join(dataset.sources) or 'none'}",
             )
-    rows = resolve_rows(settings.recommenders)
+    rows = resolve_rows(settings.recommenders, paper_compat=settings.paper_compat)
     split = prepare_split(dataset, settings, backends)
     ks = settings.ks
     plan = [(b, r) for b in backends for r in rows if not r.baseline] + [(backends[0], r) for r in rows if r.baseline]
     total = len(plan)
+    select, selection_note = use_validation(settings, split)
+    notes = [selection_note] if selection_note else []
+    if settings.paper_compat:
+        notes.append("--paper-compat: every recommender as the paper's published code behaves, not as its text says")
     run = EvalRun(
         dataset=dataset.describe(),
-        settings={**asdict(settings), "ks": list(ks), "backends": backends, "recommenders": [r.label for r in rows]},
-        split=split.stats(),
+        settings={
+            **asdict(settings),
+            "ks": list(ks),
+            "seeds": list(settings.model_seeds),
+            "backends": backends,
+            "recommenders": [r.label for r in rows],
+            "validation_selection": select,
+            "notes": notes,
+        },
+        split={**split.stats(), "candidates": candidate_counts(split)},
         cells=[],
     )
 
