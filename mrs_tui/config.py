@@ -57,6 +57,9 @@ class Settings:
     clip_position: str = "middle"
     session_gap_minutes: float = 30.0
     retrain_after_plays: int = 25
+    # How much the selected track counts against the session in a suggestion list (0..1): the
+    # list ranks by this blend of the two rankings, so one liked track cannot drown the seed.
+    seed_weight: float = 0.5
     index_batch_size: int = 8
     extra_backends: list[str] = field(default_factory=list)
 

@@ -36,6 +36,7 @@ class Suggestion:
     score: float
     cold: bool  # never played: a *new* track
     reason: str = ""
+    percentile: float = 0.0  # rank among the candidates as a percentile (100: first); comparable everywhere
 
 
 @dataclass
@@ -50,6 +51,8 @@ class SuggestionList:
     profile_size: int = 0  # tracks the suggestions were computed from
     pool: str = "all"  # candidates: "all", "hot" (known from history) or "cold" (new to the model)
     basis: str = "session"  # what the profile is: "session" (seed + session) or "recent" (recent plays)
+    seed_weight: float | None = None  # share of the seed in the ranking when seed and session are blended
+    candidates: int = 0  # how many tracks were ranked: the base of each suggestion's rank percentile
 
     def describe(self) -> str:
         session = self.profile_size - (self.seed is not None)
@@ -66,7 +69,12 @@ class SuggestionList:
             "cold": f"cold start: new tracks only, by audio{f', from {basis}' if basis else ''}",
             "popular": "most played (no seed or session yet)",
         }.get(self.mode, self.mode)
-        return f"{self.recommender} on {self.backend}" + (f" · {source}" if source else "")
+        weight = (
+            f" · seed {self.seed_weight:.0%} / session {1 - self.seed_weight:.0%}"
+            if self.seed_weight is not None
+            else ""
+        )
+        return f"{self.recommender} on {self.backend}" + (f" · {source}" if source else "") + weight
 
 
 @dataclass
@@ -420,11 +428,38 @@ class Engine:
                     if not history_items:
                         result.note = "no plays yet: new tracks in library order"
         result.pool = pool
-        query = Query(history=history_items, seed=seed_item, pool=pool, exclude=exclude)
-        items, scores = model.recommend(query, k)
+        result.candidates = _pool_size(model, pool, len(exclude))
+        if seed_item is not None and history_items:
+            items, scores = self._blend_seed_and_session(model, history_items, seed_item, pool, exclude, k)
+            result.seed_weight = self.settings.seed_weight
+        else:
+            items, scores = model.recommend(Query(history=history_items, seed=seed_item, pool=pool, exclude=exclude), k)
         result.profile_size = len(history_items) + (seed_item is not None)
         result.items = self._to_suggestions(catalogue, items, scores, result, model_name)
         return result
+
+    def _blend_seed_and_session(
+        self, model: Recommender, history: list[int], seed: int, pool: str, exclude: set[int], k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rank by `seed_weight` x the seed's ranking + the rest x the session's ranking.
+
+        Averaging one seed into a session profile lets the session win as soon as it holds a
+        track or two; blending the two rankings keeps the seed's share fixed whatever the
+        session's length. The score is the blended rank percentile (1: first in both).
+        """
+        weight = min(1.0, max(0.0, float(self.settings.seed_weight)))
+        depth = max(k * 5, 100)
+        by_seed, _ = model.recommend(Query(seed=seed, pool=pool, exclude=exclude), depth)
+        by_session, _ = model.recommend(Query(history=history, pool=pool, exclude=exclude), depth)
+        blended: dict[int, float] = {}
+        for share, ranking in ((weight, by_seed), (1.0 - weight, by_session)):
+            position = {int(item): rank for rank, item in enumerate(ranking)}
+            for item in set(position) | set(blended):
+                blended[item] = blended.get(item, 0.0) + share * (1.0 - position.get(item, depth) / depth)
+        # Ties (equal shares) go to the seed's order.
+        seed_rank = {int(item): rank for rank, item in enumerate(by_seed)}
+        order = sorted(blended, key=lambda item: (-blended[item], seed_rank.get(item, depth)))[:k]
+        return np.asarray(order, np.int64), np.asarray([blended[i] for i in order], np.float32)
 
     def _to_suggestions(
         self,
@@ -438,18 +473,23 @@ class Engine:
         tracks = {t.id: t for t in self.store.tracks(ids=track_ids)}
         played = self.store.played_track_ids()
         out = []
-        for track_id, score in zip(track_ids, scores, strict=True):
+        for rank, (track_id, score) in enumerate(zip(track_ids, scores, strict=True)):
             track = tracks.get(track_id)
             if track is None:
                 continue
+            percentile = rank_percentile(rank, result.candidates)
             out.append(
                 Suggestion(
-                    track, float(score), track_id not in played, self._reason(track, float(score), result, model_name)
+                    track,
+                    float(score),
+                    track_id not in played,
+                    self._reason(track, percentile, result, model_name),
+                    percentile,
                 )
             )
         return out
 
-    def _reason(self, track: Track, score: float, result: SuggestionList, model_name: str) -> str:
+    def _reason(self, track: Track, percentile: float, result: SuggestionList, model_name: str) -> str:
         if model_name == "popular":
             return "often played"
         basis = []
@@ -459,7 +499,7 @@ class Engine:
         where = "of your recent plays" if result.basis == "recent" else "of this session"
         if session:
             basis.append(f"{session} track{'s' if session != 1 else ''} {where}")
-        text = f"similarity {score:.3f} to {' and '.join(basis)}" if basis else f"score {score:.3f}"
+        text = f"{format_percentile(percentile)} for {' and '.join(basis)}" if basis else format_percentile(percentile)
         tags = self.track_tags(track.id, result.backend)
         if tags:
             text += f" · sounds like {', '.join(tags[:3])}"
@@ -473,3 +513,24 @@ class Engine:
             if row is not None and row.extras and row.extras.get("tags"):
                 return [tag for tag, _ in row.extras["tags"]]
         return []
+
+
+def _pool_size(model: Recommender, pool: str, n_excluded: int) -> int:
+    hot = model.hot_mask
+    if pool == "all" or hot is None:
+        size = model.n_items
+    else:
+        size = int(np.count_nonzero(hot if pool == "hot" else ~np.asarray(hot, bool)))
+    return max(1, size - n_excluded)
+
+
+def rank_percentile(rank: int, candidates: int) -> float:
+    """The share of candidates ranked below: first of 20 is the 95th percentile ("top 5%")."""
+    candidates = max(candidates, rank + 1)
+    return 100.0 * (candidates - rank - 1) / candidates
+
+
+def format_percentile(percentile: float) -> str:
+    """ "top 5%": a number a person can compare across recommenders, unlike raw scores."""
+    top = 100.0 - percentile
+    return f"top {top:.0f}%" if top >= 1 else f"top {top:.1f}%"

@@ -275,7 +275,7 @@ class MrsTuiApp(App):
 
             def progress(done: float, total: float, text: str, name: str = name) -> None:
                 now = time.monotonic()
-                if now - last[0] >= PROGRESS_INTERVAL:
+                if now - last[0] >= PROGRESS_INTERVAL or (total and done >= total):  # the last step always shows
                     last[0] = now
                     self.post_message(msg.TrainProgressed(name, done, total, text))
 
@@ -288,6 +288,7 @@ class MrsTuiApp(App):
             except UserError as exc:
                 self.post_message(msg.TrainFinished(name, backend, str(exc), False))
                 continue
+            self.post_message(msg.TrainProgressed(name, 1, 1, "done"))
             self.post_message(
                 msg.TrainFinished(name, backend, f"{name} on {backend}: trained on {record.n_plays} plays", True)
             )
@@ -306,11 +307,15 @@ class MrsTuiApp(App):
         main = self.main
         if main is None:
             return
-        if not self.training:
-            main.train_status.hide()
+        # The worker is still finishing when this arrives: hide the (full) bar once it is idle.
+        self.set_timer(0.5, self._hide_idle_train_status)
         self.notify(message.summary, title="Training", severity="information" if message.trained else "warning")
         if message.trained and message.recommender == (self.engine.recommender if self.engine else None):
             main.request_suggestions()
+
+    def _hide_idle_train_status(self) -> None:
+        if self.main is not None and not self.training:
+            self.main.train_status.hide()
 
     # -- suggestions --------------------------------------------------------------------------------
 
