@@ -25,6 +25,9 @@ COMMAND_MODULES = (
     "mrs_tui.commands.backends",
     "mrs_tui.commands.demo",
     "mrs_tui.commands.evaluate",
+    "mrs_tui.commands.compare",
+    "mrs_tui.commands.explain",
+    "mrs_tui.commands.ab",
 )
 
 

@@ -53,6 +53,7 @@ class SuggestionList:
     basis: str = "session"  # what the profile is: "session" (seed + session) or "recent" (recent plays)
     seed_weight: float | None = None  # share of the seed in the ranking when seed and session are blended
     candidates: int = 0  # how many tracks were ranked: the base of each suggestion's rank percentile
+    served: str = ""  # set when a measured winner serves this mode ("hot winner of evaluation #3")
 
     def describe(self) -> str:
         session = self.profile_size - (self.seed is not None)
@@ -74,7 +75,8 @@ class SuggestionList:
             if self.seed_weight is not None
             else ""
         )
-        return f"{self.recommender} on {self.backend}" + (f" · {source}" if source else "") + weight
+        served = f" · {self.served}" if self.served else ""
+        return f"{self.recommender} on {self.backend}{served}" + (f" · {source}" if source else "") + weight
 
 
 @dataclass
@@ -99,6 +101,7 @@ class Engine:
         self._trained: dict[tuple[str, str, str], training.AlignedModel] = {}
         self._loaded_backends: dict[tuple[str, str], backend_registry.Backend] = {}
         self._lock = threading.RLock()
+        self._served: dict | None = None  # the measured winners serving each mode (read once)
 
     # -- where things live -------------------------------------------------------------------
 
@@ -376,6 +379,7 @@ class Engine:
         recommender: str | None = None,
         pool: str = "all",
         session_id: int | None = None,
+        tracks: list[int] | None = None,
     ) -> SuggestionList:
         """Next tracks for a seed and the current session.
 
@@ -388,6 +392,8 @@ class Engine:
         """
         if pool not in ("all", "hot", "cold"):
             raise UserError(f"unknown pool {pool!r}", "use all, hot or cold")
+        if backend is None and recommender is None and self.served_pairs():
+            return self._suggest_with_winners(seed, k=k, pool=pool, session_id=session_id, tracks=tracks)
         name = backend or self.backend
         rec_name = recommender or self.recommender
         k = k or self.settings.suggestions
@@ -400,8 +406,9 @@ class Engine:
         if len(catalogue) == 0:
             result.note = f"nothing is analysed with {name} yet: index the library first"
             return result
-        session_tracks = self.history.session_tracks(session_id)
-        seen = self.history.session_seen(session_id)
+        # `tracks` (a playlist, the queue) stands in for the session as the profile.
+        session_tracks = list(tracks) if tracks is not None else self.history.session_tracks(session_id)
+        seen = set(session_tracks) if tracks is not None else self.history.session_seen(session_id)
         index_of = catalogue.index_of
         history_items = [index_of[t] for t in session_tracks if t in index_of]
         seed_item = index_of.get(seed) if seed is not None else None
@@ -437,6 +444,67 @@ class Engine:
         result.profile_size = len(history_items) + (seed_item is not None)
         result.items = self._to_suggestions(catalogue, items, scores, result, model_name)
         return result
+
+    # -- the measured winner per mode ----------------------------------------------------------
+
+    def served_pairs(self) -> dict:
+        """mode -> `ServedPair` the user applied from an evaluation (empty: the selected pair serves)."""
+        with self._lock:
+            if self._served is None:
+                self._served = self.store.served_pairs()
+            return self._served
+
+    def use_winners(self, run_id: int | None = None) -> dict:
+        """Serve each mode with the best pair of an evaluation run (default: the latest on this history)."""
+        from mrs_tui.comparison import latest_history_run, winners
+
+        run = latest_history_run(self.store, run_id)
+        best = winners(run)
+        if not best:
+            raise UserError(
+                f"evaluation run {run.id} has no usable cell to take a winner from",
+                "run an evaluation of learned recommenders on your history first (e, or mrs-tui eval)",
+            )
+        with self.store.write():
+            self.store.clear_served_pairs()
+            for mode, cell in best.items():
+                self.store.set_served_pair(mode, cell.recommender, cell.backend, run.id)
+        with self._lock:
+            self._served = None
+        return self.served_pairs()
+
+    def stop_using_winners(self) -> None:
+        self.store.clear_served_pairs()
+        with self._lock:
+            self._served = None
+
+    def _suggest_with_winners(self, seed, *, k, pool, session_id, tracks) -> SuggestionList:
+        """The hot winner answers; where the list turns cold (new files, a cold seed) the cold one does."""
+        served = self.served_pairs()
+        pair = served.get("cold" if pool == "cold" else "hot") or served.get("hot") or served.get("cold")
+        call = {"k": k, "pool": pool, "session_id": session_id, "tracks": tracks}
+        cold = served.get("cold")
+        try:
+            result = self.suggest(seed, backend=pair.backend, recommender=pair.recommender, **call)
+            if result.mode == "cold" and cold is not None and cold != pair:
+                pair = cold
+                result = self.suggest(seed, backend=cold.backend, recommender=cold.recommender, **call)
+        except training.ModelNotTrained:
+            result = self.suggest(seed, backend=self.backend, recommender=self.recommender, **call)
+            result.note = f"the winner {pair.recommender} on {pair.backend} is not trained yet (t trains it)"
+            return result
+        result.served = f"{pair.mode} winner of evaluation #{pair.run_id}"
+        return result
+
+    def untrained_winners(self) -> list[tuple[str, str]]:
+        """(recommender, backend) of applied winners that learn from history and have no model yet."""
+        out = []
+        for pair in self.served_pairs().values():
+            spec = recommender_registry.get_spec(pair.recommender)
+            version = self.version(pair.backend)
+            if spec.trainable and training.latest_record(self.store, pair.recommender, pair.backend, version) is None:
+                out.append((pair.recommender, pair.backend))
+        return list(dict.fromkeys(out))
 
     def _blend_seed_and_session(
         self, model: Recommender, history: list[int], seed: int, pool: str, exclude: set[int], k: int

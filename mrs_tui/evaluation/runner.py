@@ -120,7 +120,8 @@ class CellResult:
     scores_cold_items: bool = True
     baseline: bool = False
     error: str | None = None
-    # Per-context values (not stored): part -> metric -> array, for tests and paired analyses.
+    # Per-context values: part -> metric -> array, in the split's context order (the same for every
+    # cell of a run), stored so that two cells of a run can be compared with a paired test later.
     values: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict:
@@ -133,6 +134,10 @@ class CellResult:
             "scores_cold_items": self.scores_cold_items,
             "baseline": self.baseline,
             "error": self.error,
+            "values": {
+                p: {m: np.round(np.asarray(v, np.float64), 6).tolist() for m, v in metrics.items()}
+                for p, metrics in self.values.items()
+            },
         }
 
     @classmethod
@@ -150,6 +155,10 @@ class CellResult:
             data.get("scores_cold_items", True),
             data.get("baseline", False),
             data.get("error"),
+            {
+                p: {m: np.asarray(v, np.float64) for m, v in metrics.items()}
+                for p, metrics in data.get("values", {}).items()
+            },
         )
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import sqlite_utils
 
 from mrs_tui.errors import DatabaseError
+from mrs_tui.store.ab import ABMixin
 from mrs_tui.store.connection import LockedConnection
 from mrs_tui.store.embeddings import EmbeddingsMixin
 from mrs_tui.store.evaluations import EvaluationsMixin
@@ -42,6 +43,7 @@ from mrs_tui.store.records import (
     vector_to_blob,
 )
 from mrs_tui.store.schema import MIGRATIONS, SCHEMA_VERSION
+from mrs_tui.store.serving import ServingMixin
 from mrs_tui.store.tracks import TracksMixin
 
 __all__ = [
@@ -61,7 +63,7 @@ __all__ = [
 BUSY_TIMEOUT_MS = 60_000
 
 
-class Store(TracksMixin, EmbeddingsMixin, PlaysMixin, ModelsMixin, EvaluationsMixin):
+class Store(TracksMixin, EmbeddingsMixin, PlaysMixin, ModelsMixin, EvaluationsMixin, ABMixin, ServingMixin):
     """A connection to the library database. Cheap to open; safe to share between threads."""
 
     def __init__(self, path: Path | str, *, _conn: sqlite3.Connection | None = None) -> None:
