@@ -228,7 +228,7 @@ def get_spec(name: str) -> BackendSpec:
 
 
 def weights_dir(name: str) -> Path:
-    from mrs_tui.config import cache_dir
+    from mrs_tui.paths import cache_dir
 
     return cache_dir() / "weights" / name
 

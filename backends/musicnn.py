@@ -642,7 +642,7 @@ def _download_url(url: str, folder: Path) -> Path:
 def install_weights(source: str | Path | None = None) -> Path:
     """Fill the user cache with the converted MSD and MTT weights; returns the folder."""
     target = weights_dir("musicnn")
-    from mrs_tui.config import cache_dir
+    from mrs_tui.paths import cache_dir
 
     if source is None and os.environ.get("MRS_TUI_MUSICNN_WHEEL"):
         source = os.environ["MRS_TUI_MUSICNN_WHEEL"]

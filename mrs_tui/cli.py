@@ -35,7 +35,7 @@ COMMAND_MODULES = (
 
 
 def _db_path(args: argparse.Namespace) -> Path:
-    from mrs_tui.config import default_db_path
+    from mrs_tui.paths import default_db_path
 
     return Path(args.db).expanduser() if args.db else default_db_path()
 

@@ -1,11 +1,13 @@
-"""Where things live and the user's settings.
+"""The user's settings: typed, checked, from the config file and the environment.
 
-Paths follow the XDG base directories. Environment variables move each of them,
-which is how tests and several libraries side by side keep apart:
+Sources, later ones winning: the defaults below, the TOML file (``[mrs-tui]`` section;
+``data/config/default.toml`` lists every setting with its comment), then one environment
+variable per setting, ``MRS_TUI_`` and the name in capitals (``MRS_TUI_SUGGESTIONS=40``).
+The command line (``--backend``, ``--recommender``) wins over all of them.
 
-- ``MRS_TUI_DB``: the SQLite file (``--db`` on the command line wins over it)
-- ``MRS_TUI_CONFIG``: the TOML settings file
-- ``MRS_TUI_CACHE``: downloaded weights, the demo library
+A value of the wrong type or out of range, or a key nobody knows, is a one-line `UserError`
+naming the key and where it came from. Plain dataclasses with explicit checks rather than
+pydantic-settings: pydantic costs more import time than the app may spend before it paints.
 """
 
 from __future__ import annotations
@@ -16,80 +18,125 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from mrs_tui.errors import UserError
+from mrs_tui.paths import APP_NAME, config_path, shipped_data
 
-APP_NAME = "mrs-tui"
-
-
-def _xdg(var: str, default: str) -> Path:
-    value = os.environ.get(var)
-    return Path(value) if value else Path.home() / default
+ENV_PREFIX = "MRS_TUI_"
 
 
-def data_dir() -> Path:
-    return _xdg("XDG_DATA_HOME", ".local/share") / APP_NAME
+@dataclass(frozen=True)
+class _Rule:
+    kind: type  # str, int or float
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    exclusive: bool = False  # minimum itself not allowed
+    maximum: float | None = None
+
+    def check(self, value: object) -> tuple[object, str | None]:
+        """The value as the setting's type and None, or the value and why it is refused."""
+        if self.kind is str:
+            if not isinstance(value, str):
+                return value, "is not text"
+            if self.choices and value not in self.choices:
+                return value, f"must be one of {', '.join(map(repr, self.choices))}"
+            return value, None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return value, "is not a whole number" if self.kind is int else "is not a number"
+        if self.kind is int and not isinstance(value, int):
+            return value, "is not a whole number"
+        value = self.kind(value)
+        if self.minimum is not None and (value <= self.minimum if self.exclusive else value < self.minimum):
+            return value, f"must be {'more than' if self.exclusive else 'at least'} {self.minimum:g}"
+        if self.maximum is not None and value > self.maximum:
+            return value, f"must be at most {self.maximum:g}"
+        return value, None
+
+    def from_text(self, text: str) -> object:
+        """An environment variable's text as the setting's type (checked afterwards)."""
+        if self.kind is str:
+            return text
+        try:
+            return self.kind(text.strip())
+        except ValueError:
+            return text
 
 
-def cache_dir() -> Path:
-    override = os.environ.get("MRS_TUI_CACHE")
-    return Path(override) if override else _xdg("XDG_CACHE_HOME", ".cache") / APP_NAME
-
-
-def config_path() -> Path:
-    override = os.environ.get("MRS_TUI_CONFIG")
-    return Path(override) if override else _xdg("XDG_CONFIG_HOME", ".config") / APP_NAME / "config.toml"
-
-
-def default_db_path() -> Path:
-    override = os.environ.get("MRS_TUI_DB")
-    return Path(override) if override else data_dir() / "library.db"
+def _setting(default: object, **rule) -> object:
+    """A field whose type is its default's, checked by a `_Rule` declared beside it."""
+    return field(default=default, metadata={"rule": _Rule(type(default), **rule)})
 
 
 @dataclass
 class Settings:
     """User settings; every field can be set in ``config.toml`` under ``[mrs-tui]``."""
 
-    backend: str = ""  # empty: the best ready backend (musicnn when its weights are present, else mfcc)
-    recommender: str = "knn"
-    suggestions: int = 20
-    preview_seconds: float = 30.0
+    backend: str = _setting("")  # empty: the best ready backend (musicnn when its weights are present, else mfcc)
+    recommender: str = _setting("knn")
+    suggestions: int = _setting(20, minimum=1)
+    preview_seconds: float = _setting(30.0, minimum=0, exclusive=True)
     # Where an embedding excerpt is cut from a full-length track: "middle" (default) or "start"
     # (the paper's scripts read the first 30 s of 30-s Music4All clips, which are mid-track previews).
-    clip_position: str = "middle"
-    session_gap_minutes: float = 30.0
-    retrain_after_plays: int = 25
+    clip_position: str = _setting("middle", choices=("middle", "start"))
+    session_gap_minutes: float = _setting(30.0, minimum=0, exclusive=True)
+    retrain_after_plays: int = _setting(25, minimum=1)
     # How much the selected track counts against the session in a suggestion list (0..1): the
     # list ranks by this blend of the two rankings, so one liked track cannot drown the seed.
-    seed_weight: float = 0.5
-    index_batch_size: int = 8
-    extra_backends: list[str] = field(default_factory=list)
+    seed_weight: float = _setting(0.5, minimum=0, maximum=1)
+    index_batch_size: int = _setting(8, minimum=1)
+
+    def __post_init__(self) -> None:
+        for name in _RULES:
+            setattr(self, name, _checked(name, getattr(self, name), "settings"))
 
     @classmethod
-    def load(cls, path: Path | None = None) -> Settings:
+    def load(cls, path: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+        """Defaults, then the file at `path` (default: `config_path()`), then the environment."""
         path = path or config_path()
-        if not path.exists():
-            return cls()
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise UserError(f"{path}: not valid TOML ({exc})", "fix or delete the file") from exc
-        section = raw.get(APP_NAME, raw)
-        known = {f.name: f for f in fields(cls)}
-        values = {}
-        for key, value in section.items():
-            name = key.replace("-", "_")
-            if name not in known:
-                raise UserError(
-                    f"{path}: unknown setting {key!r}",
-                    f"known settings: {', '.join(sorted(known))}",
-                )
-            values[name] = value
-        if values.get("clip_position", "middle") not in ("middle", "start"):
-            raise UserError(f"{path}: clip_position must be 'middle' or 'start'")
+        environ = os.environ if environ is None else environ
+        values = _read_file(path) if path.exists() else {}
+        for name, rule in _RULES.items():
+            variable = ENV_PREFIX + name.upper()
+            if variable in environ:
+                values[name] = _checked(name, rule.from_text(environ[variable]), variable, env=True)
         return cls(**values)
 
-    def save(self, path: Path | None = None) -> None:
+    def as_toml(self) -> str:
+        """These settings as the text of a config file."""
         import tomli_w
 
-        path = path or config_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(tomli_w.dumps({APP_NAME: asdict(self)}), encoding="utf-8")
+        return tomli_w.dumps({APP_NAME: asdict(self)})
+
+
+_RULES: dict[str, _Rule] = {f.name: f.metadata["rule"] for f in fields(Settings)}
+
+
+def default_config_text() -> str:
+    """The commented default config file mrs-tui ships."""
+    return shipped_data("config", "default.toml").read_text(encoding="utf-8")
+
+
+def _checked(name: str, value: object, where: str, env: bool = False) -> object:
+    value, problem = _RULES[name].check(value)
+    if problem:
+        default = Settings.__dataclass_fields__[name].default
+        example = f"{where}={default}" if env else f"{name} = {default!r}"
+        raise UserError(f"{where}: {name} = {value!r} {problem}", f"e.g. {example}")
+    return value
+
+
+def _read_file(path: Path) -> dict[str, object]:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid TOML ({exc})", "fix or delete the file") from exc
+    except OSError as exc:
+        raise UserError(f"{path}: cannot be read ({exc.strerror})", "check the file's permissions") from exc
+    section = raw.get(APP_NAME, raw)
+    if not isinstance(section, dict):
+        raise UserError(f"{path}: [{APP_NAME}] must be a table of settings", "see `mrs-tui config --default`")
+    values: dict[str, object] = {}
+    for key, value in section.items():
+        name = key.replace("-", "_")
+        if name not in _RULES:
+            raise UserError(f"{path}: unknown setting {key!r}", f"known settings: {', '.join(sorted(_RULES))}")
+        values[name] = _checked(name, value, str(path))
+    return values

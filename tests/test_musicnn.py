@@ -90,8 +90,11 @@ def test_log_mel_patches_match_what_the_original_fed_its_network():
         assert patches.shape == expected.shape, path.name
         assert np.isfinite(patches).all()
         difference = np.abs(patches - expected)
-        # Bit-identical but for values that land next to a float16 rounding boundary.
-        assert (difference == 0).mean() > 0.999, path.name
+        # numpy's float32 log10 is dispatched by CPU (AVX-512 and AVX2 builds round differently
+        # by up to 2 units in the last place), so bit-identity holds on some machines only.
+        # Within 2 ulp everywhere but for values next to a float16 rounding boundary:
+        ulps = np.abs(patches.view(np.int32).astype(np.int64) - expected.view(np.int32).astype(np.int64))
+        assert (ulps <= 2).mean() > 0.999, path.name
         assert difference.max() <= 5e-4, path.name
 
 

@@ -26,8 +26,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from mrs_tui.config import cache_dir
     from mrs_tui.demo import create_demo_library
+    from mrs_tui.paths import cache_dir
 
     folder = Path(args.folder).expanduser() if args.folder else cache_dir() / "demo-library"
     paths = create_demo_library(folder)
