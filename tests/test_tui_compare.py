@@ -211,3 +211,58 @@ def test_blind_ab_stores_the_choice_reveals_the_labels_and_tallies(db):
             store.close()
 
     asyncio.run(scenario())
+
+
+def test_evaluate_screen_charts_the_grid_names_the_winner_and_takes_settings_in_the_app(db):
+    from mrs_tui.tui.screens.evaluate import EvaluateScreen
+    from mrs_tui.tui.screens.prompts import ChecklistPrompt, TextPrompt
+
+    async def scenario():
+        log = []
+        app = open_app(db)
+        async with app.run_test(size=SIZE, message_hook=log.append) as pilot:
+            await wait_for(pilot, lambda: messages_of(msg.EngineReady, log))
+            await pilot.press("e")
+            await wait_for(pilot, lambda: isinstance(app.screen, EvaluateScreen) and app.screen.shown is not None)
+            screen = app.screen
+            chart = str(screen.query_one("#eval-chart").render())
+            assert "hot knn on mfcc" in chart and "cold knn on musicnn" in chart and "├" in chart
+            assert "hot popular" in chart and "test date" in chart
+            winner = str(screen.query_one("#eval-winner").render())
+            assert winner.startswith("on your history: knn on") and "for hot" in winner
+            # The test date, the backends and the recommenders are set here, not on a command line.
+            await pilot.press("d")
+            await wait_for(pilot, lambda: isinstance(app.screen, TextPrompt))
+            first = screen.shown.split["test_date"]
+            await pilot.press(*"2000-01-01", "enter")
+            assert screen.test_date == "2000-01-01"
+            await pilot.press("d")
+            await wait_for(pilot, lambda: isinstance(app.screen, TextPrompt))
+            app.screen.query_one("#prompt-input").value = first
+            await pilot.press("enter")
+            await pilot.press("R")
+            await wait_for(pilot, lambda: isinstance(app.screen, ChecklistPrompt))
+            checklist = app.screen.query_one("#prompt-list")
+            checklist.deselect_all()
+            checklist.select("knn")
+            await pilot.press("enter")
+            assert screen.recommenders == ["knn"]
+            await pilot.press("B")
+            await wait_for(pilot, lambda: isinstance(app.screen, ChecklistPrompt))
+            app.screen.query_one("#prompt-list").deselect("musicnn")
+            await pilot.press("enter")
+            assert screen.backends == ["mfcc"]
+            settings = str(screen.query_one("#eval-settings").render())
+            assert f"test date {first}" in settings and "backends mfcc (B)" in settings
+            before = screen.shown.id
+            await pilot.press("n")
+            await wait_for(pilot, lambda: screen.shown is not None and screen.shown.id != before, timeout=120)
+            run = screen.shown
+            assert run.split["test_date"] == first and run.settings["backends"] == ["mfcc"]
+            assert {c.recommender for c in run.cells} == {"knn", "popular", "random"}
+            # u serves each mode with the winner of the run on screen; the main list says so.
+            await pilot.press("u")
+            await wait_for(pilot, lambda: app.engine.served_pairs())
+            assert {p.run_id for p in app.engine.served_pairs().values()} == {run.id}
+
+    asyncio.run(scenario())

@@ -403,7 +403,8 @@ def prepare_split(dataset: Dataset, settings: EvalSettings, backends: Sequence[s
     if len(split.train) == 0:
         raise UserError(
             f"no play before the test date {format_date(test_date)}",
-            "choose a later --test-date; the year before it is the training period",
+            "choose a later test date (d on the Evaluate screen, --test-date on the command line); "
+            "the year before it is the training period",
         )
     return split
 

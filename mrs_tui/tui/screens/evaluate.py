@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, OptionList, Static
 from textual.widgets.option_list import Option
 
+from mrs_tui.tui.widgets.chart import Bar, MetricChart
 from mrs_tui.tui.widgets.status import JobStatus
 
 if TYPE_CHECKING:
@@ -55,6 +56,10 @@ class EvaluateScreen(Screen):
         Binding("k", "cycle_k", "Change K"),
         Binding("x", "toggle_quick", "Quick/full"),
         Binding("c", "cancel", "Cancel"),
+        Binding("d", "test_date", "Test date"),
+        Binding("B", "pick_backends", "Backends"),
+        Binding("R", "pick_recommenders", "Recommenders"),
+        Binding("u", "use_winners", "Use the winner"),
     ]
     DEFAULT_CSS = """
     EvaluateScreen #eval-settings { height: auto; padding: 0 1; }
@@ -62,7 +67,9 @@ class EvaluateScreen(Screen):
     EvaluateScreen #eval-runs { width: 34; height: 1fr; border: round $primary-darken-2; }
     EvaluateScreen #eval-results { width: 1fr; border: round $primary-darken-2; }
     EvaluateScreen #eval-split { height: auto; color: $text-muted; padding: 0 1; }
-    EvaluateScreen DataTable { height: 1fr; }
+    EvaluateScreen DataTable { height: 1fr; min-height: 5; }
+    EvaluateScreen #eval-chart-box { height: auto; max-height: 50%; }
+    EvaluateScreen #eval-winner { height: auto; padding: 0 1; text-style: bold; }
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -72,6 +79,10 @@ class EvaluateScreen(Screen):
         self.quick = True
         self.cancel_event = threading.Event()
         self.runs: dict[int, dict] = {}
+        self.test_date: str | None = None  # None: the last month of the history is the test month
+        self.backends: list[str] | None = None  # None: every analysed backend
+        self.recommenders: list[str] | None = None  # None: every registered recommender
+        self.shown: EvalRun | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -81,6 +92,9 @@ class EvaluateScreen(Screen):
             with Vertical(id="eval-results"):
                 yield Static("", id="eval-split")
                 yield DataTable(id="eval-table", cursor_type="row", zebra_stripes=True)
+                yield Static("", id="eval-winner")
+                with VerticalScroll(id="eval-chart-box"):
+                    yield MetricChart(id="eval-chart")
         yield JobStatus(id="eval-status")
         yield Footer()
 
@@ -91,13 +105,15 @@ class EvaluateScreen(Screen):
     def show_settings(self) -> None:
         from mrs_tui.evaluation.datasets import indexed_backends
 
-        backends = indexed_backends(self.engine.store, self.engine.version)
+        analysed = indexed_backends(self.engine.store, self.engine.version)
         mode = "quick (fewer training epochs: a first look)" if self.quick else "full (the recommenders' defaults)"
+        chosen = ", ".join(self.backends) if self.backends else f"all analysed ({', '.join(analysed) or 'none yet'})"
+        recs = ", ".join(self.recommenders) if self.recommenders else "all"
         self.query_one("#eval-settings", Static).update(
             "Your listening history, sessions as contexts: the first half of a test session is the query, the rest "
             "must be found.\n"
-            f"K={self.k} (k) · {mode} (x) · backends analysed: {', '.join(backends) or 'none yet'} · "
-            "n starts a run, c cancels"
+            f"K={self.k} (k) · {mode} (x) · test date {self.test_date or 'last month of the history'} (d) · "
+            f"backends {chosen} (B) · recommenders {recs} (R) · n starts a run, c cancels, u uses the winner"
         )
 
     # -- past runs -------------------------------------------------------------------------------
@@ -124,7 +140,14 @@ class EvaluateScreen(Screen):
             self.show_run(load_run(self.engine.store, int(event.option.id)))
 
     def show_run(self, run: EvalRun) -> None:
+        from mrs_tui.comparison import describe_winners, winners
         from mrs_tui.evaluation.metrics import metric_names
+
+        self.shown = run
+        self.query_one("#eval-winner", Static).update(
+            f"{describe_winners(winners(run))} · u serves them" if run.cells else ""
+        )
+        self.show_chart(run)
 
         ks = run.ks
         names = metric_names(ks)
@@ -148,6 +171,89 @@ class EvaluateScreen(Screen):
                 f"{cell.fit_seconds:.1f}",
             )
 
+    def show_chart(self, run: EvalRun) -> None:
+        """NDCG at the run's largest K for every cell, hot then cold, with 95 % whiskers."""
+        k = max(run.ks)
+        bars = []
+        for part, style in (("hot", "cyan"), ("cold", "magenta")):
+            for cell in run.cells:
+                summary = cell.parts.get(part, {}).get(f"NDCG@{k}")
+                if summary is not None and not cell.error:
+                    label = f"{part} {cell.recommender}" + (f" on {cell.backend}" if cell.backend != "-" else "")
+                    bars.append(Bar(label, summary.mean, summary.half_width, summary.n, style))
+        date = run.split.get("test_date") or "?"
+        self.query_one("#eval-chart", MetricChart).show(
+            bars, f"NDCG@{k}, mean ± 95 % CI over test sessions · run #{run.id} · test date {date}"
+        )
+
+    # -- settings -------------------------------------------------------------------------------------
+
+    def action_test_date(self) -> None:
+        from mrs_tui.tui.screens.prompts import TextPrompt
+
+        def chosen(value: str | None) -> None:
+            if value is None:
+                return
+            from mrs_tui.errors import UserError
+            from mrs_tui.evaluation.splits import parse_date
+
+            value = value.strip()
+            if value:
+                try:
+                    parse_date(value)
+                except UserError as exc:
+                    self.notify(str(exc), severity="warning")
+                    return
+            self.test_date = value or None
+            self.show_settings()
+
+        self.app.push_screen(
+            TextPrompt(
+                "Test date (YYYY-MM-DD; empty: the last month of your history is the test month)", self.test_date or ""
+            ),
+            chosen,
+        )
+
+    def action_pick_backends(self) -> None:
+        from mrs_tui.evaluation.datasets import indexed_backends
+        from mrs_tui.tui.screens.prompts import ChecklistPrompt
+
+        analysed = indexed_backends(self.engine.store, self.engine.version)
+        chosen = set(self.backends or analysed)
+
+        def picked(values: list[str] | None) -> None:
+            if values is not None:
+                self.backends = values if values and set(values) != set(analysed) else None
+                self.show_settings()
+
+        self.app.push_screen(ChecklistPrompt("Backends to evaluate", [(n, n in chosen) for n in analysed]), picked)
+
+    def action_pick_recommenders(self) -> None:
+        import recommenders
+        from mrs_tui.evaluation.runner import VARIANTS
+        from mrs_tui.tui.screens.prompts import ChecklistPrompt
+
+        names = [n for n, spec in recommenders.REGISTRY.items() if not spec.baseline] + list(VARIANTS)
+        chosen = set(self.recommenders or names)
+
+        def picked(values: list[str] | None) -> None:
+            if values is not None:
+                self.recommenders = values if values and set(values) != set(names) else None
+                self.show_settings()
+
+        self.app.push_screen(
+            ChecklistPrompt(
+                "Recommenders to evaluate (popular and random are always added)", [(n, n in chosen) for n in names]
+            ),
+            picked,
+        )
+
+    def action_use_winners(self) -> None:
+        if self.shown is None or self.shown.id is None:
+            self.notify("no evaluation to take a winner from: n runs one", severity="warning")
+            return
+        self.app.use_winners(self.shown.id)
+
     # -- a new run ----------------------------------------------------------------------------------
 
     def action_cycle_k(self) -> None:
@@ -167,17 +273,17 @@ class EvaluateScreen(Screen):
             return
         self.cancel_event = threading.Event()
         self.query_one(JobStatus).show("preparing the split", 0, None)
-        self.evaluate(self.k, self.quick)
+        self.evaluate(self.k, self.quick, self.test_date, self.backends, self.recommenders)
 
     @work(thread=True, exclusive=True, group="evaluate", exit_on_error=False)
-    def evaluate(self, k: int, quick: bool) -> None:
+    def evaluate(self, k: int, quick: bool, test_date=None, chosen_backends=None, chosen_recommenders=None) -> None:
         from mrs_tui.errors import UserError
         from mrs_tui.evaluation.datasets import history_dataset, indexed_backends
         from mrs_tui.evaluation.runner import EvalSettings, run_grid, save_run
 
         store = self.engine.store.clone()
         try:
-            backends = indexed_backends(store, self.engine.version)
+            backends = chosen_backends or indexed_backends(store, self.engine.version)
             if not backends:
                 self.post_message(EvalFinished(None, "nothing is analysed yet: index the library first"))
                 return
@@ -191,7 +297,9 @@ class EvaluateScreen(Screen):
 
             try:
                 dataset = history_dataset(store, backends, self.engine.version)
-                settings = EvalSettings(ks=(k,), backends=backends, quick=quick)
+                settings = EvalSettings(
+                    ks=(k,), backends=backends, recommenders=chosen_recommenders, quick=quick, test_date=test_date
+                )
                 run = run_grid(dataset, settings, progress=progress, cancel=self.cancel_event)
             except UserError as exc:
                 self.post_message(EvalFinished(None, str(exc)))
