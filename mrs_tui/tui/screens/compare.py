@@ -72,7 +72,7 @@ class CompareScreen(Screen):
     DEFAULT_CSS = """
     CompareScreen #compare-title { height: auto; padding: 0 1; }
     CompareScreen #compare-body { height: 1fr; }
-    CompareScreen #columns { height: 14; min-height: 8; }
+    CompareScreen #columns { height: 1fr; min-height: 14; }
     CompareScreen .column { width: 1fr; min-width: 24; height: 1fr; border: round $primary-darken-2; }
     CompareScreen .column.-narrow { width: 25%; }
     CompareScreen .column:focus-within { border: round $accent; }

@@ -60,6 +60,7 @@ class EvaluateScreen(Screen):
         Binding("B", "pick_backends", "Backends"),
         Binding("R", "pick_recommenders", "Recommenders"),
         Binding("u", "use_winners", "Use the winner"),
+        Binding("g", "toggle_chart", "Chart/table"),
     ]
     DEFAULT_CSS = """
     EvaluateScreen #eval-settings { height: auto; padding: 0 1; }
@@ -68,7 +69,9 @@ class EvaluateScreen(Screen):
     EvaluateScreen #eval-results { width: 1fr; border: round $primary-darken-2; }
     EvaluateScreen #eval-split { height: auto; color: $text-muted; padding: 0 1; }
     EvaluateScreen DataTable { height: 1fr; min-height: 5; }
-    EvaluateScreen #eval-chart-box { height: auto; max-height: 50%; }
+    EvaluateScreen #eval-chart-box { height: auto; max-height: 50%; padding: 0 1; }
+    EvaluateScreen.-chart #eval-table { display: none; }
+    EvaluateScreen.-chart #eval-chart-box { height: 1fr; max-height: 100%; }
     EvaluateScreen #eval-winner { height: auto; padding: 0 1; text-style: bold; }
     """
 
@@ -247,6 +250,10 @@ class EvaluateScreen(Screen):
             ),
             picked,
         )
+
+    def action_toggle_chart(self) -> None:
+        """The chart alone (it needs the room on a small terminal), or the table with the chart under it."""
+        self.toggle_class("-chart")
 
     def action_use_winners(self) -> None:
         if self.shown is None or self.shown.id is None:

@@ -44,12 +44,15 @@ def bar_line(bar: Bar, width: int, label_width: int) -> Text:
         cells[high], styles[high] = "┤", f"bold {bar.style} reverse" if high < filled else "bold"
     for cell, style in zip(cells, styles, strict=True):
         line.append(cell, style=style or None)
-    numbers = f" {bar.mean:.2f}" + (f" ± {bar.half_width:.2f}" if bar.half_width is not None else "") + f" n={bar.n}"
+    numbers = f" {bar.mean:.2f}" + (f"±{bar.half_width:.2f}" if bar.half_width is not None else "") + f" n={bar.n}"
     return line.append(numbers)
 
 
-def render_bars(bars: list[Bar], width: int = 30, title: str = "") -> Text:
-    label_width = max([len(b.label) for b in bars] + [4])
+NUMBERS_WIDTH = 16  # " 0.86±0.07 n=39" and a spare cell
+
+
+def render_bars(bars: list[Bar], width: int = 30, title: str = "", label_width: int | None = None) -> Text:
+    label_width = label_width or max([len(b.label) for b in bars] + [4])
     out = Text()
     if title:
         out.append(title + "\n", style="bold")
@@ -82,6 +85,7 @@ class MetricChart(Static):
         if not self.bars:
             self.update(self.title)
             return
-        label_width = max([len(b.label) for b in self.bars] + [4])
-        width = max(10, min(50, (self.size.width or 80) - label_width - 22))
-        self.update(render_bars(self.bars, width, self.title))
+        available = self.size.width or 80
+        label_width = min(max([len(b.label) for b in self.bars] + [4]), max(8, available // 3))
+        width = max(6, min(50, available - label_width - 1 - NUMBERS_WIDTH))
+        self.update(render_bars(self.bars, width, self.title, label_width))
