@@ -174,12 +174,23 @@ def test_axis_switch_shows_recommenders_on_one_backend(db):
             result = screen.comparison
             assert result.axis == "recommenders" and result.fixed == "mfcc"
             assert {"knn", "bert4rec", "popular", "random"} <= set(result.labels)
-            assert len(result.columns) > 4 and screen.query(".column.-narrow")  # scrolls beyond four
+            assert len(result.columns) > 4  # four are visible, the rest scroll in
+            await wait_for(pilot, lambda: len(screen.query(".column.-narrow")) == len(result.columns))
             untrained = result.labels.index("bert4rec")
             _, table = column_titles(screen, untrained)
             assert "not trained for mfcc" in str(table.get_row_at(0)[2])
             await pilot.press("x")
             await wait_for(pilot, lambda: screen.comparison.axis == "backends")
+            # Any subset of the analysed backends.
+            from mrs_tui.tui.screens.prompts import ChecklistPrompt
+
+            shown = screen.comparison
+            await pilot.press("B")
+            await wait_for(pilot, lambda: isinstance(app.screen, ChecklistPrompt))
+            app.screen.query_one("#prompt-list").deselect("mfcc")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: screen.comparison is not shown)
+            assert screen.comparison.labels == ["musicnn"]
 
     asyncio.run(scenario())
 

@@ -66,6 +66,8 @@ class CompareScreen(Screen):
         Binding("b", "blind", "Blind A/B"),
         Binding("t", "train", "Train column"),
         Binding("k", "cycle_k", "K"),
+        Binding("B", "pick_backends", "Backends"),
+        Binding("R", "pick_recommenders", "Recommenders"),
         Binding("left", "focus_column(-1)", "", show=False),
         Binding("right", "focus_column(1)", "", show=False),
     ]
@@ -289,6 +291,40 @@ class CompareScreen(Screen):
     def action_cycle_k(self) -> None:
         self.k = K_CHOICES[(K_CHOICES.index(self.k) + 1) % len(K_CHOICES)] if self.k in K_CHOICES else 10
         self.refresh_comparison()
+
+    def action_pick_backends(self) -> None:
+        """Any subset of the analysed backends (one, on the recommenders axis)."""
+        from mrs_tui.evaluation.datasets import indexed_backends
+        from mrs_tui.tui.screens.prompts import ChecklistPrompt
+
+        analysed = indexed_backends(self.engine.store, self.engine.version)
+        current = {c.backend for c in self.comparison.columns} if self.comparison else set()
+
+        def picked(values: list[str] | None) -> None:
+            if values:
+                self.backends = values if self.axis == "backends" else values[:1]
+                self.refresh_comparison()
+
+        heading = "Backends to compare" if self.axis == "backends" else "The backend (the first checked one)"
+        self.app.push_screen(ChecklistPrompt(heading, [(n, n in current) for n in analysed]), picked)
+
+    def action_pick_recommenders(self) -> None:
+        """The recommender of every column, or the recommenders to compare on the recommenders axis."""
+        import recommenders
+        from mrs_tui.tui.screens.prompts import ChecklistPrompt
+
+        names = list(recommenders.REGISTRY)
+        current = {c.recommender for c in self.comparison.columns} if self.comparison else set()
+
+        def picked(values: list[str] | None) -> None:
+            if values:
+                self.recommenders = values if self.axis == "recommenders" else values[:1]
+                self.refresh_comparison()
+
+        heading = (
+            "Recommenders to compare" if self.axis == "recommenders" else "The recommender (the first checked one)"
+        )
+        self.app.push_screen(ChecklistPrompt(heading, [(n, n in current) for n in names]), picked)
 
     def action_blind(self) -> None:
         if self.comparison is None or len(self.comparison.columns) < 2:
