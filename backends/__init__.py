@@ -237,8 +237,8 @@ def _has_files(folder: Path, required: tuple[str, ...]) -> bool:
     return all(any((folder / alt).is_file() for alt in group.split("|")) for group in required)
 
 
-def _gpu_visible() -> bool:
-    # Without importing torch: the NVIDIA driver exposes device nodes when a GPU is usable.
+def gpu_visible() -> bool:
+    """Is a CUDA GPU usable here? The NVIDIA driver's device nodes answer without importing torch."""
     if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
         return False
     return Path("/dev/nvidia0").exists() or Path("/dev/nvidiactl").exists()
@@ -256,7 +256,7 @@ class BackendStatus:
 
 def backend_status(name: str) -> BackendStatus:
     spec = get_spec(name)
-    if spec.needs_gpu and not _gpu_visible():
+    if spec.needs_gpu and not gpu_visible():
         return BackendStatus("needs a GPU", "no CUDA GPU is visible on this machine")
     if spec.needs_weights and not _has_files(weights_dir(name), spec.weights_files):
         return BackendStatus("weights missing", f"run: {spec.fetch_hint}")

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from backends._mel import mel_filterbank
 from backends._weights import pick_device
 from backends.base import BackendError, MeanPooledBackend
 
@@ -98,32 +99,6 @@ _CONFIG_META_KEYS = {
 }
 
 
-def htk_mel_filterbank(
-    sample_rate: int = SAMPLE_RATE,
-    n_fft: int = N_FFT,
-    n_mels: int = 128,
-    f_min: float = 0.0,
-    f_max: float | None = None,
-) -> torch.Tensor:
-    """(n_fft // 2 + 1, n_mels) triangular HTK-scale filters without area normalisation.
-
-    The same matrix as torchaudio's ``melscale_fbanks(..., norm=None, mel_scale="htk")`` and
-    librosa's ``filters.mel(..., htk=True, norm=None)`` (transposed).
-    """
-    f_max = sample_rate / 2 if f_max is None else f_max
-    n_freqs = n_fft // 2 + 1
-    bin_freqs = torch.linspace(0, sample_rate // 2, n_freqs, dtype=torch.float64)
-    mel_min = 2595.0 * math.log10(1.0 + f_min / 700.0)
-    mel_max = 2595.0 * math.log10(1.0 + f_max / 700.0)
-    mel_points = torch.linspace(mel_min, mel_max, n_mels + 2, dtype=torch.float64)
-    hz_points = 700.0 * (10.0 ** (mel_points / 2595.0) - 1.0)
-    widths = hz_points[1:] - hz_points[:-1]
-    offsets = hz_points.unsqueeze(0) - bin_freqs.unsqueeze(1)  # (n_freqs, n_mels + 2)
-    rising = -offsets[:, :-2] / widths[:-1]
-    falling = offsets[:, 2:] / widths[1:]
-    return torch.clamp(torch.minimum(rising, falling), min=0.0).to(torch.float32)
-
-
 class MelSpectrogramDb(nn.Module):
     """Waveforms (B, L) -> power mel spectrogram in dB, (B, n_mels, L // hop), always in float32.
 
@@ -138,7 +113,9 @@ class MelSpectrogramDb(nn.Module):
         self.n_fft = n_fft
         self.hop_length = hop_length
         self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
-        self.register_buffer("filterbank", htk_mel_filterbank(sample_rate, n_fft, n_mels), persistent=False)
+        # (freqs, mels) HTK filters without area normalisation: torchaudio's melscale_fbanks defaults.
+        filters = mel_filterbank(sample_rate, n_fft, n_mels, htk=True, norm=None).T.copy()
+        self.register_buffer("filterbank", torch.from_numpy(filters), persistent=False)
 
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
         # Power of a full-scale tone reaches ~2.6e5, beyond float16: autocast must not touch this.
@@ -424,24 +401,6 @@ def mel_stats(stats: Mapping[str, Any], path: Path, feature: str = "melspec_2048
             f"{path} has no usable {feature}_mean / {feature}_std statistics", "fetch the weights again"
         ) from None
     return mean, std
-
-
-def perturb_for_tests_(module: nn.Module, generator: torch.Generator) -> None:
-    """Give norms and batch-norm statistics random values (default init leaves them at 1 and 0).
-
-    With every norm at identity a checkpoint that mixed up two LayerNorms or two batch norms
-    would still load into an equal model; random values make such a mistake visible.
-    """
-    for module_name, child in module.named_modules():
-        del module_name
-        if isinstance(child, nn.LayerNorm | nn.BatchNorm1d | nn.BatchNorm2d) and child.weight is not None:
-            with torch.no_grad():
-                child.weight.copy_(1.0 + 0.2 * torch.randn(child.weight.shape, generator=generator))
-                child.bias.copy_(0.2 * torch.randn(child.bias.shape, generator=generator))
-        if isinstance(child, nn.BatchNorm1d | nn.BatchNorm2d):
-            child.running_mean.copy_(0.2 * torch.randn(child.running_mean.shape, generator=generator))
-            child.running_var.copy_(1.0 + 0.5 * torch.rand(child.running_var.shape, generator=generator))
-            child.num_batches_tracked.fill_(1000)
 
 
 class ConformerFamilyBackend(MeanPooledBackend):

@@ -294,10 +294,9 @@ def equal_length_groups(waveforms: Sequence[np.ndarray], max_batch: int) -> list
 
 
 class HFAudioBackend(Backend):
-    """A wav2vec2-family encoder in the transformers layout: load, embed, fetch, test checkpoints.
+    """A wav2vec2-family encoder in the transformers layout: load, embed, fetch.
 
-    Subclasses set the transformers classes, the accepted `model_type`s, the hub repository and
-    the config dicts of their tiny and real-size models.
+    Subclasses set the transformers classes, the accepted `model_type`s and the hub repository.
     """
 
     config_class_name: ClassVar[str]
@@ -438,20 +437,16 @@ class HFAudioBackend(Backend):
         return raw
 
     @classmethod
-    def fetch(
-        cls,
-        *,
-        source: str | Path | None = None,
-        allow_pickle: bool = False,
-        revision: str | None = None,
-    ) -> Path:
-        """Weights into the user cache, from `source` or the hub, stored as safetensors."""
-        if source is not None:
-            folder = Path(source).expanduser()
-            if folder.is_file():
-                folder = folder.parent
-            cls.validate_folder(folder)
-            return copy_checkpoint(folder, cls.install_target(folder), allow_pickle=allow_pickle)
+    def install_from(cls, source: str | Path, *, allow_pickle: bool) -> Path:
+        """A user's transformers folder (or a file in it), checked, copied and stored as safetensors."""
+        folder = Path(source).expanduser()
+        if folder.is_file():
+            folder = folder.parent
+        cls.validate_folder(folder)
+        return copy_checkpoint(folder, cls.install_target(folder), allow_pickle=allow_pickle)
+
+    @classmethod
+    def download(cls, *, revision: str | None, allow_pickle: bool, **options: object) -> Path:
         return cls.fetch_hub(cls.hub_repo, revision=revision, allow_pickle=allow_pickle)
 
     @classmethod
@@ -478,61 +473,8 @@ class HFAudioBackend(Backend):
         cls.validate_folder(folder)
         return copy_checkpoint(folder, folder, allow_pickle=allow_pickle)
 
-    # -- random checkpoints for tests and benchmarks -----------------------------------------
-
-    @classmethod
-    def checkpoint_config(cls, size: str, **kwargs: Any) -> dict[str, Any]:
-        """The config.json dict of a tiny or real-size model, in the upstream shape."""
-        raise NotImplementedError
-
-    @classmethod
-    def upstream_state_dict(cls, model) -> dict:
-        """The model's tensors under the names the upstream file uses."""
-        return model.state_dict()
-
-    @classmethod
-    def write_random_checkpoint(cls, folder: str | Path, *, size: str = "tiny", seed: int = 0, **kwargs: Any) -> Path:
-        """A randomly initialised model in the upstream file layout (config.json + pytorch_model.bin)."""
-        import torch
-        import transformers
-
-        if size not in ("tiny", "real"):
-            raise ValueError(f"size must be 'tiny' or 'real', not {size!r}")
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        raw = cls.checkpoint_config(size, **kwargs)
-        values = dict(raw)
-        patch_unused_fields(values, cls.unused_field_defaults)
-        config = getattr(transformers, cls.config_class_name)(
-            **{k: v for k, v in values.items() if k not in DROPPED_CONFIG_KEYS}
-        )
-        torch.manual_seed(seed)
-        with quiet_transformers():
-            model = getattr(transformers, cls.model_class_name)(config).eval()
-        _perturb_norms(model, seed)
-        (folder / "config.json").write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
-        state_dict = {k: v.detach().clone().contiguous() for k, v in cls.upstream_state_dict(model).items()}
-        torch.save(state_dict, folder / "pytorch_model.bin")
-        return folder
-
 
 def _pad_to(wave: np.ndarray, length: int) -> np.ndarray:
     if len(wave) >= length:
         return wave
     return np.pad(wave, (0, length - len(wave)))
-
-
-def _perturb_norms(model, seed: int) -> None:
-    """Give norm layers non-trivial scales and biases, as trained weights have.
-
-    Fresh init leaves every LayerNorm/GroupNorm at weight 1, bias 0, which would let a loader
-    that silently dropped them pass the tests.
-    """
-    import torch
-
-    generator = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.LayerNorm | torch.nn.GroupNorm) and module.weight is not None:
-                module.weight.copy_(1.0 + 0.1 * torch.randn(module.weight.shape, generator=generator))
-                module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=generator))

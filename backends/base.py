@@ -130,18 +130,50 @@ class Backend(ABC):
         source: str | Path | None = None,
         allow_pickle: bool = False,
         revision: str | None = None,
+        **options: object,
     ) -> Path:
-        """Put the weights in the user cache: from `source` (a folder), or from `hub_repo`."""
-        from backends._weights import fetch_from_hub, install_from_folder
+        """Put the weights in the user cache, from `source` or from upstream; returns the folder.
 
+        The steps are hooks a backend overrides: `install_from` (the user's folder or file),
+        `download` (upstream: `hub_repo` by default) and `after_fetch` (conversion of what
+        either left, e.g. a torch pickle to safetensors). `options` are backend options that
+        choose what to download (MERT's ``variant``).
+        """
+        unknown = set(options) - set(cls.spec.options)
+        if unknown:
+            raise BackendError(
+                f"backend {cls.spec.name!r} has no option {', '.join(sorted(unknown))}",
+                f"options it accepts: {', '.join(cls.spec.options) or 'none'}",
+            )
         if source is not None:
-            return install_from_folder(cls.spec, Path(source))
+            folder = cls.install_from(source, allow_pickle=allow_pickle)
+        else:
+            folder = cls.download(revision=revision, allow_pickle=allow_pickle, **options)
+        return cls.after_fetch(folder, allow_pickle=allow_pickle)
+
+    @classmethod
+    def install_from(cls, source: str | Path, *, allow_pickle: bool) -> Path:
+        """Copy a folder (or the folder of a file) the user downloaded into the user cache."""
+        from backends._weights import install_from_folder
+
+        return install_from_folder(cls.spec, Path(source))
+
+    @classmethod
+    def download(cls, *, revision: str | None, allow_pickle: bool, **options: object) -> Path:
+        """Download the weights from upstream into the user cache."""
+        from backends._weights import fetch_from_hub
+
         if cls.hub_repo is None:
             raise WeightsMissing(
                 f"mrs-tui cannot download the {cls.spec.name} weights by itself ({cls.spec.source})",
                 f"download them and run: mrs-tui backends fetch {cls.spec.name} --from FOLDER",
             )
         return fetch_from_hub(cls.spec, cls.hub_repo, cls.hub_files, revision=revision)
+
+    @classmethod
+    def after_fetch(cls, folder: Path, *, allow_pickle: bool) -> Path:
+        """Convert what `install_from` or `download` left in `folder`; returns the folder."""
+        return folder
 
     @abstractmethod
     def load(self, weights: str | Path | None = None) -> Backend:

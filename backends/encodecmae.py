@@ -43,10 +43,11 @@ Decisions and where code and paper differ:
   layers without normalisation, which is where float16 overflows first.
 - The real ``model.pt`` key list could not be checked from here (no hub access); the names
   follow the v1 source (``tasks/models/encodecmae``, ``tasks/models/transformers``) and
-  ``encodec`` 0.1.1's ``SEANetEncoder``. Our SEANet encoder was checked once against that
-  package's own ``SEANetEncoder`` (its module files loaded without the torchaudio-importing
-  package root) on the same weights: same names, outputs equal to 2e-8. The transformer is
-  tested against the upstream formulas written out explicitly.
+  ``encodec`` 0.1.1's ``SEANetEncoder``. The SEANet encoder is transformers' own
+  (``transformers.models.encodec``'s ``EncodecEncoder``, the same causal, reflect-padded,
+  weight-normed layers), and upstream's tensor names are mapped onto it when the file is read
+  (`from_upstream_key`), so the published file loads unchanged and ``fetch`` stores upstream's
+  names. The transformer is tested against the upstream formulas written out explicitly.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ UNUSED_PREFIXES = ("target_encoder.", "decoder.", "decoder_projector.", "head.",
 
 @dataclass(frozen=True)
 class EncodecMAEConfig:
-    """Architecture sizes; `base` is the default, `tiny()` the test model of the same shape."""
+    """Architecture sizes of the feature path; `base` is the default."""
 
     n_filters: int = 32
     ratios: tuple[int, ...] = (8, 5, 4, 2)  # EnCodec decoder order; the encoder uses them reversed
@@ -99,143 +100,88 @@ class EncodecMAEConfig:
     num_heads: int = 12
     ff_dim: int = 4096
     encoder_scale: float = 1.0  # EncodecEncoder(scale=...), 1.0 in every published config
-    # Pre-training parts, only needed to write a checkpoint in the upstream layout.
-    decoder_layers: int = 2
-    num_tokens: int = 1024
-    num_streams: int = 8
-    num_quantizers: int = 32
 
     @property
     def hop(self) -> int:
         return int(np.prod(self.ratios))
 
-    @classmethod
-    def tiny(cls) -> EncodecMAEConfig:
-        # Same strides (hop 320, 75 frames/s) so chunking and masking behave as at real size.
-        return cls(
-            n_filters=4,
-            latent_dim=16,
-            model_dim=32,
-            num_layers=2,
-            num_heads=4,
-            ff_dim=64,
-            decoder_layers=1,
-            num_tokens=16,
-            num_streams=2,
-            num_quantizers=2,
-        )
-
 
 # --- EnCodec SEANet encoder ------------------------------------------------------------------
 
 
-class _WeightNormConv1d(nn.Module):
-    """Conv1d whose weight is ``g * v / ||v||`` (torch ``weight_norm`` names: weight_g, weight_v)."""
+def seanet_config(cfg: EncodecMAEConfig):
+    """transformers' EncodecConfig of the 24 kHz model's encoder with `cfg`'s widths."""
+    from transformers import EncodecConfig
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, dilation: int = 1):
-        super().__init__()
-        self.weight_g = nn.Parameter(torch.ones(cout, 1, 1))
-        self.weight_v = nn.Parameter(torch.empty(cout, cin, kernel))
-        self.bias = nn.Parameter(torch.zeros(cout))
-        nn.init.kaiming_uniform_(self.weight_v, a=math.sqrt(5))
-        with torch.no_grad():
-            self.weight_g.copy_(self.weight_v.norm(dim=(1, 2), keepdim=True))
-        self.kernel, self.stride, self.dilation = kernel, stride, dilation
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.weight_g * self.weight_v / self.weight_v.norm(dim=(1, 2), keepdim=True)
-        return F.conv1d(x, weight, self.bias, stride=self.stride, dilation=self.dilation)
-
-
-class _NormConv1d(nn.Module):
-    # Only exists so the weight names read `conv.conv.weight_g`, as in encodec's SConv1d.
-    def __init__(self, *args, **kwargs):
-        super().__init__()
-        self.conv = _WeightNormConv1d(*args, **kwargs)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)
-
-
-class _CausalConv1d(nn.Module):
-    """encodec's SConv1d with causal=True: reflect-pad on the left, and on the right just enough
-    that the last window is full (so the output has ceil(T / stride) frames)."""
-
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, dilation: int = 1):
-        super().__init__()
-        self.conv = _NormConv1d(cin, cout, kernel, stride=stride, dilation=dilation)
-        self.padding_total = (kernel - 1) * dilation - (stride - 1)
-        self.kernel, self.stride = kernel, stride
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        length = x.shape[-1]
-        n_frames = (length - self.kernel + self.padding_total) / self.stride + 1
-        ideal = (math.ceil(n_frames) - 1) * self.stride + (self.kernel - self.padding_total)
-        return self.conv(_reflect_pad(x, self.padding_total, ideal - length))
-
-
-def _reflect_pad(x: torch.Tensor, left: int, right: int) -> torch.Tensor:
-    # Reflection needs more samples than the pad; like encodec, zero-extend very short input first.
-    length = x.shape[-1]
-    extra = max(left, right) - length + 1 if length <= max(left, right) else 0
-    if extra:
-        x = F.pad(x, (0, extra))
-    padded = F.pad(x, (left, right), mode="reflect")
-    return padded[..., : padded.shape[-1] - extra] if extra else padded
-
-
-class _ResnetBlock(nn.Module):
-    def __init__(self, dim: int, dilation: int, compress: int = 2):
-        super().__init__()
-        hidden = dim // compress
-        self.block = nn.Sequential(
-            nn.ELU(), _CausalConv1d(dim, hidden, 3, dilation=dilation), nn.ELU(), _CausalConv1d(hidden, dim, 1)
-        )
-        self.shortcut = _CausalConv1d(dim, dim, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.shortcut(x) + self.block(x)
-
-
-class _SkipLSTM(nn.Module):
-    def __init__(self, dim: int, layers: int):
-        super().__init__()
-        self.lstm = nn.LSTM(dim, dim, layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.permute(2, 0, 1)
-        y, _ = self.lstm(x)
-        return (y + x).permute(1, 2, 0)
-
-
-class SEANetEncoder(nn.Module):
-    """EnCodec 24 kHz encoder: (B, 1, samples) -> (B, latent_dim, ceil(samples / 320))."""
-
-    def __init__(self, cfg: EncodecMAEConfig):
-        super().__init__()
-        layers: list[nn.Module] = [_CausalConv1d(1, cfg.n_filters, 7)]
-        mult = 1
-        for ratio in reversed(cfg.ratios):
-            width = mult * cfg.n_filters
-            layers += [_ResnetBlock(width, dilation=1), nn.ELU(), _CausalConv1d(width, width * 2, ratio * 2, ratio)]
-            mult *= 2
-        layers += [_SkipLSTM(mult * cfg.n_filters, cfg.lstm_layers), nn.ELU()]
-        layers += [_CausalConv1d(mult * cfg.n_filters, cfg.latent_dim, 7)]
-        self.model = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+    return EncodecConfig(
+        audio_channels=1,
+        num_filters=cfg.n_filters,
+        upsampling_ratios=list(cfg.ratios),
+        hidden_size=cfg.latent_dim,
+        num_lstm_layers=cfg.lstm_layers,
+        num_residual_layers=1,
+        kernel_size=7,
+        last_kernel_size=7,
+        residual_kernel_size=3,
+        dilation_growth_rate=2,
+        compress=2,
+        norm_type="weight_norm",
+        use_causal_conv=True,
+        pad_mode="reflect",
+        use_conv_shortcut=True,
+    )
 
 
 class _WavEncoder(nn.Module):
-    # Upstream EncodecEncoder wraps the SEANet encoder as `.model` (hence wav_encoder.model.model.N).
+    # Upstream EncodecEncoder wraps the SEANet encoder as `.model`; see `from_upstream_key` for the names.
     def __init__(self, cfg: EncodecMAEConfig):
+        from transformers.models.encodec.modeling_encodec import EncodecEncoder
+
         super().__init__()
-        self.model = SEANetEncoder(cfg)
+        self.model = EncodecEncoder(seanet_config(cfg))
         self.scale = cfg.encoder_scale
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         return self.model(wav.unsqueeze(1)).permute(0, 2, 1) * self.scale
+
+
+# encodec's SEANetEncoder keeps its layers in `model` and each conv two levels down
+# (SConv1d.conv.conv, weight-normed as weight_g / weight_v); transformers' in `layers`, one level
+# down, with torch's weight-norm parametrisation.
+_UPSTREAM_SEANET = re.compile(r"^wav_encoder\.model\.model\.(\d+)\.(.+)$")
+_OUR_SEANET = re.compile(r"^wav_encoder\.model\.layers\.(\d+)\.(.+)$")
+_WEIGHT_NORM = (
+    ("conv.weight_g", "conv.parametrizations.weight.original0"),
+    ("conv.weight_v", "conv.parametrizations.weight.original1"),
+)
+
+
+def from_upstream_key(key: str) -> str:
+    """The name in `EncodecMAEModel` of a tensor named `key` in upstream's model.pt."""
+    match = _UPSTREAM_SEANET.match(key)
+    if not match:
+        return key
+    rest = match.group(2).replace("conv.conv.", "conv.")
+    for upstream, ours in _WEIGHT_NORM:
+        rest = rest.replace(upstream, ours)
+    return f"wav_encoder.model.layers.{match.group(1)}.{rest}"
+
+
+def to_upstream_key(key: str) -> str:
+    """The inverse of `from_upstream_key`."""
+    match = _OUR_SEANET.match(key)
+    if not match:
+        return key
+    rest = match.group(2)
+    for upstream, ours in _WEIGHT_NORM:
+        rest = rest.replace(ours, upstream)
+    rest = re.sub(r"(^|\.)conv\.(weight_g|weight_v|bias)$", r"\1conv.conv.\2", rest)
+    return f"wav_encoder.model.model.{match.group(1)}.{rest}"
+
+
+def upstream_state_dict(model: nn.Module) -> dict:
+    """`model`'s tensors under upstream's names."""
+    return {to_upstream_key(k): v for k, v in model.state_dict().items()}
 
 
 # --- ResiDual transformer --------------------------------------------------------------------
@@ -451,14 +397,7 @@ class EncodecMAEBackend(MeanPooledBackend):
         return self.model.cfg.model_dim if self.model is not None else self.spec.dim
 
     @classmethod
-    def fetch(
-        cls,
-        *,
-        source: str | Path | None = None,
-        allow_pickle: bool = False,
-        revision: str | None = None,
-    ) -> Path:
-        folder = super().fetch(source=source, revision=revision)
+    def after_fetch(cls, folder: Path, *, allow_pickle: bool) -> Path:
         if (folder / "model.pt").is_file():
             try:
                 _convert_to_safetensors(folder, allow_pickle=allow_pickle)
@@ -488,8 +427,9 @@ class EncodecMAEBackend(MeanPooledBackend):
         _check_shared_ff(state, path)
         model = EncodecMAEModel(cfg)
         expected = set(model.state_dict())
-        missing = sorted(expected - set(state))
-        unexpected = sorted(k for k in set(state) - expected if not k.startswith(UNUSED_PREFIXES))
+        state = {from_upstream_key(k): v for k, v in state.items()}
+        missing = sorted(to_upstream_key(k) for k in expected - set(state))
+        unexpected = sorted(to_upstream_key(k) for k in set(state) - expected if not k.startswith(UNUSED_PREFIXES))
         if missing or unexpected:
             detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
             raise BackendError(
@@ -537,52 +477,3 @@ class EncodecMAEBackend(MeanPooledBackend):
             torch.cat([outputs[(i, c)] for c in range(math.ceil(np.asarray(w).size / CHUNK_SAMPLES))])
             for i, w in enumerate(waveforms)
         ]
-
-    # -- test and benchmark models --
-
-    @classmethod
-    def write_random_checkpoint(cls, folder: str | Path, *, size: str = "tiny", seed: int = 0) -> Path:
-        """A randomly initialised model in the upstream layout: model.pt ({'state_dict'}), config.gin, imports.
-
-        Besides the feature path it writes the pre-training parts upstream saves too (EnCodec
-        quantizer codebooks, decoder, head), so the loader is exercised on a complete file.
-        """
-        if size not in ("tiny", "real"):
-            raise ValueError("size must be 'tiny' or 'real'")
-        cfg = EncodecMAEConfig.tiny() if size == "tiny" else EncodecMAEConfig()
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        torch.manual_seed(seed)
-        model = EncodecMAEModel(cfg)
-        with torch.no_grad():
-            for name, param in model.named_parameters():
-                if name.endswith(("weight_v",)) or (param.dim() == 2):
-                    nn.init.normal_(param, std=1.0 / math.sqrt(param.shape[-1]))
-                elif name.endswith("bias") or name.endswith("weight_g"):
-                    param.normal_(mean=1.0 if name.endswith("weight_g") else 0.0, std=0.1)
-            model.positional_encoder.scale.fill_(0.5)
-        state = dict(model.state_dict())
-        generator = torch.Generator().manual_seed(seed + 1)
-        for q in range(cfg.num_quantizers):
-            prefix = f"target_encoder.model.vq.layers.{q}._codebook."
-            embed = torch.randn(1024 if size == "real" else 16, cfg.latent_dim, generator=generator)
-            state[prefix + "inited"] = torch.ones(1)
-            state[prefix + "cluster_size"] = torch.ones(embed.shape[0])
-            state[prefix + "embed"] = embed
-            state[prefix + "embed_avg"] = embed.clone()
-        decoder = ResiDualEncoder(cfg, cfg.decoder_layers)
-        state.update({f"decoder.{k}": v for k, v in decoder.state_dict().items()})
-        projector = nn.Linear(cfg.model_dim, cfg.model_dim)
-        state.update({f"decoder_projector.{k}": v for k, v in projector.state_dict().items()})
-        head = nn.Linear(cfg.model_dim, cfg.num_tokens * cfg.num_streams)
-        state.update({f"head.layer.{k}": v for k, v in head.state_dict().items()})
-        path = folder / "model.pt"
-        torch.save({"state_dict": state}, path)
-        (folder / "config.gin").write_text(
-            f"NUM_ENCODER_LAYERS={cfg.num_layers}\nNUM_ENCODER_HEADS={cfg.num_heads}\n"
-            f"MODEL_DIM={cfg.model_dim}\nNUM_DECODER_LAYERS={cfg.decoder_layers}\n"
-            "encoder/tasks.models.transformers.MultiHeadAttention:\n"
-            "    model_dim=%MODEL_DIM\n    num_heads=%NUM_ENCODER_HEADS\n"
-        )
-        (folder / "imports").write_text("import tasks.models\nimport tasks.models.transformers\n")
-        return path

@@ -92,17 +92,9 @@ class MertBackend(HFAudioBackend):
         return weights_dir(cls.spec.name) / subfolder if subfolder else weights_dir(cls.spec.name)
 
     @classmethod
-    def fetch(
-        cls,
-        *,
-        source: str | Path | None = None,
-        allow_pickle: bool = False,
-        revision: str | None = None,
-        variant: str = DEFAULT_VARIANT,
-    ) -> Path:
-        """From a folder (either variant, recognised by its config) or the hub (`variant`'s repository)."""
-        if source is not None:
-            return super().fetch(source=source, allow_pickle=allow_pickle, revision=revision)
+    def download(cls, *, revision: str | None, allow_pickle: bool, **options: object) -> Path:
+        """The hub repository of the `variant` option (330m by default)."""
+        variant = str(options.get("variant") or DEFAULT_VARIANT).lower()
         if variant not in VARIANTS:
             raise BackendError(f"MERT has no variant {variant!r}", f"choose one of: {', '.join(VARIANTS)}")
         return cls.fetch_hub(
@@ -111,70 +103,3 @@ class MertBackend(HFAudioBackend):
             allow_pickle=allow_pickle,
             subfolder=VARIANTS[variant]["subfolder"],
         )
-
-    @classmethod
-    def checkpoint_config(cls, size: str, *, variant: str = DEFAULT_VARIANT, **kwargs: Any) -> dict[str, Any]:
-        """The config.json of the hub repository (remote-code layout), tiny or real size."""
-        if kwargs:
-            raise TypeError(f"unexpected options {sorted(kwargs)}")
-        large = VARIANTS[variant]["stable_layer_norm"]
-        if size == "real":
-            dims = {
-                "hidden_size": 1024 if large else 768,
-                "num_hidden_layers": 24 if large else 12,
-                "num_attention_heads": 16 if large else 12,
-                "intermediate_size": 4096 if large else 3072,
-                "conv_dim": [512] * 7,
-                "num_conv_pos_embeddings": 128,
-                "num_conv_pos_embedding_groups": 16,
-            }
-        else:
-            dims = {
-                "hidden_size": 32,
-                "num_hidden_layers": 2,
-                "num_attention_heads": 2,
-                "intermediate_size": 64,
-                "conv_dim": [32] * 7,
-                "num_conv_pos_embeddings": 16,
-                "num_conv_pos_embedding_groups": 2,
-            }
-        return {
-            "architectures": ["MERTModel"],
-            "auto_map": {"AutoConfig": "configuration_MERT.MERTConfig", "AutoModel": "modeling_MERT.MERTModel"},
-            "model_type": "mert_model",
-            "activation_dropout": 0.0 if large else 0.1,
-            "attention_dropout": 0.0 if large else 0.1,
-            "attention_relax": 32.0 if large else -1.0,
-            "classifier_proj_size": 256,
-            "conv_bias": False,
-            "conv_kernel": [10, 3, 3, 3, 3, 2, 2],
-            "conv_stride": [5, 2, 2, 2, 2, 2, 2],
-            "deepnorm": False,
-            "do_stable_layer_norm": large,
-            "feat_extract_activation": "gelu",
-            "feat_extract_norm": "group",
-            "feat_proj_dropout": 0.0 if large else 0.1,
-            "feat_proj_layer_norm": True,
-            "feature_extractor_cqt": False,
-            "feature_extractor_cqt_bins": 336,
-            "final_dropout": 0.1,
-            "hidden_act": "gelu",
-            "hidden_dropout": 0.0 if large else 0.1,
-            "layer_norm_eps": 1e-05,
-            "layerdrop": 0.0 if large else 0.1,
-            "mask_time_prob": 0.075 if large else 0.05,
-            "sample_rate": 24000,
-            "transformers_version": "4.25.1",
-            "vocab_size": 32,
-            **dims,
-        }
-
-    @classmethod
-    def upstream_state_dict(cls, model) -> dict:
-        """Tensor names of the hub's pytorch_model.bin: weight-norm as weight_g / weight_v."""
-        renamed = {}
-        for key, value in model.state_dict().items():
-            key = key.replace("parametrizations.weight.original0", "weight_g")
-            key = key.replace("parametrizations.weight.original1", "weight_v")
-            renamed[key] = value
-        return renamed

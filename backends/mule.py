@@ -67,6 +67,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from backends import REGISTRY
+from backends._mel import mel_filterbank
 from backends._weights import load_state_dict, pick_device, resolve_weights
 from backends.base import BackendError, MeanPooledBackend
 
@@ -122,8 +123,8 @@ FRONTEND = {
 
 @dataclass(frozen=True)
 class MuleArchitecture:
-    """Channel widths; the published model by default, `tiny()` for tests. Field names are the
-    ones in the checkpoint's config.json."""
+    """Channel widths; the published model by default. Field names are the ones in the
+    checkpoint's config.json."""
 
     slow_stem_channels: tuple[int, ...] = (16, 32, 64, 128)
     fast_stem_channels: tuple[int, ...] = (2, 4, 8, 16)
@@ -149,19 +150,6 @@ class MuleArchitecture:
     @property
     def dim(self) -> int:
         return self.slow_stage_out[-1] + self.fast_stage_out[-1]
-
-    @classmethod
-    def tiny(cls) -> MuleArchitecture:
-        return cls(
-            slow_stem_channels=(4, 4, 4, 8),
-            fast_stem_channels=(2, 2, 2, 4),
-            slow_stage_out=(16, 16, 32, 32),
-            fast_stage_out=(4, 8, 8, 8),
-            slow_group_size=8,
-            fast_group_size=2,
-            fusion_input_channels=(4, 4, 8, 8),
-            fusion_output_channels=(8, 16, 16, 32),
-        )
 
     def to_config(self) -> dict:
         """config.json content in the hub checkpoint's vocabulary."""
@@ -215,29 +203,15 @@ class MuleArchitecture:
 # --- front end -------------------------------------------------------------------------------
 
 
-def mel_filterbank() -> np.ndarray:
-    """(96, 1025) HTK mel filters over 0-8 kHz, each row scaled to unit L2 norm (librosa's
-    ``filters.mel(sr=16000, n_fft=2048, n_mels=96, fmax=8000, htk=True, norm=2.0)``)."""
-    fft_freqs = np.linspace(0.0, SAMPLE_RATE / 2, N_FFT // 2 + 1)
-    mel_max = 2595.0 * np.log10(1.0 + F_MAX / 700.0)
-    mel_points = np.linspace(0.0, mel_max, N_MELS + 2)
-    hz_points = 700.0 * (10.0 ** (mel_points / 2595.0) - 1.0)
-    widths = np.diff(hz_points)
-    ramps = hz_points[:, None] - fft_freqs[None, :]
-    lower = -ramps[:-2] / widths[:-1, None]
-    upper = ramps[2:] / widths[1:, None]
-    weights = np.maximum(0.0, np.minimum(lower, upper))
-    norms = np.linalg.norm(weights, axis=1, keepdims=True)
-    return (weights / np.where(norms > 0, norms, 1.0)).astype(np.float32)
-
-
 class MuleFrontEnd(nn.Module):
     """(B, samples) at 16 kHz -> (B, 96, frames) log-compressed mel."""
 
     def __init__(self):
         super().__init__()
         self.register_buffer("window", torch.hann_window(WIN_LENGTH, periodic=True), persistent=False)
-        self.register_buffer("mel_fb", torch.from_numpy(mel_filterbank()), persistent=False)
+        # HTK mels over 0-8 kHz, each filter scaled to unit L2 norm (librosa's norm=2.0).
+        filters = mel_filterbank(SAMPLE_RATE, N_FFT, N_MELS, f_max=F_MAX, htk=True, norm=2.0)
+        self.register_buffer("mel_fb", torch.from_numpy(filters), persistent=False)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         spec = torch.stft(
@@ -550,31 +524,3 @@ class MuleBackend(MeanPooledBackend):
                 for i in range(0, flat.shape[0], self._slices_per_batch)
             ]
             return list(torch.split(torch.cat(outputs), counts))
-
-    # -- test and benchmark models --
-
-    @classmethod
-    def write_random_checkpoint(cls, folder: str | Path, *, size: str = "tiny", seed: int = 0) -> Path:
-        """config.json + model.safetensors in the hub checkpoint's layout and tensor names, with
-        random weights (skip gains non-zero, so every block's residual branch counts)."""
-        from safetensors.torch import save_file
-
-        if size not in ("tiny", "real"):
-            raise ValueError("size must be 'tiny' or 'real'")
-        arch = MuleArchitecture.tiny() if size == "tiny" else MuleArchitecture()
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        torch.manual_seed(seed)
-        model = MuleModel(arch)
-        with torch.no_grad():
-            for name, param in model.backbone.named_parameters():
-                if name.endswith("skip_gain"):
-                    param.uniform_(0.2, 1.0)
-                elif name.endswith(("gain", "bias")) and param.dim() == 1:
-                    param.copy_(torch.randn_like(param) * 0.1 + (1.0 if name.endswith("gain") else 0.0))
-        state = {f"backbone.{k}": v.contiguous() for k, v in model.backbone.state_dict().items()}
-        state["frontend.mel_fb"] = model.frontend.mel_fb.contiguous()
-        path = folder / "model.safetensors"
-        save_file(state, str(path))
-        (folder / "config.json").write_text(json.dumps(arch.to_config(), indent=2))
-        return path

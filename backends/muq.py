@@ -21,11 +21,8 @@ Decisions:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from backends import REGISTRY
 from backends._conformer import (
@@ -34,7 +31,6 @@ from backends._conformer import (
     conformer_config,
     load_matching,
     mel_stats,
-    perturb_for_tests_,
     read_json,
     strip_prefix,
 )
@@ -44,11 +40,6 @@ from backends.base import BackendError
 HUB_REPO = "OpenMuQ/MuQ-large-msd-iter"
 PREFIX = "model."
 TIME_STRIDES = {4: (2, 2), 2: (2, 1)}  # frames per token (100 Hz mel / label rate) -> conv time strides
-
-SIZES = {
-    "real": {"encoder_dim": 1024, "encoder_depth": 12, "conv_dim": 512, "intermediate_size": 4096, "heads": 16},
-    "tiny": {"encoder_dim": 64, "encoder_depth": 2, "conv_dim": 8, "intermediate_size": 128, "heads": 4},
-}
 
 
 def is_training_only(key: str) -> bool:
@@ -92,75 +83,6 @@ def build_encoder(config: dict[str, Any], *, config_path: Path) -> ConformerEnco
     )
 
 
-def random_config(size: str) -> dict[str, Any]:
-    """A MuQConfig dict as ``PyTorchModelHubMixin`` saves it, with the real model's settings at "real"."""
-    sizes = SIZES[size]
-    w2v2 = conformer_config(
-        hidden_size=sizes["encoder_dim"],
-        num_hidden_layers=sizes["encoder_depth"],
-        intermediate_size=sizes["intermediate_size"],
-        num_attention_heads=sizes["heads"],
-    ).to_dict()
-    # The dump upstream stored came from transformers 4 and carries file-level keys too.
-    w2v2.pop("dtype", None)
-    w2v2.update(
-        {
-            "architectures": ["Wav2Vec2ConformerForCTC"],
-            "model_type": "wav2vec2-conformer",
-            "transformers_version": "4.42.4",
-            "torch_dtype": "float32",
-            "gradient_checkpointing": False,
-            "hidden_dropout_prob": 0.1,
-        }
-    )
-    return {
-        "label_rate": 25,
-        "num_codebooks": 1,
-        "codebook_dim": 16,
-        "codebook_size": 4096,
-        "features": ["melspec_2048"],
-        "hop_length": 240,
-        "n_mels": 128,
-        "conv_dim": sizes["conv_dim"],
-        "encoder_dim": sizes["encoder_dim"],
-        "encoder_depth": sizes["encoder_depth"],
-        "mask_hop": 0.4,
-        "mask_prob": 0.6,
-        "is_flash": False,
-        "stat": {
-            "melspec_2048_cnt": 14282760192,
-            "melspec_2048_mean": 6.768444971712967,
-            "melspec_2048_std": 18.417922652295623,
-        },
-        "w2v2_config": w2v2,
-        "use_rvq_target": False,
-        "use_vq_target": False,
-        "use_encodec_target": False,
-        "rvq_ckpt_path": None,
-        "recon_loss_ratio": None,
-        "resume_checkpoint": None,
-        "rvq_n_codebooks": 8,
-        "rvq_multi_layer_num": 1,
-    }
-
-
-def random_encoder_state(config: dict[str, Any], *, seed: int) -> dict[str, torch.Tensor]:
-    """Random MuQModel tensors (names relative to MuQModel), including the training-only ones."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = build_encoder(config, config_path=Path("config.json"))
-        generator = torch.Generator().manual_seed(seed)
-        perturb_for_tests_(model, generator)
-        state = {k: v.clone() for k, v in model.state_dict().items()}
-        hidden, codebook = config["encoder_dim"], config["codebook_size"]
-        state["linear.weight"] = torch.randn(codebook, hidden, generator=generator) * 0.02
-        state["linear.bias"] = torch.zeros(codebook)
-        state["cls_token"] = torch.randn(hidden, generator=generator)
-        state["quantizer_melspec_2048.random_projection"] = torch.randn(512, 16, generator=generator)
-        state["quantizer_melspec_2048.codebook"] = torch.randn(codebook, 16, generator=generator)
-    return state
-
-
 class MuQBackend(ConformerFamilyBackend):
     spec = REGISTRY["muq"]
     hub_repo = HUB_REPO
@@ -183,16 +105,3 @@ class MuQBackend(ConformerFamilyBackend):
         self._use_device()
         self.loaded = True
         return self
-
-    @classmethod
-    def write_random_checkpoint(cls, folder: str | Path, *, size: str = "tiny", seed: int = 0) -> Path:
-        """A random MuQ in the hub layout: config.json + model.safetensors with "model." names."""
-        from safetensors.torch import save_file
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        config = random_config(size)
-        state = random_encoder_state(config, seed=seed)
-        save_file({PREFIX + k: v.contiguous() for k, v in state.items()}, str(folder / "model.safetensors"))
-        (folder / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-        return folder

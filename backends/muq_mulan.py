@@ -32,7 +32,6 @@ Decisions and where upstream and the paper disagree:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -56,16 +55,11 @@ from backends._conformer import (
 from backends._weights import fetch_from_hub, find_file, install_from_folder, pick_device, resolve_weights
 from backends.base import BackendError, MeanPooledBackend, WeightsMissing
 from backends.muq import HUB_REPO as MUQ_REPO
-from backends.muq import build_encoder, is_training_only, random_config, random_encoder_state
+from backends.muq import build_encoder, is_training_only
 
 HUB_REPO = "OpenMuQ/MuQ-MuLan-large"
 MUQ_CONFIG = "muq_config.json"
 AUDIO_PREFIXES = ("mulan.audio.", "mulan.audio_to_latents.")
-
-SIZES = {
-    "real": {"muq": "real", "dim": 768, "depth": 8, "heads": 8, "dim_head": 64, "latent": 512, "clip_secs": 10},
-    "tiny": {"muq": "tiny", "dim": 32, "depth": 2, "heads": 2, "dim_head": 8, "latent": 16, "clip_secs": 2},
-}
 
 
 class BiasFreeLayerNorm(nn.Module):
@@ -266,13 +260,13 @@ class MuQMuLanBackend(MeanPooledBackend):
         return [stacked[bounds[i] : bounds[i + 1]] for i in range(len(per_track))]
 
     @classmethod
-    def fetch(
-        cls, *, source: str | Path | None = None, allow_pickle: bool = False, revision: str | None = None
-    ) -> Path:
-        if source is None:
-            target = fetch_from_hub(cls.spec, MUQ_REPO, ["config.json"])
-            (target / "config.json").replace(target / MUQ_CONFIG)
-            return fetch_from_hub(cls.spec, HUB_REPO, ["config.json", "model.safetensors"], revision=revision)
+    def download(cls, *, revision: str | None, allow_pickle: bool, **options: object) -> Path:
+        target = fetch_from_hub(cls.spec, MUQ_REPO, ["config.json"])
+        (target / "config.json").replace(target / MUQ_CONFIG)
+        return fetch_from_hub(cls.spec, HUB_REPO, ["config.json", "model.safetensors"], revision=revision)
+
+    @classmethod
+    def install_from(cls, source: str | Path, *, allow_pickle: bool) -> Path:
         folder = Path(source).expanduser()
         if (folder / MUQ_CONFIG).is_file():
             return install_from_folder(cls.spec, folder)
@@ -294,72 +288,6 @@ class MuQMuLanBackend(MeanPooledBackend):
         (target / "config.json").replace(target / MUQ_CONFIG)
         (target / "config.json").write_bytes(keep)
         return target
-
-    @classmethod
-    def write_random_checkpoint(cls, folder: str | Path, *, size: str = "tiny", seed: int = 0) -> Path:
-        """A random MuQ-MuLan in the hub layout (config.json, model.safetensors) plus muq_config.json."""
-        from safetensors.torch import save_file
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        sizes = SIZES[size]
-        muq_config = random_config(sizes["muq"])
-        config = {
-            "mulan": {
-                "sr": 24000,
-                "clip_secs": sizes["clip_secs"],
-                "dim_latent": sizes["latent"],
-                "decoupled_contrastive_learning": True,
-                "hierarchical_contrastive_loss": False,
-                "hierarchical_contrastive_loss_layers": None,
-                "sigmoid_contrastive_loss": False,
-                "rank_contrast": True,
-            },
-            "audio_model": {"name": MUQ_REPO, "model_dim": muq_config["encoder_dim"], "use_layer_idx": -1},
-            "text_model": {"name": "xlm-roberta-base", "model_dim": 768, "use_layer_idx": -1},
-            "audio_transformer": {
-                "dim": sizes["dim"],
-                "tf_depth": sizes["depth"],
-                "heads": sizes["heads"],
-                "dim_head": sizes["dim_head"],
-                "attn_dropout": 0.0,
-                "ff_dropout": 0.0,
-                "ff_mult": 4,
-            },
-            "text_transformer": {
-                "dim": sizes["dim"],
-                "tf_depth": sizes["depth"],
-                "max_seq_len": 1024,
-                "dim_head": sizes["dim_head"],
-                "heads": sizes["heads"],
-                "attn_dropout": 0.0,
-                "ff_dropout": 0.0,
-                "ff_mult": 4,
-            },
-        }
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            generator = torch.Generator().manual_seed(seed + 1)
-            model = build_audio_model(config, muq_config, config_path=folder / "config.json")
-            for name, parameter in model.named_parameters():
-                if name.endswith(("learned_gamma", "q_scale", "k_scale")):
-                    with torch.no_grad():
-                        parameter.copy_(1.0 + 0.3 * torch.randn(parameter.shape, generator=generator))
-            state = {"mulan." + k: v.clone() for k, v in model.state_dict().items()}
-            encoder_state = random_encoder_state(muq_config, seed=seed)
-            state.update({"mulan.audio.model.model." + k: v for k, v in encoder_state.items()})
-            state["mulan.audio.aggregator.weight"] = torch.randn(1, 25, 1, generator=generator)
-            state["mulan.audio.aggregator.bias"] = torch.zeros(1)
-            # A few text-tower tensors, so the loader's "audio only" reading is exercised.
-            text_dim = sizes["dim"]
-            state["mulan.text.model.embeddings.word_embeddings.weight"] = torch.randn(64, 768, generator=generator)
-            state["mulan.text.proj.weight"] = torch.randn(text_dim, 768, generator=generator)
-            state["mulan.text_to_latents.weight"] = torch.randn(sizes["latent"], text_dim, generator=generator)
-            state["mulan.text_to_latents.bias"] = torch.zeros(sizes["latent"])
-        save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "model.safetensors"))
-        (folder / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-        (folder / MUQ_CONFIG).write_text(json.dumps(muq_config, indent=2), encoding="utf-8")
-        return folder
 
 
 def build_audio_model(

@@ -30,7 +30,6 @@ Decisions and where the paper's code and text disagree:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -42,10 +41,8 @@ from backends._conformer import (
     ConformerFamilyBackend,
     conformer_config,
     encoder_shape_from_tensors,
-    htk_mel_filterbank,
     load_matching,
     mel_stats,
-    perturb_for_tests_,
     read_json,
     strip_prefix,
 )
@@ -62,15 +59,6 @@ SAFETENSORS = "pretrained_msd.safetensors"
 STATS = "msd_stats.json"
 PREFIX = "model."
 NUM_HEADS = 16
-
-# What the real MSD statistics file holds for the feature this model uses (other keys are ignored).
-MSD_MEL_MEAN = 6.768444971712967
-MSD_MEL_STD = 18.417922652295623
-
-SIZES = {
-    "real": {"hidden_size": 1024, "num_hidden_layers": 12, "intermediate_size": 4096, "conv_channels": 512},
-    "tiny": {"hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 128, "conv_channels": 8},
-}
 
 
 def _not_for_embeddings(key: str) -> bool:
@@ -114,62 +102,12 @@ class MusicFMBackend(ConformerFamilyBackend):
         return self
 
     @classmethod
-    def fetch(
-        cls, *, source: str | Path | None = None, allow_pickle: bool = False, revision: str | None = None
-    ) -> Path:
-        target = super().fetch(source=source, revision=revision)
-        pickle_file = target / CHECKPOINT
+    def after_fetch(cls, folder: Path, *, allow_pickle: bool) -> Path:
+        pickle_file = folder / CHECKPOINT
         if pickle_file.is_file():
-            convert_to_safetensors(pickle_file, target / SAFETENSORS, allow_pickle=allow_pickle)
+            convert_to_safetensors(pickle_file, folder / SAFETENSORS, allow_pickle=allow_pickle)
             pickle_file.unlink()
-        return target
-
-    @classmethod
-    def write_random_checkpoint(cls, folder: str | Path, *, size: str = "tiny", seed: int = 0) -> Path:
-        """A random MusicFM in upstream's layout: pretrained_msd.pt (Lightning dict) + msd_stats.json."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        sizes = SIZES[size]
-        config = conformer_config(
-            hidden_size=sizes["hidden_size"],
-            num_hidden_layers=sizes["num_hidden_layers"],
-            intermediate_size=sizes["intermediate_size"],
-            num_attention_heads=NUM_HEADS,
-        )
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            model = ConformerEncoderStack(
-                config, mel_mean=MSD_MEL_MEAN, mel_std=MSD_MEL_STD, conv_channels=sizes["conv_channels"]
-            )
-            generator = torch.Generator().manual_seed(seed)
-            perturb_for_tests_(model, generator)
-            codebook_size, hidden = 4096, sizes["hidden_size"]
-            state = {PREFIX + _torch2_weight_norm_to_legacy(k): v.clone() for k, v in model.state_dict().items()}
-            # Training-only tensors upstream saves beside the encoder, so the loader's skip list is exercised.
-            state[PREFIX + "linear.weight"] = torch.randn(codebook_size, hidden, generator=generator) * 0.02
-            state[PREFIX + "linear.bias"] = torch.zeros(codebook_size)
-            state[PREFIX + "cls_token"] = torch.randn(hidden, generator=generator)
-            state[PREFIX + "quantizer_melspec_2048_0.random_projection"] = torch.randn(512, 16, generator=generator)
-            state[PREFIX + "quantizer_melspec_2048_0.codebook"] = torch.randn(codebook_size, 16, generator=generator)
-            state[PREFIX + "preprocessor_melspec_2048.melspec.spectrogram.window"] = torch.hann_window(2048)
-            state[PREFIX + "preprocessor_melspec_2048.melspec.mel_scale.fb"] = htk_mel_filterbank()
-        torch.save({"epoch": 0, "global_step": 0, "state_dict": state}, folder / CHECKPOINT)
-        stats = {
-            "melspec_2048_cnt": 14282760192,
-            "melspec_2048_mean": MSD_MEL_MEAN,
-            "melspec_2048_std": MSD_MEL_STD,
-            "spec_2048_mean": -15.638743433896792,
-            "spec_2048_std": 26.115825961611545,
-        }
-        (folder / STATS).write_text(json.dumps(stats, indent=1), encoding="utf-8")
         return folder
-
-
-def _torch2_weight_norm_to_legacy(key: str) -> str:
-    """The 2023 checkpoint predates torch's weight-norm parametrisation: weight_g / weight_v names."""
-    return key.replace("parametrizations.weight.original0", "weight_g").replace(
-        "parametrizations.weight.original1", "weight_v"
-    )
 
 
 def build_model(tensors: dict[str, torch.Tensor], *, mean: float, std: float, file: Path) -> ConformerEncoderStack:

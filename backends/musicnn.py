@@ -63,6 +63,7 @@ On a GPU, cuDNN would run float32 convolutions in TF32 and move the penultimate 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -81,6 +82,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from backends import REGISTRY, weights_dir
+from backends._mel import mel_filterbank
 from backends.base import Analysis, Backend, BackendError, WeightsMissing
 
 if TYPE_CHECKING:
@@ -97,42 +99,33 @@ TOP_TAGS = 10  # tags kept per track in the store
 
 WHEEL_REQUIREMENT = "musicnn==0.1.0"
 WHEEL_FILENAME = "musicnn-0.1.0-py3-none-any.whl"
-WHEEL_SHA256 = "f38a4890c648c1ddbb141c5d96d2b0a8cfcd36746002d896989f7b88beb65cfa"
 WHEEL_URL_HINT = "https://pypi.org/project/musicnn/0.1.0/#files"
 
 MODELS = ("MSD_musicnn", "MTT_musicnn")
 DEFAULT_MODEL = "MSD_musicnn"
-# sha256 of the checkpoint files inside the wheel: a folder holding an unpacked wheel or an
-# installed musicnn package is accepted only if it holds these exact bytes.
-CHECKPOINT_SHA256 = {
-    "MSD_musicnn": {
-        ".index": "87f3e0f3550c8d3bafc840374003e5c8af5eeb5ecf6add61af09a7822d3282c8",
-        ".data-00000-of-00001": "8579734ee6388f799ed0def4bbd0d1fdcbeaf213ef2a9dc860917bd76a303de6",
-    },
-    "MTT_musicnn": {
-        ".index": "da2d7bb670b2b31e9bc441bb1bd75eca31b5b061f963cc1f9630c1aff3238f57",
-        ".data-00000-of-00001": "041f3935e981a65cea739842d30c188d3a7d2adf4410955c8668eb3de4a5acab",
-    },
-}
 
-# Label order of the 50 outputs (musicnn/configuration.py).
-MSD_LABELS = (
-    "rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s",
-    "alternative rock", "jazz", "beautiful", "metal", "chillout", "male vocalists", "classic rock",
-    "soul", "indie rock", "Mellow", "electronica", "80s", "folk", "90s", "chill", "instrumental",
-    "punk", "oldies", "blues", "hard rock", "ambient", "acoustic", "experimental", "female vocalist",
-    "guitar", "Hip-Hop", "70s", "party", "country", "easy listening", "sexy", "catchy", "funk",
-    "electro", "heavy metal", "Progressive rock", "60s", "rnb", "indie pop", "sad", "House", "happy",
-)  # fmt: skip
-MTT_LABELS = (
-    "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast",
-    "piano", "ambient", "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male",
-    "singing", "vocals", "no vocals", "harpsichord", "loud", "quiet", "flute", "woman", "male vocal",
-    "no vocal", "pop", "soft", "sitar", "solo", "man", "classic", "choir", "voice", "new age", "dance",
-    "male voice", "female vocal", "beats", "harp", "cello", "no voice", "weird", "country", "metal",
-    "female voice", "choral",
-)  # fmt: skip
-LABELS = {"MSD_musicnn": MSD_LABELS, "MTT_musicnn": MTT_LABELS}
+
+def labels(model: str) -> tuple[str, ...]:
+    """The 50 tags of `model`'s outputs in output order (musicnn/configuration.py), shipped as
+    data/backends/musicnn/<model>.tags.txt."""
+    return _shipped_lines(f"{model}.tags.txt")
+
+
+def pinned_sha256(name: str) -> str:
+    """sha256 of a file of the musicnn 0.1.0 wheel: the wheel itself, or a checkpoint file in it
+    (``musicnn/MSD_musicnn/.index``). A folder holding an unpacked wheel or an installed musicnn
+    package is accepted only with these exact bytes. Shipped as data/backends/musicnn/SHA256SUMS."""
+    digests = {path: digest for digest, path in (line.split(maxsplit=1) for line in _shipped_lines("SHA256SUMS"))}
+    return digests[name]
+
+
+@functools.cache
+def _shipped_lines(name: str) -> tuple[str, ...]:
+    from mrs_tui.paths import shipped_data
+
+    text = shipped_data("backends", "musicnn", name).read_text(encoding="utf-8")
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
+
 
 # TensorFlow layer names of the 64 tensors used at inference, by role.
 _BN_LAYERS = [f"batch_normalization{'' if i == 0 else f'_{i}'}" for i in range(11)]
@@ -157,41 +150,6 @@ def canonical_model(value: object) -> str:
 # -- preprocessing ---------------------------------------------------------------------------------
 
 
-def _hz_to_slaney_mel(hz: np.ndarray) -> np.ndarray:
-    hz = np.asarray(hz, dtype=np.float64)
-    f_sp, min_log_hz = 200.0 / 3, 1000.0
-    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
-    mel = hz / f_sp
-    log_part = hz >= min_log_hz
-    return np.where(log_part, min_log_mel + np.log(np.maximum(hz, 1e-12) / min_log_hz) / logstep, mel)
-
-
-def _slaney_mel_to_hz(mel: np.ndarray) -> np.ndarray:
-    f_sp, min_log_hz = 200.0 / 3, 1000.0
-    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
-    return np.where(mel >= min_log_mel, min_log_hz * np.exp(logstep * (mel - min_log_mel)), f_sp * mel)
-
-
-def mel_filterbank(sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS) -> np.ndarray:
-    """(n_mels, 1 + n_fft//2) float32, equal to ``librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels)``.
-
-    Slaney mel scale, Slaney area normalisation, 0 Hz to Nyquist; written out so that loading the
-    backend does not import librosa, with librosa's float32/float64 rounding steps kept.
-    """
-    fft_freqs = np.fft.rfftfreq(n_fft, d=1.0 / sr)
-    mel_points = np.linspace(_hz_to_slaney_mel(0.0), _hz_to_slaney_mel(sr / 2.0), n_mels + 2)
-    mel_freqs = _slaney_mel_to_hz(mel_points)
-    widths = np.diff(mel_freqs)
-    ramps = np.subtract.outer(mel_freqs, fft_freqs)
-    weights = np.zeros((n_mels, len(fft_freqs)), dtype=np.float32)
-    for i in range(n_mels):
-        lower = -ramps[i] / widths[i]
-        upper = ramps[i + 2] / widths[i + 1]
-        weights[i] = np.maximum(0, np.minimum(lower, upper))
-    weights *= (2.0 / (mel_freqs[2 : n_mels + 2] - mel_freqs[:n_mels]))[:, np.newaxis]
-    return weights
-
-
 def _periodic_hann(n: int) -> np.ndarray:
     return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
 
@@ -207,7 +165,8 @@ class LogMel:
 
     def __init__(self) -> None:
         self.window = _periodic_hann(N_FFT)
-        self.mel_t = np.ascontiguousarray(mel_filterbank().T)
+        # 96 Slaney mels, area-normalised: librosa.filters.mel's defaults, as musicnn called it.
+        self.mel_t = np.ascontiguousarray(mel_filterbank(SAMPLE_RATE, N_FFT, N_MELS).T)
 
     @staticmethod
     def n_frames(n_samples: int) -> int:
@@ -462,22 +421,6 @@ def _tf_layout(n_classes: int = 50) -> list[tuple[str, str, tuple[int, ...], str
     return layout
 
 
-def random_tf_tensors(seed: int = 0) -> dict[str, np.ndarray]:
-    """A randomly initialised MusiCNN in the stored layout, with batch-norms that are not identities."""
-    torch.manual_seed(seed)
-    net = MusicnnNet()
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in net.modules():
-            if isinstance(module, nn.BatchNorm1d):
-                n = module.num_features
-                module.weight.copy_(torch.randn(n, generator=generator) * 0.5 + 0.5)  # some negative, as upstream
-                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
-                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-                module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-    return net.prepare().to_tf_tensors()
-
-
 # -- getting the weights -------------------------------------------------------------------------------
 
 
@@ -525,9 +468,10 @@ def convert_wheel(wheel: Path, target: Path) -> list[Path]:
     if not wheel.is_file():
         raise WeightsMissing(f"{wheel} does not exist", f"give the path of {WHEEL_FILENAME}")
     digest = _sha256_file(wheel)
-    if digest != WHEEL_SHA256:
+    expected = pinned_sha256(WHEEL_FILENAME)
+    if digest != expected:
         raise WeightsMissing(
-            f"{wheel} is not the musicnn 0.1.0 wheel (sha256 {digest[:16]}..., expected {WHEEL_SHA256[:16]}...)",
+            f"{wheel} is not the musicnn 0.1.0 wheel (sha256 {digest[:16]}..., expected {expected[:16]}...)",
             f"download {WHEEL_FILENAME} again: pip download --no-deps {WHEEL_REQUIREMENT}",
         )
     target.mkdir(parents=True, exist_ok=True)
@@ -551,9 +495,9 @@ def convert_checkpoint_folder(folder: Path, target: Path) -> list[Path]:
         prefix = f"{package / model}{os.sep}"  # the checkpoint's files are named ".index", ".data-..."
         if not Path(prefix + ".index").is_file():
             continue
-        for suffix, expected in CHECKPOINT_SHA256[model].items():
+        for suffix in (".index", ".data-00000-of-00001"):
             actual = _sha256_file(Path(prefix + suffix))
-            if actual != expected:
+            if actual != pinned_sha256(f"musicnn/{model}/{suffix}"):
                 raise WeightsMissing(
                     f"{prefix}{suffix} differs from the file in the musicnn 0.1.0 wheel",
                     f"use the files of {WHEEL_FILENAME}, or let mrs-tui download it: mrs-tui backends fetch musicnn",
@@ -692,36 +636,18 @@ class MusicnnBackend(Backend):
     def __init__(self, *, paper_compat: bool = False, device: str | None = None, **options: object) -> None:
         super().__init__(paper_compat=paper_compat, device=device, **options)
         self.model = canonical_model(options.get("model", DEFAULT_MODEL))
-        self.labels = LABELS[self.model]
+        self.labels = labels(self.model)
 
     @classmethod
-    def fetch(
-        cls,
-        *,
-        source: str | Path | None = None,
-        allow_pickle: bool = False,
-        revision: str | None = None,
-    ) -> Path:
-        """Download (or take from `source`: the wheel, a folder holding it, or its URL) and convert."""
-        if revision:
-            raise BackendError("MusiCNN weights come from one fixed wheel", f"drop --revision ({WHEEL_REQUIREMENT})")
+    def install_from(cls, source: str | Path, *, allow_pickle: bool) -> Path:
+        """The wheel, a folder holding it, its URL, or converted weights: checked and converted."""
         return install_weights(source)
 
     @classmethod
-    def write_random_checkpoint(cls, folder: str | Path, *, size: str = "tiny", seed: int = 0) -> Path:
-        """Random MSD and MTT models in the stored layout (the architecture has one size only).
-
-        Speed does not depend on the weights' values, so benchmarks can run without the wheel.
-        """
-        from safetensors.numpy import save_file
-
-        if size not in ("tiny", "real"):
-            raise ValueError(f"size must be 'tiny' or 'real', not {size!r}")
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        for offset, model in enumerate(MODELS):
-            save_file(random_tf_tensors(seed + offset), str(folder / f"{model}.safetensors"), metadata={"model": model})
-        return folder
+    def download(cls, *, revision: str | None, allow_pickle: bool, **options: object) -> Path:
+        if revision:
+            raise BackendError("MusiCNN weights come from one fixed wheel", f"drop --revision ({WHEEL_REQUIREMENT})")
+        return install_weights(None)
 
     def load(self, weights: str | Path | None = None) -> MusicnnBackend:
         from backends._weights import hub_offline, load_state_dict, pick_device

@@ -15,22 +15,22 @@ needed and no pickle is ever involved. Tables written with Snappy compression an
 (sliced) variables are refused with a clear message: TensorFlow writes neither by default,
 and the MusiCNN checkpoints use neither.
 
-CRC32C (Castagnoli) is computed in numpy: the bytes are cut into lanes that are processed side
-by side with a byte table, and the lane CRCs are then chained with the linear "advance over L
-zero bytes" operator (the same algebra as zlib's ``crc32_combine``). That checks the 9.5 MB
-MusiCNN data file in a few tens of milliseconds, where a byte-at-a-time Python loop takes
-seconds, and needs no compiled dependency.
+CRC32C (Castagnoli) comes from the ``crc32c`` package (hardware instructions where the CPU
+has them: about 10 ms for the 9.5 MB MusiCNN data file). The checks are kept although the
+MusiCNN files are also pinned by sha256: the pin covers the wheel and the checkpoint files we
+know, while this reader opens any TensorFlow checkpoint, and a CRC failure names the damaged
+block or variable where a sha256 mismatch can only say "this is not the file".
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import struct
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import crc32c as castagnoli
 import numpy as np
 
 from backends.base import BackendError
@@ -74,73 +74,11 @@ class CheckpointError(BackendError):
 # -- CRC32C ------------------------------------------------------------------------------------
 
 
-def _make_table() -> list[int]:
-    poly = 0x82F63B78  # Castagnoli polynomial, bit-reversed
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ poly if crc & 1 else crc >> 1
-        table.append(crc)
-    return table
-
-
-_TABLE = _make_table()
-_TABLE_NP = np.array(_TABLE, dtype=np.uint32)
-_LANE = 1024  # bytes per lane in the vectorised path
-_VECTORISE_FROM = 64 * 1024
-
-
-def _advance_bytes(register: int, data: bytes | memoryview) -> int:
-    table = _TABLE
-    for byte in data:
-        register = table[(register ^ byte) & 0xFF] ^ (register >> 8)
-    return register
-
-
-@functools.lru_cache(maxsize=4)
-def _zero_advance_tables(length: int) -> tuple[list[int], list[int], list[int], list[int]]:
-    """Byte tables of the linear map "run the register over `length` zero bytes"."""
-    images = np.left_shift(np.uint32(1), np.arange(32, dtype=np.uint32))
-    for _ in range(length):
-        images = _TABLE_NP[images & 0xFF] ^ (images >> 8)
-    tables = []
-    for part in range(4):
-        table = np.zeros(256, dtype=np.uint32)
-        index = np.arange(256)
-        for bit in range(8):
-            table[(index >> bit) & 1 == 1] ^= images[8 * part + bit]
-        tables.append(table.tolist())
-    return tables[0], tables[1], tables[2], tables[3]
-
-
-def _advance_lanes(register: int, data: np.ndarray) -> int:
-    lanes = len(data) // _LANE
-    # Column j holds byte j of every lane, so each step updates all lanes at once.
-    columns = np.ascontiguousarray(data[: lanes * _LANE].reshape(lanes, _LANE).T)
-    partial = np.zeros(lanes, dtype=np.uint32)
-    for column in columns:
-        partial = _TABLE_NP[(partial ^ column) & 0xFF] ^ (partial >> 8)
-    t0, t1, t2, t3 = _zero_advance_tables(_LANE)
-    for lane_crc in partial.tolist():
-        register = (
-            t0[register & 0xFF] ^ t1[(register >> 8) & 0xFF] ^ t2[(register >> 16) & 0xFF] ^ t3[register >> 24]
-        ) ^ lane_crc
-    return _advance_bytes(register, data[lanes * _LANE :].tobytes())
-
-
 def crc32c(data: bytes | bytearray | memoryview | np.ndarray, crc: int = 0) -> int:
     """CRC32C of `data`; pass a previous result as `crc` to continue over several pieces."""
-    register = crc ^ 0xFFFFFFFF
     if isinstance(data, np.ndarray):
-        raw = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
-    else:
-        raw = np.frombuffer(data, dtype=np.uint8)
-    if len(raw) < _VECTORISE_FROM:
-        register = _advance_bytes(register, raw.tobytes())
-    else:
-        register = _advance_lanes(register, raw)
-    return register ^ 0xFFFFFFFF
+        data = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+    return castagnoli.crc32c(data, crc)
 
 
 def mask_crc(crc: int) -> int:

@@ -1,7 +1,7 @@
 """Seconds per 30-s clip and peak memory of every backend, at real size with random weights.
 
 Speed depends on the architecture, not on the weights' values, so each backend writes a
-randomly initialised checkpoint of its real dimensions (`write_random_checkpoint(size="real")`,
+randomly initialised checkpoint of its real dimensions (`backends.testing.write_random_checkpoint`,
 in the upstream file layout) and loads it through its normal `load()`. Tiny test models say
 nothing about speed.
 
@@ -27,8 +27,6 @@ Jukebox is skipped on CPU (5 B parameters; it needs a >=13 GB GPU).
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import os
 import resource
@@ -100,11 +98,9 @@ def _parameters(backend) -> int:
 
 
 def write_checkpoint(name: str, folder: Path, size: str) -> None:
-    from backends import get_spec
+    from backends.testing import write_random_checkpoint
 
-    module_name, _, class_name = get_spec(name).target.partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    cls.write_random_checkpoint(folder, size=size, seed=0)
+    write_random_checkpoint(name, folder, size=size, seed=0)
 
 
 def measure(name: str, folder: str | None, args: argparse.Namespace) -> dict:
@@ -187,12 +183,10 @@ def _skip_reason(name: str, args: argparse.Namespace) -> str | None:
         return "needs a GPU (real size on CPU not attempted)"
     if not spec.needs_weights:
         return None
-    module_name, _, class_name = spec.target.partition(":")
-    if importlib.util.find_spec(module_name) is None:
-        return f"backends/{module_name.rsplit('.', 1)[-1]}.py does not exist"
-    cls = getattr(importlib.import_module(module_name), class_name)
-    if not hasattr(cls, "write_random_checkpoint"):
-        return "has no write_random_checkpoint"
+    from backends.testing import has_random_checkpoint
+
+    if not has_random_checkpoint(name):
+        return "has no random checkpoint writer in backends.testing"
     return None
 
 

@@ -153,11 +153,12 @@ def prepare_clips(folder: Path, count: int, decode: bool) -> tuple[list[np.ndarr
 
 def load_backend(args):
     from backends.musicnn import MusicnnBackend
+    from backends.testing import write_random_checkpoint
 
     backend = MusicnnBackend(device=args.device)
     if args.random:
         folder = Path(tempfile.mkdtemp(prefix="musicnn-random-"))
-        MusicnnBackend.write_random_checkpoint(folder)
+        write_random_checkpoint("musicnn", folder)
         return backend.load(folder), "random weights"
     return backend.load(args.weights), "real weights" if args.weights is None else f"weights from {args.weights}"
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -117,17 +116,15 @@ class ProgressLine:
     """One self-rewriting progress line on a terminal; a line every few seconds otherwise."""
 
     def __init__(self, quiet: bool) -> None:
+        from mrs_tui.progress import Throttle
+
         self.quiet = quiet
         self.tty = sys.stderr.isatty()
-        self.last = 0.0
+        self.throttle = Throttle(0.2 if self.tty else 5.0)
 
     def __call__(self, text: str, final: bool = False) -> None:
-        if self.quiet:
+        if self.quiet or not self.throttle.ready(final=final):
             return
-        now = time.monotonic()
-        if not final and now - self.last < (0.2 if self.tty else 5.0):
-            return
-        self.last = now
         if self.tty:
             sys.stderr.write("\r\033[K" + text + ("\n" if final else ""))
         else:

@@ -137,7 +137,7 @@ class Column:
                     "title": s.track.display_title,
                     "artist": s.track.artist,
                     "percentile": round(s.percentile, 1),
-                    "cold": s.cold,
+                    "new": s.new,
                 }
                 for rank, s in enumerate(items)
             ],
@@ -297,7 +297,7 @@ def plan_columns(
 
 
 def _column(engine, seed: ComparisonSeed, backend: str, recommender: str, k: int) -> Column:
-    from mrs_tui.evaluation.training import ModelNotTrained
+    from mrs_tui.training import ModelNotTrained
 
     column = Column(backend, recommender)
     try:

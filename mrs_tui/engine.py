@@ -8,33 +8,47 @@ are imported only by the operations that need them.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 import backends as backend_registry
 import recommenders as recommender_registry
+from mrs_tui import training
 from mrs_tui.catalogue import Catalogue
 from mrs_tui.config import Settings
 from mrs_tui.errors import UserError
-from mrs_tui.evaluation import training
 from mrs_tui.history import History
 from mrs_tui.indexing import Indexer, IndexReport, ProgressFn
 from mrs_tui.library import ScanReport, scan
-from mrs_tui.store import POSITIVE_EVENTS, Play, Store, Track
-from recommenders.base import Query, Recommender
+from mrs_tui.store import Play, Store, Track
+from mrs_tui.store.models import ModelRecord
+from recommenders.base import Cancelled, Query, Recommender
 
-# How many recent positive plays make the profile of the "new files" view without a seed.
+if TYPE_CHECKING:
+    from mrs_tui.evaluation.datasets import Dataset
+    from mrs_tui.evaluation.runner import EvalRun, EvalSettings
+
+# How many recent positive plays make the profile of the cold-start view without a seed.
 RECENT_PROFILE_PLAYS = 20
+# What answers while the selected learned recommender has no trained model yet.
+FALLBACK_RECOMMENDER = "knn"
+# Expected seconds per track above which analysis is not started by itself: the user chooses.
+SLOW_SECONDS_PER_TRACK = 2.0
 
 
 @dataclass
 class Suggestion:
     track: Track
     score: float
-    cold: bool  # never played: a *new* track
+    new: bool  # never played (whatever the model learned from)
     reason: str = ""
     percentile: float = 0.0  # rank among the candidates as a percentile (100: first); comparable everywhere
 
@@ -49,11 +63,12 @@ class SuggestionList:
     seed: Track | None = None
     note: str = ""
     profile_size: int = 0  # tracks the suggestions were computed from
-    pool: str = "all"  # candidates: "all", "hot" (known from history) or "cold" (new to the model)
+    pool: str = "all"  # candidates: "all", "hot" (known from history) or "cold" (not in what the model learned from)
     basis: str = "session"  # what the profile is: "session" (seed + session) or "recent" (recent plays)
     seed_weight: float | None = None  # share of the seed in the ranking when seed and session are blended
     candidates: int = 0  # how many tracks were ranked: the base of each suggestion's rank percentile
     served: str = ""  # set when a measured winner serves this mode ("hot winner of evaluation #3")
+    fallback_from: str | None = None  # the selected recommender, when it was untrained and knn answered
 
     def describe(self) -> str:
         session = self.profile_size - (self.seed is not None)
@@ -67,7 +82,7 @@ class SuggestionList:
         )
         source = {
             "hot": f"from {basis}" if basis else "",
-            "cold": f"cold start: new tracks only, by audio{f', from {basis}' if basis else ''}",
+            "cold": f"cold start: only tracks the model has not learned from, by audio{f', from {basis}' if basis else ''}",
             "popular": "most played (no seed or session yet)",
         }.get(self.mode, self.mode)
         weight = (
@@ -83,6 +98,147 @@ class SuggestionList:
 class _FittedModel:
     model: Recommender
     key: tuple
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """What became of one model in a training job."""
+
+    recommender: str
+    backend: str
+    record: ModelRecord | None = None  # the new model; None when it was not trained
+    error: str | None = None  # why it could not be trained (the job went on with the next one)
+    cancelled: bool = False  # the job stopped here; nothing was saved for this model
+    seconds: float = 0.0
+
+    @property
+    def trained(self) -> bool:
+        return self.record is not None
+
+    def describe(self) -> str:
+        if self.cancelled:
+            return f"{self.recommender}: training cancelled; the previous model keeps serving"
+        if self.record is None:
+            return f"{self.recommender} on {self.backend}: {self.error}"
+        return f"{self.recommender} on {self.backend}: trained on {self.record.n_plays} plays"
+
+
+TrainProgressFn = Callable[[str, float, float, str], None]  # (recommender, done, total, message)
+
+
+@dataclass(frozen=True)
+class BackendRow:
+    """One backend as the pickers and `mrs-tui backends` show it."""
+
+    name: str
+    display_name: str
+    state: str  # "ready", "weights missing", "needs a GPU"
+    detail: str
+    ready: bool
+    default: bool
+    dim: int
+    sample_rate: int
+    clip_seconds: float | None
+    version: str
+    weights_license: str
+    code_license: str
+    source: str
+    needs_gpu: bool
+    description: str
+    seconds_per_track: float | None  # expected on this machine's CPU; None: unknown
+    slow: bool  # analysis waits for the user to choose what to spend it on
+    analysed: int | None = None  # tracks with a vector of the current version; None: not asked
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "display_name": self.display_name,
+            "status": self.state,
+            "detail": self.detail,
+            "default": self.default,
+            "dim": self.dim,
+            "sample_rate": self.sample_rate,
+            "clip_seconds": self.clip_seconds,
+            "version": self.version,
+            "weights_license": self.weights_license,
+            "code_license": self.code_license,
+            "source": self.source,
+            "seconds_per_track_cpu": self.seconds_per_track,
+            "needs_gpu": self.needs_gpu,
+            "slow": self.slow,
+            "description": self.description,
+            **({"analysed": self.analysed} if self.analysed is not None else {}),
+        }
+
+
+def expected_seconds_per_track(name: str, cores: int | None = None) -> float | None:
+    """Seconds one 30-s clip takes on this machine's CPU, or None when nobody measured it.
+
+    The registry's figures were measured on 2 cores; more cores help roughly linearly up to 8.
+    """
+    spec = backend_registry.get_spec(name)
+    if spec.cpu_seconds_per_track is None:
+        return None
+    cores = cores or os.cpu_count() or 2
+    return round(spec.cpu_seconds_per_track * 2 / min(max(cores, 1), 8), 2)
+
+
+def is_slow_backend(name: str, *, gpu: bool | None = None) -> bool:
+    """Too slow to analyse a library unasked: over `SLOW_SECONDS_PER_TRACK` here (a GPU makes every backend quick)."""
+    if backend_registry.gpu_visible() if gpu is None else gpu:
+        return False
+    seconds = expected_seconds_per_track(name)
+    return seconds is None or seconds > SLOW_SECONDS_PER_TRACK
+
+
+def backend_rows(
+    analysed: dict[tuple[str, str], tuple[int, int]] | None = None,
+    version_of: Callable[[str], str] | None = None,
+) -> list[BackendRow]:
+    """Every registered backend with its status and expected speed (no backend module is imported).
+
+    `analysed` is `Store.embedding_counts()`, when the caller has a library to count in, and
+    `version_of` the embedding version each backend's vectors are counted at.
+    """
+    default = backend_registry.default_backend_name()
+    gpu = backend_registry.gpu_visible()
+    rows = []
+    for spec in backend_registry.list_specs():
+        status = backend_registry.backend_status(spec.name)
+        rows.append(
+            BackendRow(
+                name=spec.name,
+                display_name=spec.display_name,
+                state=status.state,
+                detail=status.detail,
+                ready=status.ready,
+                default=spec.name == default,
+                dim=spec.dim,
+                sample_rate=spec.sample_rate,
+                clip_seconds=spec.clip_seconds,
+                version=spec.version,
+                weights_license=spec.weights_license,
+                code_license=spec.code_license,
+                source=spec.source,
+                needs_gpu=spec.needs_gpu,
+                description=spec.description,
+                seconds_per_track=expected_seconds_per_track(spec.name),
+                slow=is_slow_backend(spec.name, gpu=gpu),
+                analysed=None
+                if analysed is None
+                else analysed.get((spec.name, version_of(spec.name) if version_of else spec.version), (0, 0))[0],
+            )
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class TrackFacts:
+    """What the details pane shows beyond the track's own tags (read from the database)."""
+
+    track_id: int
+    plays: int  # positive plays
+    sounds_like: list[str]  # descriptive tags of the audio, best first
 
 
 @dataclass
@@ -144,6 +300,10 @@ class Engine:
                 self._loaded_backends[key] = backend_registry.load_backend(name, weights, **options)
             return self._loaded_backends[key]
 
+    def backend_rows(self) -> list[BackendRow]:
+        """The backend picker's rows: status, expected speed and how much of the library is analysed."""
+        return backend_rows(self.store.embedding_counts(), self.version)
+
     # -- library ------------------------------------------------------------------------------
 
     def scan(self, root: Path | str, **kwargs) -> ScanReport:
@@ -196,6 +356,10 @@ class Engine:
             raise UserError(f"{text} is not in the library", "index its folder first: mrs-tui index FOLDER")
         return track
 
+    def track_facts(self, track_id: int) -> TrackFacts:
+        """Plays and audio tags of one track (the details pane asks from a worker)."""
+        return TrackFacts(track_id, self.store.play_count(track_id=track_id), self.track_tags(track_id))
+
     # -- history -------------------------------------------------------------------------------
 
     def record(self, track_id: int, event: str, *, position_s: float | None = None) -> Play:
@@ -242,7 +406,7 @@ class Engine:
         replaces the cached one at the next call; until then the previous one keeps serving.
         """
         version = self.version(backend)
-        record = training.latest_record(self.store, recommender, backend, version)
+        record = self.store.latest_model(recommender, backend, version)
         if record is None:
             raise training.ModelNotTrained(
                 f"the {recommender} recommender is not trained for {backend} yet",
@@ -270,7 +434,7 @@ class Engine:
         params: dict | None = None,
         progress=None,
         cancel: threading.Event | None = None,
-    ) -> training.ModelRecord:
+    ) -> ModelRecord:
         """Train a recommender on the whole play history; safe to call from a worker thread.
 
         `progress(done, total, message)` reports fitting; `cancel` stops it (raises `Cancelled`,
@@ -308,19 +472,71 @@ class Engine:
             if store is not self.store:
                 store.close()
 
+    def train_models(
+        self,
+        names: Sequence[str],
+        backend: str | None = None,
+        *,
+        progress: TrainProgressFn | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[TrainOutcome]:
+        """Train several recommenders one after the other, yielding what became of each.
+
+        A model that cannot be trained (no history, not a learning recommender) is reported and
+        the next one is tried; a cancel stops the job after reporting the model it interrupted
+        (nothing is saved for it, the previous model keeps serving).
+        """
+        name = backend or self.backend
+        for rec_name in names:
+            if progress is not None:
+                progress(rec_name, 0, 1, "preparing")
+            started = time.perf_counter()
+            fit_progress = None
+            if progress is not None:
+
+                def fit_progress(done: float, total: float, message: str, _name: str = rec_name) -> None:
+                    progress(_name, done, total, message)
+
+            try:
+                record = self.train(rec_name, name, progress=fit_progress, cancel=cancel)
+            except Cancelled:
+                yield TrainOutcome(rec_name, name, cancelled=True, seconds=time.perf_counter() - started)
+                return
+            except UserError as exc:
+                yield TrainOutcome(rec_name, name, error=str(exc), seconds=time.perf_counter() - started)
+                continue
+            yield TrainOutcome(rec_name, name, record=record, seconds=time.perf_counter() - started)
+
+    # Retrain policy: a model is due when at least `Settings.retrain_after_plays` positive plays
+    # (play, complete, like) were recorded since the play its training data ended with — for the
+    # first model, since the start of the history. `train` trains on demand whatever the count.
+
     def retrain_due(self, recommender: str | None = None, backend: str | None = None) -> bool:
         """Has a trainable recommender seen `Settings.retrain_after_plays` new plays since training?"""
         rec_name = recommender or self.recommender
         if not recommender_registry.get_spec(rec_name).trainable:
             return False
         name = backend or self.backend
-        record = training.latest_record(self.store, rec_name, name, self.version(name))
-        return training.retrain_due(self.store, record, self.settings.retrain_after_plays)
+        return self._is_due(self._new_plays(self.store.latest_model(rec_name, name, self.version(name))))
+
+    def _new_plays(self, record: ModelRecord | None) -> int:
+        return self.store.play_count(after_id=record.last_play_id if record else 0)
+
+    def _is_due(self, new_plays: int) -> bool:
+        return new_plays >= max(1, int(self.settings.retrain_after_plays))
 
     def due_models(self, backend: str | None = None) -> list[str]:
-        """Trainable recommenders whose model for `backend` is due (the background worker's list)."""
+        """Models to retrain in the background for `backend`: those that are due, among the selected
+        recommender and any other that was trained before (a model nobody asked for is never trained
+        by surprise)."""
+        name = backend or self.backend
+        version = self.version(name)
         return [
-            n for n, spec in recommender_registry.REGISTRY.items() if spec.trainable and self.retrain_due(n, backend)
+            rec_name
+            for rec_name, spec in recommender_registry.REGISTRY.items()
+            if spec.trainable
+            and (rec_name == self.recommender or self.store.latest_model(rec_name, name, version) is not None)
+            and self.retrain_due(rec_name, name)
         ]
 
     def model_info(self, recommender: str | None = None, backend: str | None = None) -> training.ModelInfo:
@@ -337,32 +553,44 @@ class Engine:
             return training.ModelInfo(
                 rec_name, name, version, False, None, self.store.play_count(), n_hot, size - n_hot, 0, False, size
             )
-        record = training.latest_record(self.store, rec_name, name, version)
+        record = self.store.latest_model(rec_name, name, version)
+        new = self._new_plays(record)
         if record is None:
-            new = training.positive_plays(self.store)
-            due = training.retrain_due(self.store, None, self.settings.retrain_after_plays)
-            return training.ModelInfo(rec_name, name, version, True, None, 0, 0, size, new, due, size)
+            return training.ModelInfo(rec_name, name, version, True, None, 0, 0, size, new, self._is_due(new), size)
         with self._lock:
             cached = self._trained.get((rec_name, name, version))
         if cached is not None and cached.record.id == record.id:
             n_hot = int(cached.align(catalogue).hot_mask.sum())
         else:
             n_hot = min(record.n_hot, size)
-        new = training.positive_plays(self.store, after_id=record.last_play_id)
-        due = training.retrain_due(self.store, record, self.settings.retrain_after_plays)
         return training.ModelInfo(
-            rec_name, name, version, True, record.trained_at, record.n_plays, n_hot, size - n_hot, new, due, size
+            rec_name,
+            name,
+            version,
+            True,
+            record.trained_at,
+            record.n_plays,
+            n_hot,
+            size - n_hot,
+            new,
+            self._is_due(new),
+            size,
         )
+
+    def models_info(self, backend: str | None = None) -> dict[str, training.ModelInfo | None]:
+        """`model_info` of every registered recommender (None where it cannot be read): the picker's lines."""
+        out: dict[str, training.ModelInfo | None] = {}
+        for rec_name in recommender_registry.REGISTRY:
+            try:
+                out[rec_name] = self.model_info(rec_name, backend)
+            except Exception:  # noqa: BLE001 - one unreadable model must not hide the others
+                out[rec_name] = None
+        return out
 
     def _recent_items(self, index_of: dict[int, int], limit: int = RECENT_PROFILE_PLAYS) -> list[int]:
         """Catalogue items of the most recent positive plays, oldest first, without repeats."""
-        marks = ", ".join("?" for _ in POSITIVE_EVENTS)
-        rows = self.store.conn.execute(
-            f"SELECT track_id FROM plays WHERE event IN ({marks}) ORDER BY at DESC, id DESC LIMIT ?",
-            [*POSITIVE_EVENTS, limit * 5],
-        ).fetchall()
         items: list[int] = []
-        for (track_id,) in rows:
+        for track_id in self.store.recent_positive_track_ids(limit * 5):
             item = index_of.get(track_id)
             if item is not None and item not in items:
                 items.append(item)
@@ -381,19 +609,56 @@ class Engine:
         session_id: int | None = None,
         tracks: list[int] | None = None,
     ) -> SuggestionList:
-        """Next tracks for a seed and the current session.
+        """Next tracks for a seed and the current session (the modes are described at `_suggest`).
 
-        Modes: "hot" — the recommender on the seed and session; "cold" — `pool="cold"` (the "new
-        files" view), or a seed that is cold for the fitted model (not in its training
-        interactions; for recommenders fitted on the fly, never played): only tracks cold for
-        the model are candidates, all scored through the recommender's audio path, so one
-        ranking never mixes learned and audio-only representations; without seed or session
-        the profile is the recent plays. "popular" — nothing to go on yet.
+        While the selected recommender (``recommender=None``) learns from history and has no
+        trained model yet, `FALLBACK_RECOMMENDER` answers and the list's note says so. A
+        recommender named explicitly answers as asked or raises `ModelNotTrained`: a comparison
+        must never show one model's list under another's name. Once the user applied measured
+        winners (`use_winners`), they serve instead of the selected pair.
         """
         if pool not in ("all", "hot", "cold"):
             raise UserError(f"unknown pool {pool!r}", "use all, hot or cold")
         if backend is None and recommender is None and self.served_pairs():
             return self._suggest_with_winners(seed, k=k, pool=pool, session_id=session_id, tracks=tracks)
+        return self._suggest_selected(
+            seed, k=k, backend=backend, recommender=recommender, pool=pool, session_id=session_id, tracks=tracks
+        )
+
+    def _suggest_selected(self, seed, *, k, backend, recommender, pool, session_id, tracks) -> SuggestionList:
+        call = {"k": k, "backend": backend, "pool": pool, "session_id": session_id, "tracks": tracks}
+        try:
+            return self._suggest(seed, recommender=recommender, **call)
+        except training.ModelNotTrained as exc:
+            if recommender is not None or self.recommender == FALLBACK_RECOMMENDER:
+                raise
+            untrained = exc.problem
+            result = self._suggest(seed, recommender=FALLBACK_RECOMMENDER, **call)
+        result.fallback_from = self.recommender
+        fallback = f"{untrained}: showing {FALLBACK_RECOMMENDER} meanwhile"
+        result.note = f"{fallback}; {result.note}" if result.note else fallback
+        return result
+
+    def _suggest(
+        self,
+        seed: int | None,
+        *,
+        k: int | None,
+        backend: str | None,
+        recommender: str | None,
+        pool: str,
+        session_id: int | None,
+        tracks: list[int] | None = None,
+    ) -> SuggestionList:
+        """Next tracks from one recommender (`tracks`, a playlist or the queue, stands in for the session).
+
+        Modes: "hot" — the recommender on the seed and session; "cold" — `pool="cold"` (the
+        cold-start view), or a seed that is cold for the fitted model (not in its training
+        interactions; for recommenders fitted on the fly, never played): only tracks cold for
+        the model are candidates, all scored through the recommender's audio path, so one
+        ranking never mixes learned and audio-only representations; without seed or session
+        the profile is the recent plays. "popular" — nothing to go on yet.
+        """
         name = backend or self.backend
         rec_name = recommender or self.recommender
         k = k or self.settings.suggestions
@@ -415,6 +680,7 @@ class Engine:
         if seed is not None and seed_item is None:
             result.note = "the selected track is not analysed yet; suggestions use the session only"
         exclude = {index_of[t] for t in seen | ({seed} if seed is not None else set()) if t in index_of}
+        # -- hot/cold routing: which model answers, in which mode, over which pool -----------------
         model_name = rec_name
         if not history_items and seed_item is None and pool != "cold":
             model_name = "popular"
@@ -433,8 +699,9 @@ class Engine:
                     exclude |= set(history_items)  # played after training: cold for a trained model
                     result.basis = "recent"
                     if not history_items:
-                        result.note = "no plays yet: new tracks in library order"
+                        result.note = "no plays yet: tracks in library order"
         result.pool = pool
+        # -- end of hot/cold routing ------------------------------------------------------------------
         result.candidates = _pool_size(model, pool, len(exclude))
         if seed_item is not None and history_items:
             items, scores = self._blend_seed_and_session(model, history_items, seed_item, pool, exclude, k)
@@ -490,7 +757,7 @@ class Engine:
                 pair = cold
                 result = self.suggest(seed, backend=cold.backend, recommender=cold.recommender, **call)
         except training.ModelNotTrained:
-            result = self.suggest(seed, backend=self.backend, recommender=self.recommender, **call)
+            result = self._suggest_selected(seed, backend=None, recommender=None, **call)
             result.note = f"the winner {pair.recommender} on {pair.backend} is not trained yet (t trains it)"
             return result
         result.served = f"{pair.mode} winner of evaluation #{pair.run_id}"
@@ -581,6 +848,49 @@ class Engine:
             if row is not None and row.extras and row.extras.get("tags"):
                 return [tag for tag, _ in row.extras["tags"]]
         return []
+
+    # -- evaluation ------------------------------------------------------------------------------
+
+    def indexed_backends(self, store: Store | None = None) -> list[str]:
+        """Backends with at least one stored vector of their current version."""
+        from mrs_tui.evaluation.datasets import indexed_backends
+
+        return indexed_backends(store or self.store, self.version)
+
+    def evaluate(
+        self,
+        settings: EvalSettings,
+        *,
+        dataset: Dataset | None = None,
+        keep: bool = True,
+        progress: Callable[[float, float, str], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> EvalRun:
+        """Run the evaluation grid and store the run; safe to call from a worker thread.
+
+        Without `dataset`, the play history is evaluated with every backend that analysed the
+        library (or `settings.backends`). The session gap is the user's setting. A cancelled run
+        is returned with the cells finished so far but never stored: its table is incomplete.
+        """
+        from mrs_tui.evaluation.datasets import history_dataset
+        from mrs_tui.evaluation.runner import run_grid, save_run
+
+        settings = dataclasses.replace(settings, session_gap_minutes=self.settings.session_gap_minutes)
+        store = self._worker_store()
+        try:
+            if dataset is None:
+                backends = settings.backends or self.indexed_backends(store)
+                if not backends:
+                    raise UserError("no backend has analysed the library yet", "run mrs-tui index FOLDER first")
+                dataset = history_dataset(store, backends, self.version)
+                settings = dataclasses.replace(settings, backends=list(backends))
+            run = run_grid(dataset, settings, progress=progress, cancel=cancel)
+            if keep and not run.cancelled:
+                save_run(store, run)
+            return run
+        finally:
+            if store is not self.store:
+                store.close()
 
 
 def _pool_size(model: Recommender, pool: str, n_excluded: int) -> int:

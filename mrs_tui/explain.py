@@ -173,7 +173,7 @@ def explain(
 ) -> Explanation:
     """Why `track_id` is (or would be) suggested for `seed` and the session."""
     from mrs_tui.evaluation.datasets import indexed_backends
-    from mrs_tui.evaluation.training import ModelNotTrained
+    from mrs_tui.training import ModelNotTrained
 
     track = engine.store.track(track_id)
     if track is None:

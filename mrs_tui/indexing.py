@@ -169,11 +169,8 @@ class Indexer:
                     for backend in wanted:  # nothing left to do for it, in any backend
                         stored[backend.name] += 1
                 else:
-                    for backend in wanted:
-                        start, seconds = self._window(track, decoded, backend)
-                        queues[backend.name].append(
-                            _Pending(track, decoded.window(backend.sample_rate, start, seconds))
-                        )
+                    for backend, (_start, waveform) in zip(wanted, self._cut(track, decoded, wanted), strict=True):
+                        queues[backend.name].append(_Pending(track, waveform))
                         if len(queues[backend.name]) >= self._batch_size(backend):
                             stored[backend.name] += self._flush(backend, queues[backend.name], report)
                 if progress:
@@ -192,6 +189,24 @@ class Indexer:
         return report
 
     # -- steps -------------------------------------------------------------------------------
+
+    def excerpts(self, track: Track, wanted: Sequence[Backend]) -> list[tuple[float, np.ndarray]]:
+        """The (start, waveform) each of `wanted` analyses for `track`: decoded once, cut, resampled.
+
+        The path `run` takes, for one file outside a run (`mrs-tui embed`); raises
+        `AudioDecodeError` when the file cannot be read.
+        """
+        decoded, error, _seconds = self._decode(track, list(wanted))
+        if error is not None:
+            raise AudioDecodeError(error)
+        return self._cut(track, decoded, wanted)
+
+    def _cut(self, track: Track, decoded: DecodedAudio, wanted: Sequence[Backend]) -> list[tuple[float, np.ndarray]]:
+        out = []
+        for backend in wanted:
+            start, seconds = self._window(track, decoded, backend)
+            out.append((start, decoded.window(backend.sample_rate, start, seconds)))
+        return out
 
     def _batch_size(self, backend: Backend) -> int:
         preferred = getattr(backend, "batch_size", None)

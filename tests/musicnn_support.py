@@ -40,7 +40,7 @@ def reference_clips(folder: Path, model: str) -> list[Path]:
 
 def fetch_wheel(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from backends.base import WeightsMissing
-    from backends.musicnn import WHEEL_FILENAME, WHEEL_SHA256, _sha256_file, download_wheel
+    from backends.musicnn import WHEEL_FILENAME, _sha256_file, download_wheel, pinned_sha256
 
     named = os.environ.get("MRS_TUI_MUSICNN_WHEEL")
     if named:
@@ -48,7 +48,7 @@ def fetch_wheel(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     cache = getattr(request.config, "cache", None)
     folder = cache.mkdir("musicnn-wheel") if cache is not None else tmp_path_factory.mktemp("musicnn-wheel")
     wheel = Path(folder) / WHEEL_FILENAME
-    if wheel.is_file() and _sha256_file(wheel) == WHEEL_SHA256:
+    if wheel.is_file() and _sha256_file(wheel) == pinned_sha256(WHEEL_FILENAME):
         return wheel
     try:
         return download_wheel(Path(folder), timeout=300)

@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from backends import BackendError, WeightsMissing, backend_status, load_backend
-from backends.encodecmae import CHUNK_SAMPLES, EncodecMAEBackend, EncodecMAEConfig, EncodecMAEModel
+from backends.encodecmae import (
+    CHUNK_SAMPLES,
+    EncodecMAEBackend,
+    EncodecMAEConfig,
+    EncodecMAEModel,
+    upstream_state_dict,
+)
+from backends.testing import write_random_checkpoint
 from tests.backend_helpers import assert_backend_contract, fake_hub_cache, make_clips, one_torch_thread  # noqa: F401
 
 # Busy shared machines: one torch thread is several times faster in wall time (see the fixture).
@@ -21,7 +28,7 @@ RATE = 24000
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("encodecmae")
-    EncodecMAEBackend.write_random_checkpoint(folder, size="tiny", seed=3)
+    write_random_checkpoint("encodecmae", folder, size="tiny", seed=3)
     return folder
 
 
@@ -88,14 +95,17 @@ def test_model_matches_the_upstream_formulas(backend):
     torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-5)
 
 
-def test_weight_norm_convolution_matches_torch(backend):
-    conv = backend.model.wav_encoder.model.model[0].conv.conv
-    reference = torch.nn.Conv1d(1, conv.weight_v.shape[0], 7)
-    reference = torch.nn.utils.parametrizations.weight_norm(reference)
+def test_upstream_weight_norm_tensors_become_the_seanet_convolution(backend, tiny_folder):
+    # model.pt names a conv's weight-norm parts the encodec way; the loaded transformers conv
+    # must compute g * v / ||v|| from exactly those tensors.
+    stored = torch.load(tiny_folder / "model.pt", weights_only=True)["state_dict"]
+    g = stored["wav_encoder.model.model.0.conv.conv.weight_g"]
+    v = stored["wav_encoder.model.model.0.conv.conv.weight_v"]
+    conv = backend.model.wav_encoder.model.layers[0].conv
+    reference = torch.nn.Conv1d(1, v.shape[0], 7)
     with torch.no_grad():
-        reference.parametrizations.weight.original0.copy_(conv.weight_g)
-        reference.parametrizations.weight.original1.copy_(conv.weight_v)
-        reference.bias.copy_(conv.bias)
+        reference.weight.copy_(g * v / v.norm(dim=(1, 2), keepdim=True))
+        reference.bias.copy_(stored["wav_encoder.model.model.0.conv.conv.bias"])
         x = torch.randn(2, 1, 500)
         torch.testing.assert_close(conv(x), reference(x))
 
@@ -129,7 +139,7 @@ def test_fetch_from_the_hub_cache_when_offline(tiny_folder, backend, tmp_path, m
 
 def test_real_size_architecture_has_the_base_shapes():
     model = EncodecMAEModel(EncodecMAEConfig())
-    names = model.state_dict()
+    names = upstream_state_dict(model)
     assert names["wav_encoder.model.model.13.lstm.weight_ih_l0"].shape == (2048, 512)
     assert names["wav_encoder.model.model.15.conv.conv.weight_v"].shape == (128, 512, 7)
     assert names["visible_encoder.encoder_layers.9.ff_layer.0.weight"].shape == (4096, 768)

@@ -24,6 +24,7 @@ from backends.jukebox import (
     _FactoredAttention,
     _range_bins,
 )
+from backends.testing import write_random_checkpoint
 from tests.backend_helpers import assert_backend_contract, make_clips, one_torch_thread  # noqa: F401
 
 # Busy shared machines: one torch thread is several times faster in wall time (see the fixture).
@@ -35,7 +36,7 @@ RATE = 44100
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("jukebox")
-    JukeboxBackend.write_random_checkpoint(folder, size="tiny", seed=2)
+    write_random_checkpoint("jukebox", folder, size="tiny", seed=2)
     return folder
 
 

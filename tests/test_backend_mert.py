@@ -14,6 +14,7 @@ transformers = pytest.importorskip("transformers")
 from backends import WeightsMissing, weights_dir  # noqa: E402
 from backends.base import BackendError  # noqa: E402
 from backends.mert import MertBackend  # noqa: E402
+from backends.testing import write_random_checkpoint  # noqa: E402
 from tests.backend_helpers import assert_backend_contract, fake_hub_cache, make_clips  # noqa: E402
 
 RATE = 24000
@@ -23,8 +24,7 @@ RATE = 24000
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("mert")
     return {
-        variant: MertBackend.write_random_checkpoint(root / variant, variant=variant, seed=7)
-        for variant in ("330m", "95m")
+        variant: write_random_checkpoint("mert", root / variant, variant=variant, seed=7) for variant in ("330m", "95m")
     }
 
 
@@ -153,9 +153,8 @@ def test_a_checkpoint_missing_a_layer_is_refused(checkpoints, tmp_path):
 
 
 def test_music2vec_checkpoint_is_refused(tmp_path):
-    from backends.music2vec import Music2VecBackend
 
-    folder = Music2VecBackend.write_random_checkpoint(tmp_path / "m2v")
+    folder = write_random_checkpoint("music2vec", tmp_path / "m2v")
     with pytest.raises(BackendError, match="not a mert checkpoint"):
         MertBackend().load(folder)
 

@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 from backends import backend_status, load_backend, weights_dir
 from backends.base import BackendError, WeightsMissing
 from backends.muq import MuQBackend
+from backends.testing import write_random_checkpoint
 from tests.backend_helpers import assert_backend_contract, conformer_reference_frames, fake_hub_cache, make_clips
 
 RATE = 24000
@@ -19,7 +20,7 @@ RATE = 24000
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory) -> Path:
-    return MuQBackend.write_random_checkpoint(tmp_path_factory.mktemp("muq"), size="tiny", seed=5)
+    return write_random_checkpoint("muq", tmp_path_factory.mktemp("muq"), size="tiny", seed=5)
 
 
 @pytest.fixture(scope="module")
@@ -143,9 +144,8 @@ def test_config_that_does_not_match_the_weights_is_refused(tiny_folder, tmp_path
 
 
 def test_checkpoints_of_other_backends_are_refused(tiny_folder, tmp_path):
-    from backends.muq_mulan import MuQMuLanBackend
 
-    mulan = MuQMuLanBackend.write_random_checkpoint(tmp_path / "mulan")
+    mulan = write_random_checkpoint("muq_mulan", tmp_path / "mulan")
     with pytest.raises(BackendError, match=r"belongs to MuQ-MuLan, not MuQ — use --backend muq_mulan"):
         MuQBackend().load(mulan)
 

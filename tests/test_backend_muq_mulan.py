@@ -15,6 +15,7 @@ from backends import backend_status, load_backend
 from backends.base import BackendError, WeightsMissing
 from backends.muq import MuQBackend
 from backends.muq_mulan import MUQ_CONFIG, MuQMuLanBackend, split_clips
+from backends.testing import write_random_checkpoint
 from tests.backend_helpers import assert_backend_contract, conformer_reference_frames, fake_hub_cache, make_clips
 
 RATE = 24000
@@ -23,7 +24,7 @@ CLIP = 2 * RATE  # the tiny config's clip_secs
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory) -> Path:
-    return MuQMuLanBackend.write_random_checkpoint(tmp_path_factory.mktemp("mulan"), size="tiny", seed=2)
+    return write_random_checkpoint("muq_mulan", tmp_path_factory.mktemp("mulan"), size="tiny", seed=2)
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +176,7 @@ def test_missing_muq_config_or_wrong_checkpoint_are_one_line_errors(tiny_folder,
     with pytest.raises(WeightsMissing, match=r"missing muq_config.json"):
         MuQMuLanBackend().load(folder)
 
-    muq = MuQBackend.write_random_checkpoint(tmp_path / "muq")
+    muq = write_random_checkpoint("muq", tmp_path / "muq")
     (muq / MUQ_CONFIG).write_bytes((muq / "config.json").read_bytes())
     with pytest.raises(BackendError, match=r"is not a MuQ-MuLan config .*use --backend muq"):
         MuQMuLanBackend().load(muq)

@@ -15,12 +15,13 @@ transformers = pytest.importorskip("transformers")
 from backends import WeightsMissing, embedding_version, weights_dir  # noqa: E402
 from backends.base import BackendError  # noqa: E402
 from backends.music2vec import Music2VecBackend  # noqa: E402
+from backends.testing import write_random_checkpoint  # noqa: E402
 from tests.backend_helpers import assert_backend_contract, fake_hub_cache, make_clips  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    return Music2VecBackend.write_random_checkpoint(tmp_path_factory.mktemp("music2vec"), seed=3)
+    return write_random_checkpoint("music2vec", tmp_path_factory.mktemp("music2vec"), seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -137,9 +138,8 @@ def test_missing_weights_name_the_fetch_command():
 
 
 def test_a_mert_checkpoint_is_refused(tmp_path):
-    from backends.mert import MertBackend
 
-    folder = MertBackend.write_random_checkpoint(tmp_path / "mert")
+    folder = write_random_checkpoint("mert", tmp_path / "mert")
     with pytest.raises(BackendError, match="not a music2vec checkpoint"):
         Music2VecBackend().load(folder)
     with pytest.raises(BackendError, match="not a music2vec checkpoint"):
@@ -147,9 +147,8 @@ def test_a_mert_checkpoint_is_refused(tmp_path):
 
 
 def test_weights_of_another_model_under_a_music2vec_config_are_refused(checkpoint, tmp_path):
-    from backends.mert import MertBackend
 
-    mert = MertBackend.write_random_checkpoint(tmp_path / "mert")
+    mert = write_random_checkpoint("mert", tmp_path / "mert")
     mixed = tmp_path / "mixed"
     mixed.mkdir()
     (mixed / "config.json").write_bytes((checkpoint / "config.json").read_bytes())

@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from backends import backend_status, load_backend, weights_dir
-from backends._conformer import MelSpectrogramDb, htk_mel_filterbank
+from backends._conformer import MelSpectrogramDb
 from backends.base import BackendError, WeightsMissing
 from backends.musicfm import CHECKPOINT, SAFETENSORS, STATS, MusicFMBackend
+from backends.testing import write_random_checkpoint
 from tests.backend_helpers import assert_backend_contract, conformer_reference_frames, fake_hub_cache, make_clips
 
 RATE = 24000
@@ -22,7 +23,7 @@ RATE = 24000
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory) -> Path:
-    return MusicFMBackend.write_random_checkpoint(tmp_path_factory.mktemp("musicfm"), size="tiny", seed=3)
+    return write_random_checkpoint("musicfm", tmp_path_factory.mktemp("musicfm"), size="tiny", seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +79,6 @@ def test_matches_an_independent_librosa_and_transformers_forward(backend, tiny_f
 
 def test_mel_front_end_equals_librosa_htk_mel():
     import librosa
-
-    reference = librosa.filters.mel(sr=RATE, n_fft=2048, n_mels=128, fmin=0.0, fmax=RATE / 2, htk=True, norm=None)
-    np.testing.assert_allclose(htk_mel_filterbank().numpy(), reference.T, atol=1e-6)
 
     wave = make_clips(RATE, 0.5)[0]
     ours = MelSpectrogramDb()(torch.from_numpy(wave)[None])[0].numpy()

@@ -2,7 +2,9 @@
 
 - `mrs-tui backends` lists all ten backends with status, licence and dimension, and imports
   neither torch nor any backend module to do it (checked in a fresh interpreter).
-- For every backend that can write a tiny random checkpoint: `backends fetch NAME --from
+- Every registered target imports (a typo fails the suite, it is not skipped), and every
+  backend with weights has a tiny random checkpoint (`backends.testing`).
+- For every backend with weights, from its tiny random checkpoint: `backends fetch NAME --from
   FOLDER` installs it, the listing then says "ready", and `embed --backend NAME` prints a
   vector of the model's width.
 - Every backend given another backend's checkpoint fails with one line, not a traceback and
@@ -11,8 +13,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -22,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends import REGISTRY, _gpu_visible
+from backends import REGISTRY, Backend, BackendError, gpu_visible
+from backends.testing import WRITERS, write_random_checkpoint
 from mrs_tui.cli import main
 from tests.backend_helpers import make_clips
 
@@ -37,20 +40,9 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def backend_class(name: str):
-    """The backend's class, or None while its module is not written yet."""
+    """The backend's class; a registered target that does not import is an error, never a skip."""
     module_name, _, class_name = REGISTRY[name].target.partition(":")
-    if importlib.util.find_spec(module_name) is None:
-        return None
     return getattr(importlib.import_module(module_name), class_name)
-
-
-def writable(name: str):
-    cls = backend_class(name)
-    if cls is None:
-        pytest.skip(f"backends/{name}.py does not exist yet")
-    if not hasattr(cls, "write_random_checkpoint"):
-        pytest.skip(f"{name} has no random test checkpoint (its weights come another way)")
-    return cls
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +52,7 @@ def tiny_checkpoints(tmp_path_factory):
 
     def get(name: str) -> Path:
         if name not in made:
-            written = writable(name).write_random_checkpoint(tmp_path_factory.mktemp(name), size="tiny", seed=1)
+            written = write_random_checkpoint(name, tmp_path_factory.mktemp(name), size="tiny", seed=1)
             # Some backends return the folder, others the main file in it.
             made[name] = written if written.is_dir() else written.parent
         return made[name]
@@ -106,8 +98,38 @@ def test_listing_imports_no_backend_module_and_no_torch():
     assert rows["mfcc"]["status"] == "ready"
     assert rows["music2vec"]["status"] == "weights missing"
     assert "mrs-tui backends fetch music2vec" in rows["music2vec"]["detail"]
-    if not _gpu_visible():
+    if not gpu_visible():
         assert rows["jukebox"]["status"] == "needs a GPU"
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_every_registered_target_imports_as_that_backend(name):
+    cls = backend_class(name)
+    assert issubclass(cls, Backend) and cls.spec is REGISTRY[name]
+
+
+@pytest.mark.parametrize("name", WEIGHTED)
+def test_fetch_is_the_base_class_one_and_refuses_unknown_options(name):
+    # Backends customise fetching through its hooks (install_from, download, after_fetch).
+    cls = backend_class(name)
+    assert cls.fetch.__func__ is Backend.fetch.__func__
+    with pytest.raises(BackendError, match="no option"):
+        cls.fetch(variantt="95m")
+
+
+def test_every_backend_with_weights_has_a_random_test_checkpoint():
+    # Without one, the per-backend tests below would have nothing to load.
+    assert set(WRITERS) == set(WEIGHTED)
+
+
+@pytest.mark.parametrize(
+    ("target", "error"),
+    [("backends.mul:MuleBackend", ModuleNotFoundError), ("backends.mule:MuleBakend", AttributeError)],
+)
+def test_a_typo_in_a_registered_target_fails_the_tests(target, error, monkeypatch):
+    monkeypatch.setitem(REGISTRY, "mule", dataclasses.replace(REGISTRY["mule"], target=target))
+    with pytest.raises(error):
+        backend_class("mule")
 
 
 def test_listing_as_text_shows_every_backend_with_licence_and_speed(capsys):
@@ -128,7 +150,7 @@ def test_fetch_from_folder_then_embed(name, tiny_checkpoints, audio_files, capsy
 
     code, out, _ = run(capsys, "backends", "--json")
     row = next(r for r in json.loads(out) if r["name"] == name)
-    if REGISTRY[name].needs_gpu and not _gpu_visible():
+    if REGISTRY[name].needs_gpu and not gpu_visible():
         assert row["status"] == "needs a GPU"
         code, _, err = run(capsys, "embed", str(audio_files[0]), "--backend", name)
         assert code != 0 and err.startswith("mrs-tui: error: ") and err.count("\n") == 1
@@ -147,9 +169,7 @@ def test_fetch_from_folder_then_embed(name, tiny_checkpoints, audio_files, capsy
 
 @pytest.mark.parametrize("name", WEIGHTED)
 def test_other_backends_checkpoints_are_refused_in_one_line(name, tiny_checkpoints, audio_files, capsys):
-    if backend_class(name) is None:
-        pytest.skip(f"backends/{name}.py does not exist yet")
-    others = [other for other in WEIGHTED if other != name and _can_write(other)]
+    others = [other for other in WEIGHTED if other != name]
     assert others, "no other backend to take a checkpoint from"
     for other in others:
         folder = tiny_checkpoints(other)
@@ -157,11 +177,6 @@ def test_other_backends_checkpoints_are_refused_in_one_line(name, tiny_checkpoin
         assert code != 0, f"{name} accepted the {other} checkpoint"
         assert err.startswith("mrs-tui: error: ") and err.count("\n") == 1, err
         assert "Traceback" not in err
-
-
-def _can_write(name: str) -> bool:
-    cls = backend_class(name)
-    return cls is not None and hasattr(cls, "write_random_checkpoint")
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ def test_suggestions_for_a_seed_prefer_its_style_and_mark_new_tracks(engine):
     assert result.recommender == "knn" and result.backend == "mfcc" and result.mode == "cold"
     assert seed.id not in {s.track.id for s in result.items}
     assert [s.track.artist for s in result.items] == ["Hammer & Felt"] * 3
-    assert all(s.cold for s in result.items)  # nothing played yet: all new
+    assert all(s.new for s in result.items)  # nothing played yet: all new
     assert result.items[0].score >= result.items[-1].score
     assert "selected track" in result.items[0].reason
 
@@ -69,7 +69,7 @@ def test_played_tracks_lose_the_new_badge(engine):
     engine.history.gap_seconds = -1  # the next suggestion belongs to a new session
     result = engine.suggest(seed.id, k=12)
     assert result.mode == "hot"  # the seed was played: the whole library is a candidate
-    badges = {s.track.id: s.cold for s in result.items}
+    badges = {s.track.id: s.new for s in result.items}
     assert badges[a.id] is False
     assert sum(badges.values()) == len(badges) - 1
 
@@ -82,7 +82,7 @@ def test_a_never_played_seed_gets_new_tracks_only(engine):
     result = engine.suggest(fresh.id, k=20)
     assert result.mode == "cold" and "cold start" in result.describe()
     assert played.id not in {s.track.id for s in result.items}
-    assert all(s.cold for s in result.items)
+    assert all(s.new for s in result.items)
 
 
 def test_without_seed_or_session_the_most_played_come_first(engine):

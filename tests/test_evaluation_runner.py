@@ -143,7 +143,7 @@ def test_evaluation_modules_import_no_heavy_library():
 
     code = (
         "import sys, mrs_tui.cli, mrs_tui.commands.evaluate, mrs_tui.engine\n"
-        "import mrs_tui.evaluation.runner, mrs_tui.evaluation.training, mrs_tui.evaluation.synthetic\n"
+        "import mrs_tui.evaluation.runner, mrs_tui.training, mrs_tui.evaluation.synthetic\n"
         "heavy = {'torch', 'transformers', 'librosa', 'faiss', 'textual'} & set(sys.modules)\n"
         "print(sorted(heavy))"
     )

@@ -82,8 +82,8 @@ def test_paper_protocol_on_a_hand_built_log():
     assert split.stats()["test_date"] == "2020-02-01" and split.stats()["test_end"] == "2020-03-01"
 
 
-def test_catalogue_all_keeps_every_item_with_vectors():
-    split = prepare_split(make_dataset(PAPER_LOG), EvalSettings(test_date="2020-02-01", catalogue="all"), ["vec"])
+def test_candidates_all_keeps_every_item_with_vectors():
+    split = prepare_split(make_dataset(PAPER_LOG), EvalSettings(test_date="2020-02-01", candidates="all"), ["vec"])
     assert split.item_keys.tolist() == ["a", "b", "c", "d", "e", "f", "x"]
     hot = split.hot_items()
     assert keys(split, np.flatnonzero(hot)) == {"a", "b", "c"}
@@ -144,7 +144,7 @@ def test_session_protocol_first_half_is_the_query_the_rest_are_targets():
     assert keys(split, hot[4].query) == {"b"} and keys(split, hot[4].relevant) == {"a", "c"}
     assert 3 not in hot and 3 not in cold
     assert split.dropped["test sessions with a single track"] == 1
-    # The "all" catalogue of sessions: every track with vectors is a candidate.
+    # The "all" candidates of sessions: every track with vectors is a candidate.
     assert split.item_keys.tolist() == ["a", "b", "c", "d", "e"]
 
 

@@ -21,21 +21,24 @@ from backends import backend_status, default_backend_name, load_backend, weights
 from backends.base import BackendError, WeightsMissing
 from backends.musicnn import (
     INFERENCE_TENSORS,
-    MSD_LABELS,
-    MTT_LABELS,
     PATCH_FRAMES,
     PATCH_SAMPLES,
     WHEEL_FILENAME,
     LogMel,
     MusicnnBackend,
     convert_wheel,
-    mel_filterbank,
+    labels,
+    pinned_sha256,
     to_patches,
 )
+from backends.testing import write_random_checkpoint
 from mrs_tui.cli import main
 from tests.musicnn_support import fetch_wheel, reference_clips, require_reference
 
 MODELS = ("MSD_musicnn", "MTT_musicnn")
+# The tag vocabularies shipped in data/backends/musicnn/.
+MSD_LABELS = labels("MSD_musicnn")
+MTT_LABELS = labels("MTT_musicnn")
 
 
 @pytest.fixture(scope="session")
@@ -69,13 +72,26 @@ def _audio(reference: Path, name: str) -> np.ndarray:
     return samples
 
 
+# -- shipped assets ----------------------------------------------------------------------------------
+
+
+def test_the_shipped_tag_vocabularies_and_checksums_are_complete():
+    for model in MODELS:
+        tags = labels(model)
+        assert len(tags) == len(set(tags)) == 50
+        for suffix in (".index", ".data-00000-of-00001"):
+            assert len(bytes.fromhex(pinned_sha256(f"musicnn/{model}/{suffix}"))) == 32
+    assert MSD_LABELS[:3] == ("rock", "pop", "alternative") and MTT_LABELS[-1] == "choral"
+    assert len(bytes.fromhex(pinned_sha256(WHEEL_FILENAME))) == 32
+
+
 # -- preprocessing (no weights needed) ----------------------------------------------------------------
 
 
 def test_mel_filterbank_is_librosas_slaney_filterbank():
     reference = require_reference()
     expected = np.load(reference / "mel_filterbank.npz")["mel_basis"]
-    np.testing.assert_array_equal(mel_filterbank(), expected)
+    np.testing.assert_array_equal(LogMel().mel_t.T, expected)
 
 
 def test_log_mel_patches_match_what_the_original_fed_its_network():
@@ -282,7 +298,7 @@ def test_stored_weights_round_trip_through_the_model(converted, tmp_path):
     back = MusicnnBackend(model="mtt").load(converted).net.to_tf_tensors()
     assert all(np.array_equal(back[name], stored[name]) for name in stored)
     # The random models the benchmarks use load through the same path.
-    MusicnnBackend.write_random_checkpoint(tmp_path, size="real")
+    write_random_checkpoint("musicnn", tmp_path, size="real")
     assert MusicnnBackend(model="mtt").load(tmp_path).embed([np.ones(50000, np.float32)]).shape == (1, 200)
 
 

@@ -12,10 +12,11 @@ import pytest
 
 import recommenders
 from backends import embedding_version
+from mrs_tui import training
 from mrs_tui.cli import main
 from mrs_tui.config import Settings
 from mrs_tui.engine import Engine
-from mrs_tui.evaluation import synthetic, training
+from mrs_tui.evaluation import synthetic
 from mrs_tui.store import EmbeddingRow, Store
 from recommenders.base import Cancelled
 
@@ -94,7 +95,7 @@ def test_tracks_analysed_after_training_are_cold_and_reachable_through_the_audio
     assert info.n_cold == 80 - info.n_hot + 3
 
 
-def test_new_files_view_ranks_unplayed_tracks_from_recent_plays(listener, knn_learns):
+def test_cold_start_view_ranks_unplayed_tracks_from_recent_plays(listener, knn_learns):
     engine, _, _ = listener
     engine.train("knn")
     fresh = add_tracks(engine, np.random.default_rng(1).normal(0, 1, (4, 16)), prefix="fresh")
@@ -112,14 +113,14 @@ def test_on_the_fly_knn_follows_cold_start_mode_for_a_never_played_seed(listener
     # A never-played seed is cold for knn fitted on the history: cold pool, audio path.
     result = engine.suggest(unplayed[0], k=20, recommender="knn")
     assert result.mode == "cold" and result.pool == "cold" and "cold start" in result.describe()
-    assert all(s.cold for s in result.items) and unplayed[0] not in {s.track.id for s in result.items}
+    assert all(s.new for s in result.items) and unplayed[0] not in {s.track.id for s in result.items}
     # A played seed keeps the whole library as candidates.
     hot_seed = next(iter(played(engine)))
     hot = engine.suggest(hot_seed, k=20, recommender="knn")
     assert hot.mode == "hot" and hot.pool == "all"
-    # The "new files" view: only never-played tracks, whatever the seed.
+    # The cold-start view: for knn, only never-played tracks, whatever the seed.
     cold = engine.suggest(hot_seed, k=5, recommender="knn", pool="cold")
-    assert cold.mode == "cold" and all(s.cold for s in cold.items)
+    assert cold.mode == "cold" and all(s.new for s in cold.items)
     assert engine.suggest(None, k=5, recommender="knn").mode == "popular"
     info = engine.model_info("knn", "mfcc")
     assert not info.trainable and info.n_hot == len(played(engine)) and "on the fly" in info.describe()
@@ -177,14 +178,14 @@ def test_cancelled_training_saves_nothing(listener, knn_learns):
     cancel.set()
     with pytest.raises(Cancelled):
         engine.train("knn", cancel=cancel)
-    assert training.model_records(engine.store) == []
+    assert engine.store.model_records() == []
     assert not (engine.data_folder / "models").exists() or not any((engine.data_folder / "models").rglob("params.json"))
 
 
 def test_only_the_last_models_are_kept(listener, knn_learns):
     engine, _, _ = listener
     records = [engine.train("knn") for _ in range(3)]
-    kept = training.model_records(engine.store, "knn")
+    kept = engine.store.model_records("knn")
     assert [r.id for r in kept] == [records[2].id, records[1].id]
     assert not (engine.data_folder / records[0].path).exists()
     assert (engine.data_folder / records[2].path).is_dir()

@@ -97,7 +97,7 @@ def test_opens_indexes_suggests_and_records_a_play(tmp_path, music):
             await wait_for(pilot, lambda: suggestions.row_count > 0)
             seed = app.screen.selected_track_id
             assert seed not in {s.track.id for s in suggestions.items}
-            assert all(s.cold for s in suggestions.items)
+            assert all(s.new for s in suggestions.items)
 
             # p plays a preview: the player gets the audio and the history gets a row.
             await pilot.press("p")

@@ -264,7 +264,7 @@ def test_evaluate_screen_charts_the_grid_names_the_winner_and_takes_settings_in_
             await wait_for(pilot, lambda: isinstance(app.screen, ChecklistPrompt))
             app.screen.query_one("#prompt-list").deselect("musicnn")
             await pilot.press("enter")
-            assert screen.backends == ["mfcc"]
+            assert screen.chosen_backends == ["mfcc"]
             settings = str(screen.query_one("#eval-settings").render())
             assert f"test date {first}" in settings and "backends mfcc (B)" in settings
             before = screen.shown.id

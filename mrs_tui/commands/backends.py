@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from mrs_tui.cli import emit, load_settings, parse_backend_options
@@ -34,36 +33,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 def run_backends(args: argparse.Namespace) -> int:
     if args.action == "fetch":
         return _backends_fetch(args)
-    from backends import backend_status, default_backend_name, list_specs
+    from mrs_tui.engine import backend_rows
 
-    default = default_backend_name()
-    cores = os.cpu_count() or 2
-    rows = []
-    for spec in list_specs():
-        status = backend_status(spec.name)
-        seconds = None
-        if spec.cpu_seconds_per_track is not None:
-            # Figures were measured on 2 cores; more cores help roughly linearly up to ~8.
-            seconds = round(spec.cpu_seconds_per_track * 2 / min(max(cores, 1), 8), 2)
-        rows.append(
-            {
-                "name": spec.name,
-                "display_name": spec.display_name,
-                "status": status.state,
-                "detail": status.detail,
-                "default": spec.name == default,
-                "dim": spec.dim,
-                "sample_rate": spec.sample_rate,
-                "clip_seconds": spec.clip_seconds,
-                "version": spec.version,
-                "weights_license": spec.weights_license,
-                "code_license": spec.code_license,
-                "source": spec.source,
-                "seconds_per_track_cpu": seconds,
-                "needs_gpu": spec.needs_gpu,
-                "description": spec.description,
-            }
-        )
+    rows = [row.to_dict() for row in backend_rows()]
 
     def text() -> str:
         lines = [f"{'backend':11s} {'status':16s} {'dim':>5s} {'s/track':>8s}  licence of weights"]
@@ -113,10 +85,12 @@ def run_embed(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from backends import backend_status, default_backend_name, get_spec, load_backend
-    from mrs_tui.audio import decode_excerpt, excerpt_window, probe
+    from backends import backend_status, default_backend_name, load_backend
+    from mrs_tui.audio import probe
     from mrs_tui.config import Settings
     from mrs_tui.errors import AudioDecodeError
+    from mrs_tui.indexing import Indexer
+    from mrs_tui.store import Track
 
     settings = load_settings(args)
     paths = [Path(file).expanduser() for file in args.files]
@@ -135,8 +109,8 @@ def run_embed(args: argparse.Namespace) -> int:
         options["paper_compat"] = True
     backend = load_backend(name, args.weights, **options)
     with_frames = args.frames and hasattr(backend, "analyze_frames")
-    position = settings.clip_position or Settings().clip_position
-    clip = get_spec(name).clip_seconds
+    # The indexer's own decode -> excerpt -> resample path, so `embed` prints what `index` stores.
+    indexer = Indexer(None, [backend], clip_position=settings.clip_position or Settings().clip_position)
 
     results: list[dict] = []
     for first in range(0, len(paths), _EMBED_BATCH):
@@ -144,10 +118,11 @@ def run_embed(args: argparse.Namespace) -> int:
         waves, windows = [], []
         for path in batch:
             try:
-                start, seconds = excerpt_window(probe(path).duration, clip, position)
-                waves.append(decode_excerpt(path, start, seconds).at(backend.sample_rate))
+                track = Track(0, str(path), duration=probe(path).duration)
+                ((start, wave),) = indexer.excerpts(track, [backend])
             except AudioDecodeError as exc:
                 raise UserError(f"{path}: {exc}", "check that the file plays") from exc
+            waves.append(wave)
             windows.append(start)
         analyses = (backend.analyze_frames if with_frames else backend.analyze)(waves)
         for path, start, wave, analysis in zip(batch, windows, waves, analyses, strict=True):

@@ -54,11 +54,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--recommenders", action="append", metavar="X,Y", help="recommenders (default: all, + knn+zscore)")
     p.add_argument("--contexts", choices=["auto", "users", "sessions"], default="auto")
     p.add_argument(
-        "--catalogue",
+        "--candidates",
         choices=["auto", "split", "all"],
         default="auto",
-        help="candidates: split = train + cold test items (paper), all = every item with vectors",
+        help="tracks ranked: split = train + cold test items (paper), all = every item with vectors",
     )
+    # The option's earlier name, kept so existing scripts run.
+    p.add_argument("--catalogue", dest="candidates", choices=["auto", "split", "all"], help=argparse.SUPPRESS)
     p.add_argument("--val-share", type=float, default=0.3, help="share of test contexts held out (paper: 0.3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the recommenders")
     p.add_argument("--quick", action="store_true", help="short training (each recommender's quick settings)")
@@ -102,16 +104,16 @@ def _in_thread(work, cancel: threading.Event):
 
 
 def _dataset(args: argparse.Namespace, engine, backends: list[str] | None):
+    """The dataset the flags name: an imported log or split folder; None for the play history."""
     from mrs_tui.evaluation import datasets
 
-    version_of = engine.version
     if args.embeddings and not (args.log or args.split_dir):
         raise UserError("--embeddings needs a play log", "add --log FILE (or --split-dir DIR)")
     if args.track_ids and not args.embeddings:
         raise UserError("--track-ids belongs to --embeddings", "add --embeddings FILE.npy")
     if args.log and args.split_dir:
         raise UserError("give either --log or --split-dir", "a split folder already holds its log")
-    library_backends = backends or datasets.indexed_backends(engine.store, version_of)
+    library_backends = backends or engine.indexed_backends()
     if not args.embeddings and not library_backends:
         raise UserError("no backend has analysed the library yet", "run mrs-tui index FOLDER first")
     common = dict(
@@ -119,14 +121,14 @@ def _dataset(args: argparse.Namespace, engine, backends: list[str] | None):
         track_ids=args.track_ids,
         store=engine.store,
         backends=library_backends,
-        version_of=version_of,
+        version_of=engine.version,
         library_root=args.library_root,
     )
     if args.split_dir:
         return datasets.split_dir_dataset(args.split_dir, **common)
     if args.log:
         return datasets.log_dataset(args.log, **common)
-    return datasets.history_dataset(engine.store, library_backends, version_of)
+    return None
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -162,25 +164,23 @@ def run_eval(args: argparse.Namespace) -> int:
         recommenders=_csv_list(args.recommenders),
         test_date=args.test_date,
         contexts=args.contexts,
-        catalogue=args.catalogue,
+        candidates=args.candidates,
         val_share=args.val_share,
         model_seed=args.seed,
         quick=args.quick,
-        session_gap_minutes=engine.settings.session_gap_minutes,
     )
     dataset = _dataset(args, engine, backends)
-    if not args.embeddings:
-        settings.backends = backends or list(dataset.sources)
     line = ProgressLine(args.json or args.quiet)
     cancel = threading.Event()
 
     def progress(done: float, total: float, message: str) -> None:
         line(f"[{done:5.1f}/{total:.0f}] {message}")
 
-    run = _in_thread(lambda: runner.run_grid(dataset, settings, progress=progress, cancel=cancel), cancel)
+    run = _in_thread(
+        lambda: engine.evaluate(settings, dataset=dataset, keep=not args.no_store, progress=progress, cancel=cancel),
+        cancel,
+    )
     line(f"evaluated {len(run.cells)} cells in {run.seconds:.1f} s", final=True)
-    if not args.no_store and not run.cancelled:
-        runner.save_run(store, run)
     if args.csv:
         Path(args.csv).expanduser().write_text(run.to_csv(), encoding="utf-8")
     emit(args, run.to_dict(), run.table)
@@ -189,40 +189,49 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     import recommenders
-    from recommenders.base import Cancelled
 
     engine = open_engine(args)
-    names = _csv_list(args.recommenders) or [n for n, s in recommenders.REGISTRY.items() if s.trainable]
+    backend = args.backend or engine.backend
+    trainable = [n for n, s in recommenders.REGISTRY.items() if s.trainable]
+    names = _csv_list(args.recommenders) or trainable
     if not names:
         raise UserError(
             "no installed recommender learns from history in advance",
             "knn and popular are fitted on the fly; nothing to train",
         )
-    backend = args.backend or engine.backend
+    out = []
+    if args.if_due:
+        # Named models train when due; otherwise the app's background rule decides which.
+        due = [n for n in names if engine.retrain_due(n, backend)] if args.recommenders else engine.due_models(backend)
+        for name in names:
+            if name not in due:
+                reason = "not due" if not engine.retrain_due(name, backend) else "never trained: name it to train it"
+                out.append({"recommender": name, "backend": backend, "trained": False, "reason": reason})
+        names = due
     line = ProgressLine(args.json or args.quiet)
     cancel = threading.Event()
-    out = []
-    for name in names:
-        if args.if_due and not engine.retrain_due(name, backend):
-            out.append({"recommender": name, "backend": backend, "trained": False, "reason": "not due"})
-            continue
 
-        def progress(done: float, total: float, message: str, _name: str = name) -> None:
-            share = f"{100 * done / total:3.0f}% " if total else ""
-            line(f"training {_name} on {backend}: {share}{message}")
+    def progress(name: str, done: float, total: float, message: str) -> None:
+        share = f"{100 * done / total:3.0f}% " if total else ""
+        line(f"training {name} on {backend}: {share}{message}")
 
-        started = time.perf_counter()
-        try:
-            record = _in_thread(
-                lambda _n=name, _p=progress: engine.train(_n, backend, progress=_p, cancel=cancel), cancel
-            )
-        except Cancelled:
-            line(f"training {name} cancelled; the previous model keeps serving", final=True)
+    outcomes = _in_thread(lambda: list(engine.train_models(names, backend, progress=progress, cancel=cancel)), cancel)
+    failed = []
+    for outcome in outcomes:
+        if outcome.cancelled:
+            line(outcome.describe(), final=True)
             return 130
-        seconds = time.perf_counter() - started
-        line(f"trained {name} on {backend} in {seconds:.1f} s", final=True)
-        info = engine.model_info(name, backend)
-        out.append({**info.to_dict(), "trained": True, "seconds": round(seconds, 3), "model_id": record.id})
+        if outcome.error is not None:
+            failed.append(outcome)
+            out.append(
+                {"recommender": outcome.recommender, "backend": backend, "trained": False, "reason": outcome.error}
+            )
+            continue
+        line(f"trained {outcome.recommender} on {backend} in {outcome.seconds:.1f} s", final=True)
+        info = engine.model_info(outcome.recommender, backend)
+        out.append(
+            {**info.to_dict(), "trained": True, "seconds": round(outcome.seconds, 3), "model_id": outcome.record.id}
+        )
 
     def text() -> str:
         lines = []
@@ -233,5 +242,10 @@ def run_train(args: argparse.Namespace) -> int:
                 lines.append(engine.model_info(entry["recommender"], entry["backend"]).describe())
         return "\n".join(lines)
 
+    if failed and not any(entry["trained"] for entry in out):
+        # Nothing was trained: the one-line error of the (first) model that could not be.
+        raise UserError(failed[0].error)
     emit(args, out, text)
-    return 0
+    for outcome in failed:
+        print(f"mrs-tui: error: {outcome.describe()}", file=sys.stderr)
+    return 2 if failed else 0

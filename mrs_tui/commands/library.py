@@ -26,14 +26,19 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("-k", type=int, default=20, help="how many suggestions (default 20)")
     p.add_argument("--backend")
     p.add_argument("--recommender")
-    p.add_argument("--pool", choices=["all", "hot", "cold"], default="all")
+    p.add_argument(
+        "--pool",
+        choices=["all", "hot", "cold"],
+        default="all",
+        help="candidates: cold = only tracks the model has not learned from (cold-start mode)",
+    )
     p.add_argument("--paper-compat", action="store_true")
     p.add_argument("--backend-option", action="append", metavar="KEY=VALUE", help="a backend option (repeatable)")
     p.set_defaults(run=run_suggest)
 
     p = sub.add_parser("library", parents=[common], help="list tracks")
     p.add_argument("--status", choices=["ok", "failed", "missing"])
-    p.add_argument("--search", metavar="TEXT")
+    p.add_argument("--search", metavar="WORDS", help="tracks whose tags or path hold every word, as in the app")
     p.set_defaults(run=run_library)
 
 
@@ -106,19 +111,23 @@ def run_suggest(args: argparse.Namespace) -> int:
         "version": result.version,
         "recommender": result.recommender,
         "mode": result.mode,
+        "fallback_from": result.fallback_from,
         "seed": track_json(result.seed) if result.seed else None,
         "note": result.note,
         "suggestions": [
-            {**track_json(s.track), "score": round(s.score, 6), "new": s.cold, "reason": s.reason} for s in result.items
+            {**track_json(s.track), "score": round(s.score, 6), "new": s.new, "reason": s.reason} for s in result.items
         ],
     }
 
     def text() -> str:
         lines = [result.describe()]
         if result.note:
-            lines.append(result.note)
+            lines.append(
+                result.note
+                + (f" (train it: mrs-tui train --recommenders {result.fallback_from})" if result.fallback_from else "")
+            )
         for rank, s in enumerate(result.items, 1):
-            badge = " [new]" if s.cold else ""
+            badge = " [new]" if s.new else ""
             who = f"{s.track.artist} - " if s.track.artist else ""
             lines.append(f"{rank:3d}. {s.score:6.3f}  {who}{s.track.display_title}{badge}   ({s.reason})")
         return "\n".join(lines)
@@ -130,12 +139,7 @@ def run_suggest(args: argparse.Namespace) -> int:
 def run_library(args: argparse.Namespace) -> int:
 
     store = open_store(args)
-    tracks = store.tracks(status=args.status)
-    if args.search:
-        needle = args.search.lower()
-        tracks = [
-            t for t in tracks if needle in " ".join(filter(None, (t.title, t.artist, t.album, t.genre, t.path))).lower()
-        ]
+    tracks = [t for t in store.tracks(status=args.status) if t.matches(args.search or "")]
 
     def text() -> str:
         lines = []

@@ -1,6 +1,7 @@
 """The evaluation grid: backends × recommenders on one split, with progress and cancel.
 
-`run_grid` is the headless API the CLI (`mrs-tui eval`) and the TUI's Evaluate screen share:
+`run_grid` is the headless API; the CLI (`mrs-tui eval`) and the TUI's Evaluate screen reach
+it through `Engine.evaluate`, which adds the user's settings and stores complete runs:
 
     run = run_grid(dataset, EvalSettings(ks=(10, 50)), progress=cb, cancel=event)
     save_run(store, run)          # into the `eval_runs` table, settings included
@@ -35,7 +36,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -59,9 +59,8 @@ from mrs_tui.evaluation.splits import (
     session_split,
     user_split,
 )
+from mrs_tui.progress import ProgressFn, subrange
 from recommenders.base import Cancelled, Query, Recommender
-
-ProgressFn = Callable[[float, float, str], None]
 
 BASELINES = ("popular", "random")
 # Extra rows: a label, the registered recommender it runs and its options.
@@ -79,7 +78,7 @@ class EvalSettings:
     recommenders: list[str] | None = None  # None: every registered recommender and variant
     test_date: str | None = None  # YYYY-MM-DD; None: the last month of the log is the test month
     contexts: str = "auto"  # "users", "sessions" or "auto" (the dataset's default)
-    catalogue: str = "auto"  # "split" (train + cold test items), "all" (every item with vectors), "auto"
+    candidates: str = "auto"  # "split" (train + cold test items), "all" (every item with vectors), "auto"
     train_years: int = 1
     test_months: int = 1
     val_share: float = 0.3  # share of eligible test contexts kept for validation (paper: 0.3)
@@ -96,8 +95,8 @@ class EvalSettings:
             raise UserError(f"validation share {self.val_share} is out of range", "give a share in [0, 1)")
         if self.contexts not in ("auto", "users", "sessions"):
             raise UserError(f"unknown context kind {self.contexts!r}", "use users, sessions or auto")
-        if self.catalogue not in ("auto", "split", "all"):
-            raise UserError(f"unknown catalogue {self.catalogue!r}", "use split, all or auto")
+        if self.candidates not in ("auto", "split", "all"):
+            raise UserError(f"unknown candidate set {self.candidates!r}", "use split, all or auto")
         if self.test_date is not None:
             parse_date(self.test_date)  # a typo fails before any work is done
 
@@ -386,15 +385,15 @@ def prepare_split(dataset: Dataset, settings: EvalSettings, backends: Sequence[s
     )
     events = _events(log, codes, contexts, settings.session_gap_minutes * 60.0)
     events.n_items = len(vocabulary)
-    catalogue = settings.catalogue
-    if catalogue == "auto":
-        catalogue = "split" if contexts == "users" else "all"
+    candidates = settings.candidates
+    if candidates == "auto":
+        candidates = "split" if contexts == "users" else "all"
     split_fn = user_split if contexts == "users" else session_split
     split = split_fn(
         events,
         vocabulary,
         test_date,
-        catalogue=catalogue,
+        candidates=candidates,
         train_years=settings.train_years,
         test_months=settings.test_months,
         val_share_to_test=round(1.0 - settings.val_share, 12),  # 0.3 -> the paper's 0.7 exactly
@@ -422,8 +421,8 @@ def _premade(dataset: Dataset, settings: EvalSettings, vocabulary: np.ndarray) -
         part = log.take(known)
         user_codes = np.searchsorted(user_keys, part.users)
         events[name] = Events(user_codes, codes[known], part.timestamps, part.counts, user_keys, len(vocabulary))
-    catalogue = "split" if settings.catalogue == "auto" else settings.catalogue
-    return premade_split(events, vocabulary, catalogue=catalogue)
+    candidates = "split" if settings.candidates == "auto" else settings.candidates
+    return premade_split(events, vocabulary, candidates=candidates)
 
 
 # -- running ----------------------------------------------------------------------------------
@@ -524,30 +523,24 @@ def run_grid(
             if backend not in matrices:
                 matrices[backend] = dataset.sources[backend].rows(split.item_keys)
             report(index, f"fitting {name}")
-
-            def fit_progress(done: float, of: float, message: str, _i: int = index, _n: str = name) -> None:
-                report(_i + 0.5 * (done / of if of else 0.0), f"fitting {_n}: {message}")
-
+            fit_progress = subrange(progress, index, 0.5, total, f"fitting {name}")
             t0 = time.perf_counter()
             model = _fit(row, split, matrices[backend], settings, fit_progress, cancel)
             cell.fit_seconds = time.perf_counter() - t0
             cell.scores_cold_items = bool(getattr(model, "scores_cold_items", True))
             t0 = time.perf_counter()
             cases_total = max(1, len(split.hot) + len(split.cold) + len(split.val))
+            ranking = subrange(progress, index + 0.5, 0.5, total, f"ranking for {name}")
             done_before = 0
             for part in PARTS:
                 cases = getattr(split, part)
                 pool = "cold" if part == "cold" else "hot"
 
                 def eval_progress(
-                    done: int,
-                    of: int,
-                    _i: int = index,
-                    _before: int = done_before,
-                    _n: str = name,
-                    _t: int = cases_total,
+                    done: int, of: int, _before: int = done_before, _ranking=ranking, _total: int = cases_total
                 ) -> None:
-                    report(_i + 0.5 + 0.5 * (_before + done) / _t, f"ranking for {_n}")
+                    if _ranking is not None:
+                        _ranking(_before + done, _total)
 
                 per_context = evaluate_cases(model, cases, pool, ks, cancel=cancel, progress=eval_progress)
                 done_before += len(cases)
@@ -579,35 +572,24 @@ def save_run(store, run: EvalRun) -> int:
         "seconds": run.seconds,
         "cancelled": run.cancelled,
     }
-    with store.write() as conn:
-        cursor = conn.execute(
-            "INSERT INTO eval_runs (created_at, dataset, settings, results) VALUES (?, ?, ?, ?)",
-            [run.created_at, run.dataset.get("name", ""), json.dumps(run.settings), json.dumps(results)],
-        )
-    run.id = int(cursor.lastrowid)
+    run.id = store.add_eval_run(run.created_at, run.dataset.get("name", ""), run.settings, results)
     return run.id
 
 
 def load_run(store, run_id: int) -> EvalRun:
-    row = store.conn.execute(
-        "SELECT id, created_at, settings, results FROM eval_runs WHERE id = ?", [run_id]
-    ).fetchone()
+    row = store.eval_run(run_id)
     if row is None:
         raise UserError(f"no evaluation run {run_id}", "list past runs with: mrs-tui eval --runs")
-    results = json.loads(row[3])
-    return EvalRun.from_dict({**results, "id": row[0], "created_at": row[1], "settings": json.loads(row[2])})
+    return EvalRun.from_dict(
+        {**row["results"], "id": row["id"], "created_at": row["created_at"], "settings": row["settings"]}
+    )
 
 
 def list_runs(store, limit: int = 50) -> list[dict]:
     """Past runs, newest first: id, when, dataset, K's, backends, recommenders, best hot NDCG."""
     out = []
-    cursor = store.conn.execute(
-        "SELECT id, created_at, dataset, settings, results FROM eval_runs ORDER BY created_at DESC, id DESC LIMIT ?",
-        [limit],
-    )
-    for run_id, created_at, dataset, settings_json, results_json in cursor.fetchall():
-        settings = json.loads(settings_json)
-        results = json.loads(results_json)
+    for row in store.eval_runs(limit):
+        settings, results = row["settings"], row["results"]
         k = max(settings.get("ks", [50]))
         best = None
         for cell in results.get("cells", []):
@@ -616,9 +598,9 @@ def list_runs(store, limit: int = 50) -> list[dict]:
                 best = (cell["backend"], cell["recommender"], summary["mean"])
         out.append(
             {
-                "id": run_id,
-                "created_at": created_at,
-                "dataset": dataset,
+                "id": row["id"],
+                "created_at": row["created_at"],
+                "dataset": row["dataset"],
                 "ks": settings.get("ks"),
                 "backends": settings.get("backends"),
                 "recommenders": settings.get("recommenders"),

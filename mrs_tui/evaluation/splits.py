@@ -124,9 +124,9 @@ class TestCase:
 @dataclass
 class Split:
     protocol: str  # "users", "sessions" or "premade"
-    train: Interactions  # items are catalogue indices
+    train: Interactions  # items are indices into item_keys
     train_context_keys: np.ndarray
-    item_keys: np.ndarray  # the catalogue: key of each item index
+    item_keys: np.ndarray  # the candidates: key of each item index
     val: list[TestCase]
     hot: list[TestCase]
     cold: list[TestCase]
@@ -181,7 +181,7 @@ class Events:
 
 
 def paper_validation_pick(n: int, share_to_test: float = PAPER_VAL_TEST_SIZE, seed: int = PAPER_SEED) -> np.ndarray:
-    """Boolean mask of the `n` (sorted) candidates that go to validation, as sklearn would pick them."""
+    """Boolean mask of the `n` (sorted) eligible contexts that go to validation, as sklearn would pick them."""
     mask = np.zeros(n, dtype=bool)
     if n == 0 or share_to_test >= 1.0:
         return mask
@@ -223,8 +223,8 @@ def _ordered_groups(contexts: np.ndarray, items: np.ndarray, stamps: np.ndarray)
     return {int(c): its[bounds[i] : bounds[i + 1]] for i, c in enumerate(unique)}
 
 
-class _Catalogue:
-    """Maps vocabulary item codes to catalogue indices ("split": train and cold test items only)."""
+class _Candidates:
+    """Maps vocabulary item codes to item indices ("split": train and cold test items only)."""
 
     def __init__(self, n_vocabulary: int, used: np.ndarray | None) -> None:
         if used is None:
@@ -238,9 +238,9 @@ class _Catalogue:
         return self.index[np.asarray(codes, np.int64)]
 
 
-def _check_catalogue(catalogue: str) -> None:
-    if catalogue not in ("split", "all"):
-        raise UserError(f"unknown catalogue {catalogue!r}", "use 'split' (the paper's) or 'all'")
+def _check_candidates(candidates: str) -> None:
+    if candidates not in ("split", "all"):
+        raise UserError(f"unknown candidate set {candidates!r}", "use 'split' (the paper's) or 'all'")
 
 
 def user_split(
@@ -248,14 +248,14 @@ def user_split(
     item_keys: np.ndarray,
     test_date: float,
     *,
-    catalogue: str = "split",
+    candidates: str = "split",
     train_years: int = 1,
     test_months: int = 1,
     val_share_to_test: float = PAPER_VAL_TEST_SIZE,
     seed: int = PAPER_SEED,
 ) -> Split:
     """The paper's `date_split` over users (see the module docstring)."""
-    _check_catalogue(catalogue)
+    _check_candidates(candidates)
     train_start, test_end, keep = _window(events, test_date, train_years, test_months)
     ctx, its, ts, cnt = events.contexts[keep], events.items[keep], events.timestamps[keep], events.counts[keep]
     n = events.n_items
@@ -272,10 +272,10 @@ def user_split(
     train_item_set = np.unique(tr_items)
     hot_row = np.isin(te_items, train_item_set)
     cold_users = np.unique(te_ctx[~hot_row])
-    candidates = np.setdiff1d(np.unique(te_ctx[hot_row]), cold_users)  # sorted, like the paper's
-    val_users = candidates[paper_validation_pick(len(candidates), val_share_to_test, seed)]
+    eligible = np.setdiff1d(np.unique(te_ctx[hot_row]), cold_users)  # sorted, like the paper's
+    val_users = eligible[paper_validation_pick(len(eligible), val_share_to_test, seed)]
 
-    cat = _Catalogue(n, np.concatenate([tr_items, te_items[~hot_row]]) if catalogue == "split" else None)
+    cat = _Candidates(n, np.concatenate([tr_items, te_items[~hot_row]]) if candidates == "split" else None)
     user_index = {int(u): i for i, u in enumerate(train_users)}
     train = Interactions(
         np.searchsorted(train_users, tr_ctx),
@@ -315,14 +315,14 @@ def session_split(
     item_keys: np.ndarray,
     test_date: float,
     *,
-    catalogue: str = "all",
+    candidates: str = "all",
     train_years: int = 1,
     test_months: int = 1,
     val_share_to_test: float = PAPER_VAL_TEST_SIZE,
     seed: int = PAPER_SEED,
 ) -> Split:
     """Sessions as contexts: a test session's first half is the query, the rest the targets."""
-    _check_catalogue(catalogue)
+    _check_candidates(candidates)
     owners = events.owners if events.owners is not None else np.zeros(len(events.context_keys), np.int64)
     train_start, test_end, keep = _window(events, test_date, train_years, test_months)
     ctx, its, ts, cnt = events.contexts[keep], events.items[keep], events.timestamps[keep], events.counts[keep]
@@ -349,12 +349,12 @@ def session_split(
         hot_mask = np.fromiter((int(i) in train_item_set for i in rest), bool, len(rest))
         drafts.append((session, query, rest[hot_mask], rest[~hot_mask]))
 
-    candidates = np.array(sorted(s for s, _, hot, cold in drafts if len(hot) and not len(cold)), np.int64)
-    val_sessions = set(candidates[paper_validation_pick(len(candidates), val_share_to_test, seed)].tolist())
+    eligible = np.array(sorted(s for s, _, hot, cold in drafts if len(hot) and not len(cold)), np.int64)
+    val_sessions = set(eligible[paper_validation_pick(len(eligible), val_share_to_test, seed)].tolist())
     used = None
-    if catalogue == "split":
+    if candidates == "split":
         used = np.concatenate([tr_items] + [q for _, q, _, _ in drafts] + [c for _, _, _, c in drafts])
-    cat = _Catalogue(n, used)  # query tracks stay in a "split" catalogue: they must be scorable
+    cat = _Candidates(n, used)  # query tracks stay among "split" candidates: they must be scorable
     train = Interactions(
         np.searchsorted(train_sessions, tr_ctx),
         cat(tr_items),
@@ -386,9 +386,9 @@ def session_split(
     )
 
 
-def premade_split(parts: dict[str, Events], item_keys: np.ndarray, *, catalogue: str = "split") -> Split:
+def premade_split(parts: dict[str, Events], item_keys: np.ndarray, *, candidates: str = "split") -> Split:
     """The paper's published split files: users of val/hot/cold must occur in train."""
-    _check_catalogue(catalogue)
+    _check_candidates(candidates)
     train_part = parts["train"]
     n = train_part.n_items
     tr_ctx, tr_items, tr_first, tr_count = _compress(
@@ -396,9 +396,9 @@ def premade_split(parts: dict[str, Events], item_keys: np.ndarray, *, catalogue:
     )
     train_users = np.unique(tr_ctx)
     used = None
-    if catalogue == "split":
+    if candidates == "split":
         used = np.concatenate([tr_items, parts["cold_test"].items, parts["hot_test"].items, parts["val"].items])
-    cat = _Catalogue(n, used)
+    cat = _Candidates(n, used)
     train = Interactions(
         np.searchsorted(train_users, tr_ctx),
         cat(tr_items),

@@ -4,7 +4,7 @@ Tracks fall into style clusters; a track's vector is its cluster's centre plus n
 matrix per "backend", with its own dimension and noise level, so a better backend exists).
 Listeners prefer a few clusters and play popular tracks more often (Zipf within a cluster);
 plays come in sessions of a few tracks from one cluster, spread over `days`. New tracks keep
-being released, so the last month holds tracks never played before (cold items).
+being released, so the last month holds tracks absent from training (cold items).
 
 A recommender that uses the vectors should beat `random` on hot and cold targets; `popular`
 should do well on hot and no better than chance on cold. Tests rely on exactly that.
@@ -12,7 +12,6 @@ should do well on hot and no better than chance on cold. Tests rely on exactly t
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,49 +95,23 @@ def write_history(store, data: SyntheticData, *, versions: dict[str, str] | None
     `versions` gives the embedding version per backend name (default "1"). Returns the track id
     of each item key. Bulk inserts: a 50k-play history is written in about a second.
     """
-    from mrs_tui.store import vector_to_blob
+    from mrs_tui.store.bulk import BulkPlay, BulkTrack, write_bulk_history
 
-    now = time.time()
-    n_items = len(data.item_keys)
     versions = versions or {}
-    with store.write() as conn:
-        first = conn.execute("SELECT coalesce(max(id), 0) FROM tracks").fetchone()[0] + 1
-        conn.executemany(
-            "INSERT INTO tracks (id, path, title, artist, genre, status, added_at, updated_at) VALUES (?, ?, ?, ?, ?, 'ok', ?, ?)",
-            [
-                (
-                    first + i,
-                    f"/synthetic/style{int(data.clusters[i])}/track{i}.flac",
-                    f"track {i}",
-                    f"artist {int(data.clusters[i])}",
-                    f"style {int(data.clusters[i])}",
-                    now,
-                    now,
-                )
-                for i in range(n_items)
-            ],
+    tracks = [
+        BulkTrack(
+            f"/synthetic/style{int(cluster)}/track{i}.flac",
+            f"track {i}",
+            f"artist {int(cluster)}",
+            f"style {int(cluster)}",
         )
-        for name, matrix in data.vectors.items():
-            version = versions.get(name, "1")
-            conn.executemany(
-                "INSERT INTO embeddings (track_id, backend, version, dim, vector, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [(first + i, name, version, matrix.shape[1], vector_to_blob(matrix[i]), now) for i in range(n_items)],
-            )
-        log = data.log
-        bounds: dict[int, list[float]] = {}  # session -> [first play, last play]
-        for session, at in zip(log.sessions.tolist(), log.timestamps.tolist(), strict=True):
-            span = bounds.setdefault(session, [at, at])
-            span[0], span[1] = min(span[0], at), max(span[1], at)
-        first_session = conn.execute("SELECT coalesce(max(id), 0) FROM sessions").fetchone()[0] + 1
-        by_start = sorted(bounds, key=lambda session: bounds[session][0])
-        session_ids = {session: first_session + n for n, session in enumerate(by_start)}
-        conn.executemany(
-            "INSERT INTO sessions (id, started_at, last_at, source) VALUES (?, ?, ?, 'synthetic')",
-            [(session_ids[s], begin, end) for s, (begin, end) in bounds.items()],
-        )
-        plays = [
-            (session_ids[int(log.sessions[r])], first + int(log.items[r]), "complete", float(log.timestamps[r]))
-            for r in np.argsort(log.timestamps, kind="stable")
-        ]
-        conn.executemany("INSERT INTO plays (session_id, track_id, event, at) VALUES (?, ?, ?, ?)", plays)
-    return {str(k): first + i for i, k in enumerate(data.item_keys)}
+        for i, cluster in enumerate(data.clusters)
+    ]
+    log = data.log
+    plays = [
+        BulkPlay(int(log.sessions[r]), int(log.items[r]), "complete", float(log.timestamps[r]))
+        for r in np.argsort(log.timestamps, kind="stable")
+    ]
+    vectors = {(name, versions.get(name, "1")): matrix for name, matrix in data.vectors.items()}
+    ids = write_bulk_history(store, tracks, vectors, plays)
+    return {str(k): ids[i] for i, k in enumerate(data.item_keys)}

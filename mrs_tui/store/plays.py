@@ -63,14 +63,45 @@ class PlaysMixin:
     def last_play_id(self) -> int:
         return self.conn.execute("SELECT coalesce(max(id), 0) FROM plays").fetchone()[0]
 
-    def play_count(self, events: Sequence[str] = POSITIVE_EVENTS, *, track_id: int | None = None) -> int:
+    def play_count(
+        self,
+        events: Sequence[str] = POSITIVE_EVENTS,
+        *,
+        track_id: int | None = None,
+        after_id: int = 0,
+        up_to_id: int | None = None,
+    ) -> int:
+        """Plays with one of `events` (default: the positive ones) and after_id < id <= up_to_id."""
         marks = ", ".join("?" for _ in events)
         sql = f"SELECT count(*) FROM plays WHERE event IN ({marks})"
         params: list = list(events)
         if track_id is not None:
             sql += " AND track_id = ?"
             params.append(track_id)
+        if after_id:
+            sql += " AND id > ?"
+            params.append(after_id)
+        if up_to_id is not None:
+            sql += " AND id <= ?"
+            params.append(up_to_id)
         return self.conn.execute(sql, params).fetchone()[0]
+
+    def play_counts(self, events: Sequence[str] = POSITIVE_EVENTS) -> dict[int, int]:
+        """How often each track was played (positive events by default); unplayed tracks are absent."""
+        marks = ", ".join("?" for _ in events)
+        cursor = self.conn.execute(
+            f"SELECT track_id, count(*) FROM plays WHERE event IN ({marks}) GROUP BY track_id", list(events)
+        )
+        return {track_id: n for track_id, n in cursor.fetchall()}
+
+    def recent_positive_track_ids(self, limit: int) -> list[int]:
+        """Tracks of the `limit` most recent positive plays, newest first (repeats included)."""
+        marks = ", ".join("?" for _ in POSITIVE_EVENTS)
+        cursor = self.conn.execute(
+            f"SELECT track_id FROM plays WHERE event IN ({marks}) ORDER BY at DESC, id DESC LIMIT ?",
+            [*POSITIVE_EVENTS, limit],
+        )
+        return [track_id for (track_id,) in cursor.fetchall()]
 
     def played_track_ids(self) -> set[int]:
         marks = ", ".join("?" for _ in POSITIVE_EVENTS)

@@ -35,6 +35,12 @@ class Track:
     def display_title(self) -> str:
         return self.title or Path(self.path).stem
 
+    def matches(self, search: str) -> bool:
+        """The track search of the app and the CLI: every word of `search` occurs, in any order and
+        case, in the title, artist, album, genre or path."""
+        haystack = " ".join(filter(None, (self.title, self.artist, self.album, self.genre, self.path))).lower()
+        return all(word in haystack for word in search.lower().split())
+
     @classmethod
     def from_row(cls, row: dict) -> Track:
         return cls(**{k: row[k] for k in cls.__dataclass_fields__ if k in row})

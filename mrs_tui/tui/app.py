@@ -4,13 +4,21 @@ Startup order matters: the first screen paints from this module's imports alone 
 the store and engine modules — no torch, librosa or faiss); the database opens in a worker
 right after, then scanning and analysis run in another worker that reports progress a few
 times a second and stops when cancelled. Workers never touch widgets: they post messages.
+No database query runs on the UI thread: reads and writes go through workers, and screens
+show what the workers sent.
+
+Cancelling is Textual's own: `Worker.cancel()` sets the worker's `cancelled_event`, which is
+the event the core's long jobs poll. A cancelled thread worker runs on until the job sees it,
+so `_live_jobs` counts the job threads still alive: `indexing` and `training` stay true until
+the thread has stopped, and `c` or a key that starts the same job says it is still running.
 """
 
 from __future__ import annotations
 
 import functools
-import threading
 import time
+from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,15 +30,19 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from mrs_tui.config import Settings
 from mrs_tui.errors import AudioDecodeError, UserError
+from mrs_tui.progress import Throttle
 from mrs_tui.tui import messages as msg
 from mrs_tui.tui.screens.main import MainScreen
 
 if TYPE_CHECKING:
-    from mrs_tui.engine import Engine
+    from mrs_tui.engine import BackendRow, Engine
     from mrs_tui.player import PlaybackEnded, Player
     from mrs_tui.store import Track
 
-PROGRESS_INTERVAL = 0.2  # seconds between progress messages from workers
+JOBS = {  # worker group -> (title, what the user is told when it is cancelled)
+    "index": ("Indexing", "stopping analysis; what is done is kept and resumes next time"),
+    "train": ("Training", "stopping training; the previous model keeps serving"),
+}
 
 
 def updates_main_screen(handler):
@@ -82,8 +94,7 @@ class MrsTuiApp(App):
             player.on_ended = self._on_player_ended
         self.index_on_start = index_on_start
         self.engine: Engine | None = None
-        self.cancel_indexing = threading.Event()
-        self.cancel_training = threading.Event()
+        self._live_jobs: Counter[str] = Counter()  # job threads alive per worker group, cancelled or not
         self.started_at = time.perf_counter()
         self.previews_reason: str | None = None
         self._suggest_request = 0
@@ -112,7 +123,8 @@ class MrsTuiApp(App):
             self.player = Player(on_ended=self._on_player_ended)
         store = Store.open(self.db_path)
         self.engine = Engine(store, self.settings)
-        self.post_message(msg.EngineReady(store.tracks(), store.played_track_ids()))
+        tracks, analysed, played = self._read_library()
+        self.post_message(msg.EngineReady(tracks, played, analysed))
 
     @updates_main_screen
     def on_engine_ready(self, message: msg.EngineReady) -> None:
@@ -120,54 +132,51 @@ class MrsTuiApp(App):
         if main is None:
             return
         self.log(f"started in {(time.perf_counter() - self.started_at) * 1000:.0f} ms")
-        main.show_library(message.tracks, self.analysed_ids(), message.played)
+        main.show_library(message.tracks, message.analysed, message.played)
         main.show_models(self.engine.backend, self.engine.recommender)
         if self.folder is not None and self.index_on_start:
             self.start_indexing()
 
-    def analysed_ids(self) -> set[int]:
+    def _read_library(self) -> tuple[list[Track], set[int], set[int]]:
+        """Tracks, those analysed with the current backend, and those played (in a worker)."""
         engine = self.engine
-        if engine is None:
-            return set()
-        return engine.store.embedded_track_ids(engine.backend, engine.version(), include_failed=False)
+        store = engine.store
+        analysed = store.embedded_track_ids(engine.backend, engine.version(), include_failed=False)
+        return store.tracks(), analysed, store.played_track_ids()
+
+    @contextmanager
+    def _job(self, group: str):
+        self._live_jobs[group] += 1
+        try:
+            yield get_current_worker().cancelled_event
+        finally:
+            self._live_jobs[group] -= 1
 
     # -- scanning and analysis ------------------------------------------------------------------
 
     def start_indexing(self, track_ids: list[int] | None = None) -> None:
         if self.engine is None:
             return
-        self.cancel_indexing = threading.Event()
         self.index_library(track_ids)
 
     @work(thread=True, exclusive=True, group="index", exit_on_error=False)
     def index_library(self, track_ids: list[int] | None = None) -> None:
-        engine = self.engine
-        cancel = self.cancel_indexing
-        worker = get_current_worker()
-        last = [0.0]
-
-        def throttled(message) -> None:
-            now = time.monotonic()
-            if now - last[0] >= PROGRESS_INTERVAL:
-                last[0] = now
-                self.post_message(message)
-
-        if self.folder is not None and track_ids is None:
-            report = engine.scan(
-                self.folder, progress=lambda d, t, _p: throttled(msg.ScanProgressed(d, t)), cancel=cancel
+        with self._job("index") as cancel:
+            engine = self.engine
+            post = Throttle().wrap(self.post_message)
+            if self.folder is not None and track_ids is None:
+                report = engine.scan(
+                    self.folder, progress=lambda d, t, _p: post(msg.ScanProgressed(d, t)), cancel=cancel
+                )
+                self.post_message(msg.ScanFinished(report))
+                if report.cancelled or cancel.is_set():
+                    return
+                track_ids = [t.id for t in engine.store.tracks(under=str(self.folder))]
+            backend = engine.backend
+            result = engine.index(
+                [backend], track_ids=track_ids, progress=lambda p: post(msg.IndexProgressed(backend, p)), cancel=cancel
             )
-            self.post_message(msg.ScanFinished(report))
-            if report.cancelled or worker.is_cancelled:
-                return
-            track_ids = [t.id for t in engine.store.tracks(under=str(self.folder))]
-        backend = engine.backend
-        result = engine.index(
-            [backend],
-            track_ids=track_ids,
-            progress=lambda p: throttled(msg.IndexProgressed(backend, p)),
-            cancel=cancel,
-        )
-        self.post_message(msg.IndexFinished(result))
+            self.post_message(msg.IndexFinished(result))
 
     @updates_main_screen
     def on_scan_progressed(self, message: msg.ScanProgressed) -> None:
@@ -195,27 +204,34 @@ class MrsTuiApp(App):
         self.refresh_library()
         main.request_suggestions()
 
-    @updates_main_screen
     def refresh_library(self) -> None:
+        if self.engine is not None:
+            self.load_library()
+
+    @work(thread=True, exclusive=True, group="library", exit_on_error=False)
+    def load_library(self) -> None:
+        self.post_message(msg.LibraryLoaded(*self._read_library()))
+
+    @updates_main_screen
+    def on_library_loaded(self, message: msg.LibraryLoaded) -> None:
         main = self.main
-        if main is None:
-            return
-        if self.engine is None:
-            return
-        store = self.engine.store
-        main.show_library(store.tracks(), self.analysed_ids(), store.played_track_ids())
+        if main is not None:
+            main.show_library(message.tracks, message.analysed, message.played)
 
     def cancel_jobs(self) -> None:
         """Cancel analysis and training; what analysis stored is kept, training saves nothing."""
-        if self.indexing and not self.cancel_indexing.is_set():
-            self.cancel_indexing.set()
-            self.notify("stopping analysis; what is done is kept and resumes next time", title="Indexing")
-        if self.training and not self.cancel_training.is_set():
-            self.cancel_training.set()
-            self.notify("stopping training; the previous model keeps serving", title="Training")
+        for group, (title, note) in JOBS.items():
+            live = [w for w in self.workers if w.group == group and not w.is_finished]
+            for worker in live:
+                worker.cancel()
+            if live:
+                self.notify(note, title=title)
 
     def _busy(self, group: str) -> bool:
-        return any(w.group == group and w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in self.workers)
+        """A job of `group` is waiting to start, running, or cancelled but not stopped yet."""
+        return self._live_jobs[group] > 0 or any(
+            w.group == group and w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in self.workers
+        )
 
     @property
     def indexing(self) -> bool:
@@ -243,57 +259,31 @@ class MrsTuiApp(App):
         if self.training:
             self.notify("a model is already training (c cancels it)", title="Training")
             return
-        self.cancel_training = threading.Event()
         self.train_models([engine.recommender], engine.backend)
 
     def maybe_retrain(self) -> None:
-        """After new plays: retrain, in the background, models that have enough new history."""
+        """After new plays: retrain, in the background, the models the engine says are due."""
         engine = self.engine
         if engine is None or self.training:
             return
-        self.cancel_training = threading.Event()
-        self.retrain_due_models(engine.backend)
+        self.train_models(None, engine.backend)
 
     @work(thread=True, exclusive=True, group="train", exit_on_error=False)
-    def retrain_due_models(self, backend: str) -> None:
-        engine = self.engine
-        current = engine.recommender
-        # The selected recommender, and any other that was trained before: never surprise-train all.
-        due = [r for r in engine.due_models(backend) if r == current or engine.model_info(r, backend).trained_at]
-        if due:
-            self._train(due, backend)
+    def train_models(self, names: list[str] | None, backend: str) -> None:
+        """Train `names` one after the other (None: the models due for retraining)."""
+        with self._job("train") as cancel:
+            engine = self.engine
+            names = engine.due_models(backend) if names is None else names
+            throttle = Throttle()
 
-    @work(thread=True, exclusive=True, group="train", exit_on_error=False)
-    def train_models(self, names: list[str], backend: str) -> None:
-        self._train(names, backend)
-
-    def _train(self, names: list[str], backend: str) -> None:
-        from recommenders import Cancelled
-
-        engine = self.engine
-        cancel = self.cancel_training
-        last = [0.0]
-        for name in names:
-
-            def progress(done: float, total: float, text: str, name: str = name) -> None:
-                now = time.monotonic()
-                if now - last[0] >= PROGRESS_INTERVAL or (total and done >= total):  # the last step always shows
-                    last[0] = now
+            def progress(name: str, done: float, total: float, text: str) -> None:
+                if throttle.ready(final=done == 0 or bool(total and done >= total)):  # first and last always show
                     self.post_message(msg.TrainProgressed(name, done, total, text))
 
-            self.post_message(msg.TrainProgressed(name, 0, 1, "preparing"))
-            try:
-                record = engine.train(name, backend, progress=progress, cancel=cancel)
-            except Cancelled:
-                self.post_message(msg.TrainFinished(name, backend, f"{name}: training cancelled", False))
-                return
-            except UserError as exc:
-                self.post_message(msg.TrainFinished(name, backend, str(exc), False))
-                continue
-            self.post_message(msg.TrainProgressed(name, 1, 1, "done"))
-            self.post_message(
-                msg.TrainFinished(name, backend, f"{name} on {backend}: trained on {record.n_plays} plays", True)
-            )
+            for outcome in engine.train_models(names, backend, progress=progress, cancel=cancel):
+                if outcome.trained:  # the bar ends full, whatever the throttle let through
+                    self.post_message(msg.TrainProgressed(outcome.recommender, 1, 1, "done"))
+                self.post_message(msg.TrainFinished(outcome.recommender, backend, outcome.describe(), outcome.trained))
 
     @updates_main_screen
     def on_train_progressed(self, message: msg.TrainProgressed) -> None:
@@ -329,14 +319,9 @@ class MrsTuiApp(App):
 
     @work(thread=True, exclusive=True, group="suggest", exit_on_error=False)
     def compute_suggestions(self, seed: int | None, pool: str, request: int) -> None:
-        from mrs_tui.evaluation.training import ModelNotTrained
-
-        try:
-            result = self.engine.suggest(seed, pool=pool)
-        except ModelNotTrained as exc:
-            # Until the model exists, audio similarity answers, and the list says so.
-            result = self.engine.suggest(seed, pool=pool, recommender="knn")
-            result.note = f"{exc.problem}: showing knn meanwhile (t trains it)"
+        result = self.engine.suggest(seed, pool=pool)
+        if result.fallback_from is not None:
+            result.note += " (t trains it)"
         self.post_message(msg.SuggestionsReady(result, request))
 
     @updates_main_screen
@@ -388,15 +373,37 @@ class MrsTuiApp(App):
             return
         main.player_bar.playing(f"{message.track.display_title} — {message.track.artist or '?'}")
         main.mark_played(message.track.id)
+        main.track_played(message.track.id)
         main.request_suggestions(message.track.id)
 
-    @updates_main_screen
     def on_preview_ended(self, message: msg.PreviewEnded) -> None:
-        play = self.record_preview_end(message.ended)
+        ended = message.ended
+        if ended is not None and ended.track_id is not None and self.engine is not None:
+            self.record_play(
+                functools.partial(
+                    self.engine.preview_ended, ended.track_id, ended.position, ended.length, finished=ended.finished
+                )
+            )
+
+    @work(thread=True, group="history", exit_on_error=False)
+    def record_play(self, write) -> None:
+        """Write one history event (`write()` returns the Play) and tell the UI."""
+        self.post_message(msg.PlayRecorded(write()))
+
+    @updates_main_screen
+    def on_play_recorded(self, message: msg.PlayRecorded) -> None:
         main = self.main
-        if main is None or play is None:
+        if main is None:
             return
-        main.player_bar.stopped(f"■ {play.event}: {self.track_title(play.track_id)}")
+        play = message.play
+        title = self.track_title(play.track_id)
+        if play.event in ("like", "dislike"):
+            self.notify(f"{'liked' if play.event == 'like' else 'disliked'}: {title}")
+            if play.event == "like":
+                main.mark_played(play.track_id)
+        else:
+            main.player_bar.stopped(f"■ {play.event}: {title}")
+        main.track_played(play.track_id)
         main.request_suggestions()
         self.maybe_retrain()
 
@@ -418,20 +425,14 @@ class MrsTuiApp(App):
             main.player_bar.position(self.player.position, self.player.length)
 
     def track_title(self, track_id: int) -> str:
-        track = self.engine.store.track(track_id) if self.engine else None
+        """The title the library list shows (no database trip: the list holds every track)."""
+        main = self.main
+        track = main.library.tracks.get(track_id) if main is not None and main.is_mounted else None
         return track.display_title if track else str(track_id)
 
-    @updates_main_screen
     def rate(self, track_id: int, event: str) -> None:
-        main = self.main
-        if main is None or self.engine is None:
-            return
-        self.engine.record(track_id, event)
-        self.notify(f"{'liked' if event == 'like' else 'disliked'}: {self.track_title(track_id)}")
-        if event == "like":
-            main.mark_played(track_id)
-        main.request_suggestions()
-        self.maybe_retrain()
+        if self.engine is not None:
+            self.record_play(functools.partial(self.engine.record, track_id, event))
 
     def on_notice(self, message: msg.Notice) -> None:
         self.notify(message.text, severity=message.severity, timeout=8)
@@ -439,13 +440,21 @@ class MrsTuiApp(App):
     # -- models ------------------------------------------------------------------------------------------
 
     def action_pick_backend(self) -> None:
-        main = self.main
-        if main is None:
-            return
+        if self.main is not None and self.engine is not None:
+            self.read_backend_rows()
+
+    @work(thread=True, exclusive=True, group="pickers", exit_on_error=False)
+    def read_backend_rows(self) -> None:
+        self.post_message(msg.BackendRowsReady(self.engine.backend_rows()))
+
+    @updates_main_screen
+    def on_backend_rows_ready(self, message: msg.BackendRowsReady) -> None:
         from mrs_tui.tui.screens.pickers import BackendPicker
 
-        if self.engine is None:
+        main = self.main
+        if main is None or self.engine is None:
             return
+        rows = {row.name: row for row in message.rows}
 
         def chosen(name: str | None) -> None:
             if not name or name == self.engine.backend:
@@ -454,41 +463,36 @@ class MrsTuiApp(App):
             main.show_models(self.engine.backend, self.engine.recommender)
             self.refresh_library()
             main.request_suggestions()
-            if self.slow_backend(name):
-                # Tens of seconds per track: the user chooses what to spend that on.
-                self.notify(
-                    f"{name} takes about {self.seconds_per_track(name):.0f} s per track here: "
-                    "a analyses the highlighted track, A the visible list, i the whole library",
-                    title="Analysis",
-                    timeout=12,
-                )
+            if rows[name].slow:
+                self.notify(self.slow_note(rows[name]), title="Analysis", timeout=12)
             else:
                 self.start_indexing(main.library.visible_track_ids if self.folder is None else None)
 
-        self.push_screen(BackendPicker(self.engine), chosen)
+        self.push_screen(BackendPicker(message.rows, self.engine.backend), chosen)
 
     @staticmethod
-    def seconds_per_track(name: str) -> float:
-        import backends
-
-        spec = backends.get_spec(name)
-        return spec.cpu_seconds_per_track or 0.0
-
-    def slow_backend(self, name: str) -> bool:
-        """Tens of seconds per track on this machine's CPU (a GPU makes every backend quick)."""
-        import backends
-
-        spec = backends.get_spec(name)
-        gpu = backends._gpu_visible()
-        return not gpu and (spec.cpu_seconds_per_track is None or spec.cpu_seconds_per_track > 2.0)
+    def slow_note(row: BackendRow) -> str:
+        """Seconds per track: the user chooses what to spend them on."""
+        speed = f"about {row.seconds_per_track:.0f} s" if row.seconds_per_track is not None else "an unknown time"
+        return (
+            f"{row.name} takes {speed} per track here: "
+            "a analyses the highlighted track, A the visible list, i the whole library"
+        )
 
     def action_pick_recommender(self) -> None:
-        main = self.main
-        if main is None:
-            return
+        if self.main is not None and self.engine is not None:
+            self.read_models_info(self.engine.backend)
+
+    @work(thread=True, exclusive=True, group="pickers", exit_on_error=False)
+    def read_models_info(self, backend: str) -> None:
+        self.post_message(msg.ModelsInfoReady(self.engine.models_info(backend)))
+
+    @updates_main_screen
+    def on_models_info_ready(self, message: msg.ModelsInfoReady) -> None:
         from mrs_tui.tui.screens.pickers import RecommenderPicker
 
-        if self.engine is None:
+        main = self.main
+        if main is None or self.engine is None:
             return
 
         def chosen(name: str | None) -> None:
@@ -497,7 +501,7 @@ class MrsTuiApp(App):
                 main.show_models(self.engine.backend, self.engine.recommender)
                 main.request_suggestions()
 
-        self.push_screen(RecommenderPicker(self.engine), chosen)
+        self.push_screen(RecommenderPicker(message.infos, self.engine.recommender), chosen)
 
     def action_compare(self) -> None:
         main = self.main
@@ -545,7 +549,6 @@ class MrsTuiApp(App):
         if self.training:
             self.notify("a model is already training (c cancels it)", title="Training")
             return
-        self.cancel_training = threading.Event()
         self.train_models([recommender], backend)
 
     def action_use_winners(self) -> None:
@@ -561,9 +564,12 @@ class MrsTuiApp(App):
         self.post_message(
             msg.Notice(f"now serving the winners of evaluation #{run.id}: {describe_winners(winners(run))}")
         )
+        untrained: dict[str, list[str]] = {}
         for recommender, backend in self.engine.untrained_winners():
-            self.cancel_training = threading.Event()
-            self._train([recommender], backend)
+            untrained.setdefault(backend, []).append(recommender)
+        if untrained:  # one training job at a time: the first backend's now, the rest with t in v
+            backend, names = next(iter(untrained.items()))
+            self.call_from_thread(self.train_models, names, backend)
         self.call_from_thread(self._refresh_suggestions)
 
     def _refresh_suggestions(self) -> None:
@@ -611,9 +617,10 @@ class MrsTuiApp(App):
             self.push_screen(EvaluateScreen(self.engine))
 
     async def action_quit(self) -> None:
-        self.cancel_indexing.set()
-        self.cancel_training.set()
-        # Record the preview that is cut short here: a message posted now would never be handled.
+        for group in JOBS:
+            self.workers.cancel_group(self, group)
+        # Record the preview that is cut short here, the one write on the UI thread: a worker
+        # started now would be cancelled with the app before it ran.
         if self.player is not None:
             self.player.on_ended = None
             self.record_preview_end(self.player.stop())

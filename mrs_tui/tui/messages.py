@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from textual.message import Message
 
 if TYPE_CHECKING:
-    from mrs_tui.engine import SuggestionList
+    from mrs_tui.engine import BackendRow, SuggestionList, TrackFacts
     from mrs_tui.indexing import IndexProgress, IndexReport
     from mrs_tui.library import ScanReport
     from mrs_tui.player import PlaybackEnded
-    from mrs_tui.store import Track
+    from mrs_tui.store import Play, Track
+    from mrs_tui.training import ModelInfo
 
 
 @dataclass
@@ -21,6 +22,19 @@ class EngineReady(Message):
 
     tracks: list[Track]
     played: set[int]
+    analysed: set[int] = field(default_factory=set)  # tracks with a vector of the current backend
+
+
+@dataclass
+class LibraryLoaded(Message):
+    """The track list, read again in a worker (after a scan, analysis or a backend change)."""
+
+    tracks: list[Track]
+    analysed: set[int]
+    played: set[int]
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, LibraryLoaded)
 
 
 @dataclass
@@ -100,3 +114,31 @@ class TrainFinished(Message):
     backend: str
     summary: str  # what the user is told: trained on how many plays, or why not
     trained: bool
+
+
+@dataclass
+class TrackFactsReady(Message):
+    """Plays and audio tags of the highlighted track, read in a worker."""
+
+    facts: TrackFacts
+
+
+@dataclass
+class PlayRecorded(Message):
+    """A play, skip, like or dislike is in the history (written in a worker)."""
+
+    play: Play
+
+
+@dataclass
+class BackendRowsReady(Message):
+    """The backend picker's rows, read in a worker."""
+
+    rows: list[BackendRow]
+
+
+@dataclass
+class ModelsInfoReady(Message):
+    """The recommender picker's lines, read in a worker."""
+
+    infos: dict[str, ModelInfo | None]

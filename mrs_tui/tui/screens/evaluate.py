@@ -1,14 +1,16 @@
 """Measure backends × recommenders on your own listening, the paper's way, and keep the runs.
 
 Contexts are listening sessions: a test session's first half is the query and the rest is
-what should be found, split into hot (tracks known from training) and cold (never played
-before the test period) targets. Every run is stored with its settings, so past runs stay
-comparable; the grid runs in a worker with progress per cell and can be cancelled.
+what should be found, split into hot (tracks known from training) and cold (absent from the
+training period) targets. Every run is stored with its settings, so past runs stay
+comparable; the grid runs in a worker with progress per cell and can be cancelled. It is the
+app's worker, not this screen's: leaving the screen does not stop a run, which is stored when
+it completes. Past runs are read in workers too.
 """
 
 from __future__ import annotations
 
-import threading
+import functools
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,6 +24,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, OptionList, Static
 from textual.widgets.option_list import Option
 
+from mrs_tui.progress import Throttle
 from mrs_tui.tui.widgets.chart import Bar, MetricChart
 from mrs_tui.tui.widgets.status import JobStatus
 
@@ -47,6 +50,20 @@ class EvalProgressed(Message):
 class EvalFinished(Message):
     run: EvalRun | None
     error: str | None = None
+
+
+@dataclass
+class EvalOverview(Message):
+    """Backends analysed and past runs, read in a worker."""
+
+    backends: list[str]
+    runs: list[dict]
+    select: int | None = None
+
+
+@dataclass
+class RunLoaded(Message):
+    run: EvalRun
 
 
 class EvaluateScreen(Screen):
@@ -80,10 +97,10 @@ class EvaluateScreen(Screen):
         self.engine = engine
         self.k = 50
         self.quick = True
-        self.cancel_event = threading.Event()
+        self.backends: list[str] | None = None  # None: not read yet
         self.runs: dict[int, dict] = {}
         self.test_date: str | None = None  # None: the last month of the history is the test month
-        self.backends: list[str] | None = None  # None: every analysed backend
+        self.chosen_backends: list[str] | None = None  # None: every analysed backend
         self.recommenders: list[str] | None = None  # None: every registered recommender
         self.shown: EvalRun | None = None
 
@@ -106,11 +123,9 @@ class EvaluateScreen(Screen):
         self.load_runs()
 
     def show_settings(self) -> None:
-        from mrs_tui.evaluation.datasets import indexed_backends
-
-        analysed = indexed_backends(self.engine.store, self.engine.version)
+        analysed = ", ".join(self.backends or []) or ("none yet" if self.backends is not None else "…")
         mode = "quick (fewer training epochs: a first look)" if self.quick else "full (the recommenders' defaults)"
-        chosen = ", ".join(self.backends) if self.backends else f"all analysed ({', '.join(analysed) or 'none yet'})"
+        chosen = ", ".join(self.chosen_backends) if self.chosen_backends else f"all analysed ({analysed})"
         recs = ", ".join(self.recommenders) if self.recommenders else "all"
         self.query_one("#eval-settings", Static).update(
             "Your listening history, sessions as contexts: the first half of a test session is the query, the rest "
@@ -121,10 +136,16 @@ class EvaluateScreen(Screen):
 
     # -- past runs -------------------------------------------------------------------------------
 
+    @work(thread=True, exclusive=True, group="evaluate-read", exit_on_error=False)
     def load_runs(self, select: int | None = None) -> None:
         from mrs_tui.evaluation.runner import list_runs
 
-        runs = list_runs(self.engine.store)
+        self.post_message(EvalOverview(self.engine.indexed_backends(), list_runs(self.engine.store), select))
+
+    def on_eval_overview(self, message: EvalOverview) -> None:
+        self.backends = message.backends
+        self.show_settings()
+        runs, select = message.runs, message.select
         self.runs = {r["id"]: r for r in runs}
         options = self.query_one("#eval-runs", OptionList)
         options.clear_options()
@@ -137,10 +158,17 @@ class EvaluateScreen(Screen):
             self.query_one("#eval-split", Static).update("no evaluation yet: press n to run one")
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        if event.option.id is not None:
+            self.read_run(int(event.option.id))
+
+    @work(thread=True, exclusive=True, group="evaluate-run", exit_on_error=False)
+    def read_run(self, run_id: int) -> None:
         from mrs_tui.evaluation.runner import load_run
 
-        if event.option.id is not None:
-            self.show_run(load_run(self.engine.store, int(event.option.id)))
+        self.post_message(RunLoaded(load_run(self.engine.store, run_id)))
+
+    def on_run_loaded(self, message: RunLoaded) -> None:
+        self.show_run(message.run)
 
     def show_run(self, run: EvalRun) -> None:
         from mrs_tui.comparison import describe_winners, winners
@@ -218,15 +246,14 @@ class EvaluateScreen(Screen):
         )
 
     def action_pick_backends(self) -> None:
-        from mrs_tui.evaluation.datasets import indexed_backends
         from mrs_tui.tui.screens.prompts import ChecklistPrompt
 
-        analysed = indexed_backends(self.engine.store, self.engine.version)
-        chosen = set(self.backends or analysed)
+        analysed = self.backends or []  # read in the overview worker
+        chosen = set(self.chosen_backends or analysed)
 
         def picked(values: list[str] | None) -> None:
             if values is not None:
-                self.backends = values if values and set(values) != set(analysed) else None
+                self.chosen_backends = values if values and set(values) != set(analysed) else None
                 self.show_settings()
 
         self.app.push_screen(ChecklistPrompt("Backends to evaluate", [(n, n in chosen) for n in analysed]), picked)
@@ -271,50 +298,52 @@ class EvaluateScreen(Screen):
         self.quick = not self.quick
         self.show_settings()
 
+    def _evaluations(self) -> list:
+        return [w for w in self.app.workers if w.group == "evaluate" and not w.is_finished]
+
     def action_cancel(self) -> None:
-        self.cancel_event.set()
+        for worker in self._evaluations():
+            worker.cancel()
 
     def action_run(self) -> None:
-        if any(w.group == "evaluate" and w.is_running for w in self.workers):
+        if self._evaluations():
             self.notify("an evaluation is already running (c cancels it)")
             return
-        self.cancel_event = threading.Event()
         self.query_one(JobStatus).show("preparing the split", 0, None)
-        self.evaluate(self.k, self.quick, self.test_date, self.backends, self.recommenders)
+        self.app.run_worker(
+            functools.partial(
+                self.evaluate, self.k, self.quick, self.test_date, self.chosen_backends, self.recommenders
+            ),
+            thread=True,
+            exclusive=True,
+            group="evaluate",
+            exit_on_error=False,
+        )
 
-    @work(thread=True, exclusive=True, group="evaluate", exit_on_error=False)
     def evaluate(self, k: int, quick: bool, test_date=None, chosen_backends=None, chosen_recommenders=None) -> None:
+        """The grid on the play history with the chosen (default: every analysed) backend, stored unless cancelled."""
+        from textual.worker import get_current_worker
+
         from mrs_tui.errors import UserError
-        from mrs_tui.evaluation.datasets import history_dataset, indexed_backends
-        from mrs_tui.evaluation.runner import EvalSettings, run_grid, save_run
+        from mrs_tui.evaluation.runner import EvalSettings
 
-        store = self.engine.store.clone()
+        post = Throttle().wrap(self.post_message)
         try:
-            backends = chosen_backends or indexed_backends(store, self.engine.version)
-            if not backends:
-                self.post_message(EvalFinished(None, "nothing is analysed yet: index the library first"))
-                return
-            last = [0.0]
-
-            def progress(done: float, total: float, text: str) -> None:
-                now = time.monotonic()
-                if now - last[0] >= 0.2:
-                    last[0] = now
-                    self.post_message(EvalProgressed(done, total, text))
-
-            try:
-                dataset = history_dataset(store, backends, self.engine.version)
-                settings = EvalSettings(
-                    ks=(k,), backends=backends, recommenders=chosen_recommenders, quick=quick, test_date=test_date
-                )
-                run = run_grid(dataset, settings, progress=progress, cancel=self.cancel_event)
-            except UserError as exc:
-                self.post_message(EvalFinished(None, str(exc)))
-                return
-            save_run(store, run)
-            self.post_message(EvalFinished(run))
-        finally:
-            store.close()
+            run = self.engine.evaluate(
+                EvalSettings(
+                    ks=(k,),
+                    backends=chosen_backends,
+                    recommenders=chosen_recommenders,
+                    quick=quick,
+                    test_date=test_date,
+                ),
+                progress=lambda done, total, text: post(EvalProgressed(done, total, text)),
+                cancel=get_current_worker().cancelled_event,
+            )
+        except UserError as exc:
+            self.post_message(EvalFinished(None, str(exc)))
+            return
+        self.post_message(EvalFinished(run))
 
     def on_eval_progressed(self, message: EvalProgressed) -> None:
         self.query_one(JobStatus).show(f"{message.text} · c cancels", message.done, message.total or None)
@@ -329,5 +358,6 @@ class EvaluateScreen(Screen):
             f"evaluated {len(run.cells)} cells in {run.seconds:.0f} s" + (" (cancelled)" if run.cancelled else ""),
             title="Evaluation",
         )
-        self.load_runs(select=run.id)
         self.show_run(run)
+        if run.id is not None:  # a cancelled run is shown but not stored
+            self.load_runs(select=run.id)

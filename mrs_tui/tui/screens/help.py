@@ -20,7 +20,7 @@ HELP = """
 | s | stop the preview (before half way it counts as a skip) |
 | n | play the first suggestion |
 | l / d | like / dislike what is playing (or highlighted) |
-| f | suggestions among new (never played) tracks only: cold-start mode |
+| f | cold-start view: only tracks the model has not learned from (for knn: never played), by their audio |
 | i | scan the folder again and analyse what is new |
 | a / A | analyse only the highlighted track / the visible (filtered) list |
 | c | cancel analysis (it resumes where it stopped next time) or training |

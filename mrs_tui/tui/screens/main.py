@@ -1,23 +1,29 @@
 """The main screen: library on the left, "next up" and the track details on the right,
-indexing progress and the preview player at the bottom."""
+indexing progress and the preview player at the bottom.
+
+Moving the cursor never waits for the database: the details pane shows the track from the
+list at once and its plays and audio tags when a worker has read them.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
+from mrs_tui.tui import messages as msg
 from mrs_tui.tui.widgets.details import TrackDetails
 from mrs_tui.tui.widgets.library import TrackList, TrackListHeader
 from mrs_tui.tui.widgets.status import IndexStatus, JobStatus, PlayerBar
 from mrs_tui.tui.widgets.suggestions import NextUp
 
 if TYPE_CHECKING:
-    from mrs_tui.engine import SuggestionList
+    from mrs_tui.engine import SuggestionList, TrackFacts
     from mrs_tui.store import Track
 
 
@@ -29,7 +35,7 @@ class MainScreen(Screen):
         Binding("n", "play_next", "Next"),
         Binding("l", "like", "Like"),
         Binding("d", "dislike", "Dislike"),
-        Binding("f", "new_files", "New files"),
+        Binding("f", "cold_start", "Cold start"),
         Binding("c", "cancel_jobs", "Cancel"),
         Binding("i", "index", "Index"),
         Binding("a", "analyse_selected", "Analyse track", show=False),
@@ -38,6 +44,10 @@ class MainScreen(Screen):
         Binding("e", "evaluate", "Evaluate"),
         Binding("escape", "clear_search", "Clear search", show=False),
     ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._facts: TrackFacts | None = None  # of the last track the worker read
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -123,12 +133,27 @@ class MainScreen(Screen):
         self.app.request_suggestions(seed, pool)
 
     def show_details(self) -> None:
+        """The highlighted track at once; its plays and tags follow from a worker."""
         track_id = self.selected_track_id
         track = self.library.tracks.get(track_id) if track_id is not None else None
-        engine = self.app.engine
-        tags = engine.track_tags(track_id) if engine is not None and track_id is not None else None
-        plays = engine.store.play_count(track_id=track_id) if engine is not None and track_id is not None else 0
-        self.query_one(TrackDetails).show(track, tags=tags, plays=plays)
+        facts = self._facts if self._facts is not None and self._facts.track_id == track_id else None
+        self.query_one(TrackDetails).show(track, facts=facts)
+        if track_id is not None and self.app.engine is not None:
+            self.read_facts(track_id)
+
+    @work(thread=True, exclusive=True, group="details", exit_on_error=False)
+    def read_facts(self, track_id: int) -> None:
+        self.post_message(msg.TrackFactsReady(self.app.engine.track_facts(track_id)))
+
+    def on_track_facts_ready(self, message: msg.TrackFactsReady) -> None:
+        self._facts = message.facts
+        if message.facts.track_id == self.selected_track_id:
+            self.query_one(TrackDetails).show(self.library.tracks.get(message.facts.track_id), facts=message.facts)
+
+    def track_played(self, track_id: int) -> None:
+        """A play of `track_id` was recorded: its details are out of date."""
+        if track_id == self.selected_track_id:
+            self.show_details()
 
     # -- events ------------------------------------------------------------------------------------------
 
@@ -196,7 +221,7 @@ class MainScreen(Screen):
     def action_dislike(self) -> None:
         self._rate("dislike")
 
-    def action_new_files(self) -> None:
+    def action_cold_start(self) -> None:
         self.request_suggestions(pool="cold")
 
     def action_cancel_jobs(self) -> None:

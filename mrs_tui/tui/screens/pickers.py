@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -10,9 +12,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
 
-import backends
 import recommenders
-from mrs_tui.engine import Engine
+
+if TYPE_CHECKING:
+    from mrs_tui.engine import BackendRow
+    from mrs_tui.training import ModelInfo
 
 
 class _Picker(ModalScreen[str | None]):
@@ -42,52 +46,43 @@ class _Picker(ModalScreen[str | None]):
 class BackendPicker(_Picker):
     heading = "Embedding backend (enter picks; analysis of the library starts for a new one)"
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, rows: list[BackendRow], current: str) -> None:
         super().__init__()
-        self.engine = engine
+        self.rows = rows
+        self.current = current
 
     def options(self) -> list[Option]:
-        counts = self.engine.store.embedding_counts()
         out = []
-        for spec in backends.list_specs():
-            status = backends.backend_status(spec.name)
-            analysed = counts.get((spec.name, self.engine.version(spec.name)), (0, 0))[0]
+        for row in self.rows:
             text = Text()
-            text.append(f"{spec.name:11s}", style="bold" if spec.name == self.engine.backend else "")
-            text.append(f" {status.state:16s}", style="green" if status.ready else "yellow")
-            text.append(f" {spec.dim:5d}-d  {analysed:5d} analysed  ")
-            text.append(spec.weights_license, style="dim")
-            if status.detail:
-                text.append(f"\n{'':12s}{status.detail}", style="dim")
-            out.append(Option(text, id=spec.name, disabled=not status.ready))
+            text.append(f"{row.name:11s}", style="bold" if row.name == self.current else "")
+            text.append(f" {row.state:16s}", style="green" if row.ready else "yellow")
+            speed = "GPU" if row.needs_gpu else (f"{row.seconds_per_track:.1f}" if row.seconds_per_track else "?")
+            text.append(f" {row.dim:5d}-d  {row.analysed or 0:5d} analysed  {speed:>5s} s/track  ")
+            text.append(row.weights_license, style="dim")
+            if row.detail:
+                text.append(f"\n{'':12s}{row.detail}", style="dim")
+            out.append(Option(text, id=row.name, disabled=not row.ready))
         return out
 
 
 class RecommenderPicker(_Picker):
     heading = "Recommender (enter picks)"
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, infos: dict[str, ModelInfo | None], current: str) -> None:
         super().__init__()
-        self.engine = engine
+        self.infos = infos
+        self.current = current
 
     def options(self) -> list[Option]:
         out = []
         for spec in recommenders.REGISTRY.values():
             text = Text()
-            text.append(f"{spec.name:12s}", style="bold" if spec.name == self.engine.recommender else "")
+            text.append(f"{spec.name:12s}", style="bold" if spec.name == self.current else "")
             text.append(spec.description, style="dim")
-            info = self.model_line(spec.name)
-            if info:
-                text.append(f"\n{'':12s}{info}", style="dim")
+            info = self.infos.get(spec.name)
+            # None: the model's file could not be read; the picker still opens.
+            line = info.describe() if info is not None else "model information unavailable"
+            text.append(f"\n{'':12s}{line}", style="dim")
             out.append(Option(text, id=spec.name))
         return out
-
-    def model_line(self, name: str) -> str:
-        describe = getattr(self.engine, "model_info", None)
-        if describe is None:
-            return ""
-        try:
-            info = describe(name, self.engine.backend)
-        except Exception:  # noqa: BLE001 - a picker must open even when a model file is unreadable
-            return "model information unavailable"
-        return info.describe() if info else ""

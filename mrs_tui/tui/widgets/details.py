@@ -10,6 +10,7 @@ from textual.widgets import Static
 from mrs_tui.tui.widgets.library import fmt_duration
 
 if TYPE_CHECKING:
+    from mrs_tui.engine import TrackFacts
     from mrs_tui.store import Track
 
 
@@ -18,7 +19,8 @@ class TrackDetails(Static):
     TrackDetails { height: auto; max-height: 12; padding: 0 1; }
     """
 
-    def show(self, track: Track | None, *, tags: list[str] | None = None, plays: int = 0) -> None:
+    def show(self, track: Track | None, *, facts: TrackFacts | None = None) -> None:
+        """`facts` (plays, audio tags) arrive from a worker; until then their rows say so."""
         if track is None:
             self.update("")
             return
@@ -30,9 +32,13 @@ class TrackDetails(Static):
         grid.add_row("Album", " · ".join(filter(None, (track.album, track.year))) or "—")
         grid.add_row("Genre", track.genre or "—")
         grid.add_row("Length", fmt_duration(track.duration))
-        grid.add_row("Played", f"{plays} time{'s' if plays != 1 else ''}" if plays else "never (a cold track)")
-        if tags:
-            grid.add_row("Sounds like", ", ".join(tags[:5]))
+        if facts is None:
+            grid.add_row("Played", "…")
+        else:
+            plays = facts.plays
+            grid.add_row("Played", f"{plays} time{'s' if plays != 1 else ''}" if plays else "never (a new track)")
+            if facts.sounds_like:
+                grid.add_row("Sounds like", ", ".join(facts.sounds_like[:5]))
         status = track.status if track.status != "failed" else f"failed: {track.error}"
         grid.add_row("Status", status)
         grid.add_row("File", track.path)

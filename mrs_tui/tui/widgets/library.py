@@ -117,10 +117,7 @@ class TrackList(ScrollView, can_focus=True):
         self.refresh()
 
     def matches(self, track: Track) -> bool:
-        if not self.filter_text:
-            return True
-        haystack = " ".join(filter(None, (track.title, track.artist, track.album, track.genre, track.path))).lower()
-        return all(word in haystack for word in self.filter_text.lower().split())
+        return track.matches(self.filter_text)
 
     def _apply_filter(self) -> None:
         selected = self.selected_track_id

@@ -37,7 +37,7 @@ class SuggestionTable(DataTable):
         self.items = items
         self.clear()
         for rank, item in enumerate(items, 1):
-            badge = Text(" new ", style="bold black on bright_cyan") if item.cold else Text("")
+            badge = Text(" new ", style="bold black on bright_cyan") if item.new else Text("")
             self.add_row(
                 str(rank),
                 f"top {100 - item.percentile:.0f}%",

@@ -15,15 +15,13 @@ cold and scored through the audio path), tracks that left the catalogue are excl
 answers. A recommender without `extend_items` simply cannot rank tracks added after it was
 trained; it keeps serving the rest.
 
-Retrain policy (`retrain_due`): a model is due when at least ``Settings.retrain_after_plays``
-positive plays (play, complete, like) were recorded since the play its training data ended
-with — for the first model, since the start of the history. `mrs-tui train` and
-`Engine.train` train on demand whatever the count.
+When a model is due for retraining, and which models the app retrains by itself, is the
+engine's policy (`Engine.retrain_due`, `Engine.due_models`); `mrs-tui train` and `Engine.train`
+train on demand whatever the count.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import threading
@@ -36,7 +34,7 @@ import numpy as np
 
 import recommenders as recommender_registry
 from mrs_tui.errors import UserError
-from mrs_tui.store import POSITIVE_EVENTS
+from mrs_tui.store.models import ModelRecord
 from recommenders.base import Interactions, ProgressCallback, Query, Recommender
 
 KEEP_MODELS = 2
@@ -48,40 +46,6 @@ TRACK_IDS_FILE = "track_ids.npy"
 
 class ModelNotTrained(UserError):
     """A recommender that learns from history has no trained model for this backend yet."""
-
-
-@dataclass(frozen=True)
-class ModelRecord:
-    """One row of the `models` table."""
-
-    id: int
-    recommender: str
-    backend: str
-    version: str
-    path: str  # relative to the data folder
-    trained_at: float
-    n_plays: int
-    last_play_id: int
-    n_hot: int
-    n_cold: int
-    params: dict
-
-    @classmethod
-    def from_row(cls, row: tuple) -> ModelRecord:
-        (rid, rec, backend, version, path, trained_at, n_plays, last_play_id, n_hot, n_cold, params) = row
-        return cls(
-            rid,
-            rec,
-            backend,
-            version,
-            path,
-            trained_at,
-            n_plays,
-            last_play_id or 0,
-            n_hot or 0,
-            n_cold or 0,
-            json.loads(params) if params else {},
-        )
 
 
 @dataclass(frozen=True)
@@ -131,50 +95,6 @@ class ModelInfo:
             "retrain_due": self.retrain_due,
             "catalogue_size": self.catalogue_size,
         }
-
-
-# -- the models table -------------------------------------------------------------------------
-
-_COLUMNS = "id, recommender, backend, version, path, trained_at, n_plays, last_play_id, n_hot, n_cold, params"
-
-
-def latest_record(store, recommender: str, backend: str, version: str) -> ModelRecord | None:
-    row = store.conn.execute(
-        f"""SELECT {_COLUMNS} FROM models WHERE recommender = ? AND backend = ? AND version = ?
-            ORDER BY trained_at DESC, id DESC LIMIT 1""",
-        [recommender, backend, version],
-    ).fetchone()
-    return ModelRecord.from_row(row) if row else None
-
-
-def model_records(store, recommender: str | None = None, backend: str | None = None) -> list[ModelRecord]:
-    clauses, params = [], []
-    if recommender:
-        clauses.append("recommender = ?")
-        params.append(recommender)
-    if backend:
-        clauses.append("backend = ?")
-        params.append(backend)
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    cursor = store.conn.execute(f"SELECT {_COLUMNS} FROM models {where} ORDER BY trained_at DESC, id DESC", params)
-    return [ModelRecord.from_row(r) for r in cursor.fetchall()]
-
-
-def positive_plays(store, *, after_id: int = 0, up_to_id: int | None = None) -> int:
-    """Positive plays (play, complete, like) with after_id < id <= up_to_id."""
-    marks = ", ".join("?" for _ in POSITIVE_EVENTS)
-    sql = f"SELECT count(*) FROM plays WHERE event IN ({marks}) AND id > ?"
-    params: list = [*POSITIVE_EVENTS, after_id]
-    if up_to_id is not None:
-        sql += " AND id <= ?"
-        params.append(up_to_id)
-    return store.conn.execute(sql, params).fetchone()[0]
-
-
-def retrain_due(store, record: ModelRecord | None, threshold: int) -> bool:
-    """Enough new positive plays since `record` was trained (or ever, without a record)?"""
-    new = positive_plays(store, after_id=record.last_play_id if record else 0)
-    return new >= max(1, int(threshold))
 
 
 def _safe(text: str) -> str:
@@ -244,39 +164,26 @@ def train_model(
     partial.replace(folder)
     hot = model.hot_mask if model.hot_mask is not None else interactions.hot_mask()
     n_hot = int(np.count_nonzero(hot))
-    with store.write() as conn:
-        cursor = conn.execute(
-            """INSERT INTO models (recommender, backend, version, path, trained_at, n_plays, last_play_id,
-                                   n_hot, n_cold, params) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            [
-                recommender,
-                catalogue.backend,
-                catalogue.version,
-                relative.as_posix(),
-                trained_at,
-                positive_plays(store, up_to_id=last_play_id),
-                last_play_id,
-                n_hot,
-                len(catalogue) - n_hot,
-                json.dumps({"seed": seed, **model.params}, default=str),
-            ],
-        )
-    record = latest_record(store, recommender, catalogue.backend, catalogue.version)
-    assert record is not None and record.id == cursor.lastrowid
+    record = store.add_model(
+        recommender=recommender,
+        backend=catalogue.backend,
+        version=catalogue.version,
+        path=relative.as_posix(),
+        trained_at=trained_at,
+        n_plays=store.play_count(up_to_id=last_play_id),
+        last_play_id=last_play_id,
+        n_hot=n_hot,
+        n_cold=len(catalogue) - n_hot,
+        params={"seed": seed, **model.params},
+    )
     _prune(store, Path(data_folder), recommender, catalogue.backend, catalogue.version)
     return record
 
 
 def _prune(store, data_folder: Path, recommender: str, backend: str, version: str) -> None:
-    rows = store.conn.execute(
-        """SELECT id, path FROM models WHERE recommender = ? AND backend = ? AND version = ?
-           ORDER BY trained_at DESC, id DESC""",
-        [recommender, backend, version],
-    ).fetchall()
-    for model_id, path in rows[KEEP_MODELS:]:
-        with store.write() as conn:
-            conn.execute("DELETE FROM models WHERE id = ?", [model_id])
-        shutil.rmtree(data_folder / path, ignore_errors=True)
+    for record in store.model_records(recommender, backend, version)[KEEP_MODELS:]:
+        store.delete_model(record.id)
+        shutil.rmtree(data_folder / record.path, ignore_errors=True)
 
 
 def load_record(record: ModelRecord, data_folder: Path) -> tuple[Recommender, np.ndarray]:
