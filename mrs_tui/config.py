@@ -131,6 +131,9 @@ def _read_file(path: Path) -> dict[str, object]:
     except OSError as exc:
         raise UserError(f"{path}: cannot be read ({exc.strerror})", "check the file's permissions") from exc
     section = raw.get(APP_NAME, raw)
+    stray = sorted(set(raw) - {APP_NAME}) if APP_NAME in raw else []
+    if stray:
+        raise UserError(f"{path}: {stray[0]!r} is outside the [{APP_NAME}] section", f"move it under [{APP_NAME}]")
     if not isinstance(section, dict):
         raise UserError(f"{path}: [{APP_NAME}] must be a table of settings", "see `mrs-tui config --default`")
     values: dict[str, object] = {}

@@ -4,6 +4,7 @@ Nothing here is recorded audio: six synthesised "genres" (drone, techno, chiptun
 noise rock, plucked folk), four tracks each with per-track variation in key, tempo and
 timbre, written as FLAC / Ogg Vorbis / MP3 / Opus / WAV with proper tags so a newcomer
 sees the whole flow — scan, analysis, suggestions, previews — without music of their own.
+The recipe (styles and their tags, tracks per style, length, formats) is data/demo/recipe.toml;
 `write_track` is also what the test-suite uses to build its fixtures.
 """
 
@@ -14,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-DEMO_RATE = 22050
 
 
 @dataclass(frozen=True)
@@ -148,14 +147,28 @@ def _folk(rng: np.random.Generator, seconds: float, sr: int) -> np.ndarray:
     return y
 
 
-STYLES = [
-    Style("drone", "The Slow Tides", "Ambient", _drone),
-    Style("techno", "Four Floors", "Techno", _techno),
-    Style("chiptune", "Bit Sprites", "Chiptune", _chiptune),
-    Style("piano", "Hammer & Felt", "Classical", _piano),
-    Style("noise_rock", "Static Bloom", "Noise Rock", _noise_rock),
-    Style("folk", "Six Strings West", "Folk", _folk),
-]
+_SYNTHS = {
+    "drone": _drone,
+    "techno": _techno,
+    "chiptune": _chiptune,
+    "piano": _piano,
+    "noise_rock": _noise_rock,
+    "folk": _folk,
+}
+
+
+def _read_recipe() -> dict:
+    """data/demo/recipe.toml: the styles, their tags, how many tracks, how long, which formats."""
+    import tomllib
+
+    from mrs_tui.paths import shipped_data
+
+    return tomllib.loads(shipped_data("demo", "recipe.toml").read_text(encoding="utf-8"))
+
+
+RECIPE = _read_recipe()
+STYLES = [Style(s["synth"], s["artist"], s["genre"], _SYNTHS[s["synth"]]) for s in RECIPE["style"]]
+DEMO_RATE = RECIPE["sample_rate"]
 
 
 def synthesize(style: Style | str, seconds: float, *, sr: int = DEMO_RATE, seed: int = 0) -> np.ndarray:
@@ -248,11 +261,15 @@ def tag_file(path: Path, tags: dict[str, str]) -> None:
     audio.save()
 
 
-DEMO_FORMATS = (".flac", ".ogg", ".mp3", ".opus", ".wav", ".flac")
+DEMO_FORMATS = tuple(RECIPE["formats"])
 
 
 def create_demo_library(
-    folder: Path, *, tracks_per_style: int = 4, seconds: float = 20.0, sr: int = DEMO_RATE
+    folder: Path,
+    *,
+    tracks_per_style: int = RECIPE["tracks_per_style"],
+    seconds: float = RECIPE["seconds"],
+    sr: int = DEMO_RATE,
 ) -> list[Path]:
     """Write the demo library into `folder` (existing files are kept, so this is idempotent)."""
     paths = []
@@ -267,7 +284,7 @@ def create_demo_library(
                     "artist": style.artist,
                     "album": f"{style.genre} Sketches",
                     "genre": style.genre,
-                    "year": "2026",
+                    "year": RECIPE["year"],
                 }
                 write_track(path, samples, sr, tags)
             paths.append(path)

@@ -60,6 +60,7 @@ def test_embed_contract(checkpoints, variant):
     assert_backend_contract(backend, make_clips(RATE, 2.0, count=3))
 
 
+@pytest.mark.slow
 def test_unequal_lengths_batch_like_single(backend):
     assert_backend_contract(backend, make_clips(RATE, lengths=[1.0, 2.0, 1.0, 0.01]))
 
@@ -122,6 +123,7 @@ def test_a_speech_hubert_config_is_refused(checkpoints, tmp_path):
         MertBackend().load(folder)
 
 
+@pytest.mark.slow
 def test_paper_mode_feeds_raw_samples_padded_to_30s(checkpoints, backend):
     paper = MertBackend(paper_compat=True).load(checkpoints["330m"])
     clip = make_clips(RATE, 1.0)[1]

@@ -49,6 +49,7 @@ def test_contract_with_long_and_short_clips(backend):
     assert backend.dim == TINY_ARCHITECTURE.dim == batch.shape[1]
 
 
+@pytest.mark.slow
 def test_front_end_matches_librosa():
     librosa = pytest.importorskip("librosa")
     wave = make_clips(RATE, 1.3, count=1, seed=7)[0]

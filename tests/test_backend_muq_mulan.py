@@ -93,6 +93,7 @@ def test_embed_contract(backend):
     assert_backend_contract(backend, make_clips(RATE, lengths=[3.0, 3.0, 1.0]))
 
 
+@pytest.mark.slow
 def test_matches_upstream_audio_path_clip_by_clip(backend, tiny_folder):
     track = make_clips(RATE, 5.0, seed=4)[1]  # 2 s clips: [0, 2), [2, 4), [4, 5) + [0, 1)
     clips = split_clips(track, CLIP)
@@ -116,6 +117,7 @@ def test_only_the_audio_tower_is_built(backend):
     assert names and not any("text" in name for name in names)
 
 
+@pytest.mark.slow
 def test_paper_compat_pads_to_30_seconds_before_cutting_clips(tiny_folder, backend):
     paper = MuQMuLanBackend(paper_compat=True, device="cpu").load(tiny_folder)
     track = make_clips(RATE, 3.0)[0]

@@ -56,6 +56,7 @@ def test_embed_contract(backend):
     assert_backend_contract(backend, make_clips(16000, 2.0, count=3))
 
 
+@pytest.mark.slow
 def test_unequal_lengths_batch_like_single(backend):
     assert_backend_contract(backend, make_clips(16000, lengths=[1.0, 2.5, 1.0, 0.01]))
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import sqlite3
 
 import pytest
 
 from mrs_tui.cli import main
-from tests.conftest import make_library
+from tests.conftest import copy_database, isolated, make_library
 
 
 def run(capsys, *argv):
@@ -17,14 +19,24 @@ def run(capsys, *argv):
     return code, out, err
 
 
-@pytest.fixture
-def indexed(tmp_path, capsys):
-    root = tmp_path / "music"
+@pytest.fixture(scope="module")
+def indexed_once(tmp_path_factory):
+    """`mrs-tui index` run once per module on a library with broken files; its report and database."""
+    base = tmp_path_factory.mktemp("cli")
+    root = base / "music"
     made = make_library(root, styles=("techno", "piano"), per_style=3, seconds=2.0, broken=True)
-    db = tmp_path / "lib.db"
-    code, out, err = run(capsys, "--db", str(db), "index", str(root), "--json")
-    assert code == 0, err
-    return db, root, made, json.loads(out)
+    out = io.StringIO()
+    with isolated(base / "home"), contextlib.redirect_stdout(out):
+        code = main(["--db", str(base / "lib.db"), "index", str(root), "--json"])
+    assert code == 0
+    return base / "lib.db", root, made, json.loads(out.getvalue())
+
+
+@pytest.fixture
+def indexed(indexed_once, tmp_path):
+    """This test's own copy of the indexed database, beside the module's library."""
+    db, root, made, report = indexed_once
+    return copy_database(db, tmp_path / "lib.db"), root, made, report
 
 
 def test_index_json_reports_new_and_failed_files(indexed):
@@ -128,6 +140,7 @@ def test_db_option_and_environment_variable(tmp_path, capsys, monkeypatch):
     assert (tmp_path / "flag.db").exists()
 
 
+@pytest.mark.slow
 def test_demo_creates_a_tagged_library(tmp_path, capsys):
     code, out, _ = run(capsys, "demo", "--create-only", "--folder", str(tmp_path / "demo"), "--json")
     data = json.loads(out)

@@ -6,18 +6,19 @@ import pytest
 
 from mrs_tui.engine import Engine
 from mrs_tui.errors import UserError
-from tests.conftest import make_library
+from mrs_tui.store import Store
+from tests.conftest import copy_database, make_library
 
 
 @pytest.fixture
-def engine(store, tmp_path):
-    root = tmp_path / "music"
-    made = make_library(root, styles=("techno", "piano", "chiptune"), per_style=4, seconds=3.0)
+def engine(indexed_library, tmp_path):
+    """An engine on this test's own copy of the module's analysed library."""
+    database, made = indexed_library
+    store = Store.open(copy_database(database, tmp_path / "library.db"))
     engine = Engine(store)
-    engine.scan(root)
-    engine.index()
     engine.made = made
-    return engine
+    yield engine
+    store.close()
 
 
 def track_of(engine, path):
@@ -87,7 +88,16 @@ def test_a_never_played_seed_gets_new_tracks_only(engine):
 
 def test_without_seed_or_session_the_most_played_come_first(engine):
     result = engine.suggest(None, k=3)
+    assert result.mode == "popular" and len(result.items) == 3  # nothing played: still something to play
+    techno, piano, chip = (track_of(engine, engine.made[style][1]) for style in ("techno", "piano", "chiptune"))
+    engine.history.gap_seconds = -1  # every play is a session of its own, and so is the next suggestion
+    for track, times in ((piano, 3), (chip, 1), (techno, 2)):
+        for _ in range(times):
+            engine.record(track.id, "play")
+    result = engine.suggest(None, k=3)
     assert result.mode == "popular"
+    assert [s.track.id for s in result.items] == [piano.id, techno.id, chip.id]
+    assert result.items[0].score > result.items[1].score > result.items[2].score
 
 
 def test_unknown_seed_is_a_clear_error(engine):

@@ -135,17 +135,3 @@ def test_unknown_backend_and_bad_settings_are_one_line_errors(data):
         EvalSettings(ks=(0,))
     with pytest.raises(UserError, match="validation share"):
         EvalSettings(val_share=1.0)
-
-
-def test_evaluation_modules_import_no_heavy_library():
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, mrs_tui.cli, mrs_tui.commands.evaluate, mrs_tui.engine\n"
-        "import mrs_tui.evaluation.runner, mrs_tui.training, mrs_tui.evaluation.synthetic\n"
-        "heavy = {'torch', 'transformers', 'librosa', 'faiss', 'textual'} & set(sys.modules)\n"
-        "print(sorted(heavy))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"

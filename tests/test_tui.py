@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
+from textual.widgets import DataTable
 
 import backends
 from backends.base import Backend, BackendSpec
@@ -217,20 +218,41 @@ def test_previews_off_is_said_once_and_the_app_keeps_working(tmp_path, music):
     asyncio.run(scenario())
 
 
-def test_compare_screen_shows_a_column_per_analysed_backend(tmp_path, music):
-    from mrs_tui.tui.screens.compare import CompareScreen
+def test_compare_screen_shows_a_column_per_analysed_backend(tmp_path, music, monkeypatch):
+    from mrs_tui.engine import Engine
+    from mrs_tui.tui.screens.compare import COLUMN_K, CompareScreen
+    from tests.test_indexing import ENERGY_SPEC
+
+    monkeypatch.setitem(backends.REGISTRY, "energy", ENERGY_SPEC)
+    store = Store.open(tmp_path / "lib.db")
+    engine = Engine(store)
+    engine.scan(music)
+    engine.index(["mfcc", "energy"])
 
     async def scenario():
-        log = []
-        app = create_app(db_path=tmp_path / "lib.db", folder=music, player=RecordingPlayer())
-        async with app.run_test(size=SIZE, message_hook=log.append) as pilot:
-            await wait_for(pilot, lambda: messages_of(msg.IndexFinished, log))
-            app.screen.query_one(TrackList).focus()
+        app = create_app(db_path=tmp_path / "lib.db", player=RecordingPlayer())
+        async with app.run_test(size=SIZE) as pilot:
+            table = app.screen.query_one(TrackList)
+            await wait_for(pilot, lambda: table.row_count == 13)
+            table.focus()
+            seed = table.selected_track_id
             await pilot.press("v")
-            await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.query(".column"))
-            assert "mfcc" in str(app.screen.query_one(".column").children[0].render())
+            await wait_for(
+                pilot, lambda: isinstance(app.screen, CompareScreen) and len(app.screen.query(".column")) == 2
+            )
+            columns = app.screen.query(".column")
+            titles = [str(column.children[0].render()) for column in columns]
+            rows = [
+                [column.query_one(DataTable).get_row_at(i)[1] for i in range(column.query_one(DataTable).row_count)]
+                for column in columns
+            ]
+            return seed, titles, rows
 
-    asyncio.run(scenario())
+    seed, titles, rows = asyncio.run(scenario())
+    assert titles == ["mfcc (1)", "energy (1)"]  # registry order; only the two analysed backends
+    for backend, shown in zip(("mfcc", "energy"), rows, strict=True):
+        expected = engine.suggest(seed, k=COLUMN_K, backend=backend, recommender="knn")
+        assert shown == [item.track.display_title for item in expected.items] and len(shown) == 8
 
 
 def test_analyse_only_the_visible_list_or_the_highlighted_track(tmp_path, music, monkeypatch):

@@ -24,6 +24,7 @@ def history_db(tmp_path):
     return tmp_path / "lib.db"
 
 
+@pytest.mark.slow
 def test_t_trains_the_selected_recommender_in_the_background(history_db):
     async def scenario():
         log = []
@@ -58,6 +59,7 @@ def test_an_untrained_recommender_falls_back_to_knn_and_says_so(history_db):
     asyncio.run(scenario())
 
 
+@pytest.mark.slow
 def test_evaluate_screen_runs_the_grid_and_keeps_the_run(history_db):
     from textual.widgets import DataTable
 

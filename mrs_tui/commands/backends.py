@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mrs_tui.cli import emit, load_settings, parse_backend_options
+from mrs_tui.commands.shared import emit, load_settings, parse_backend_options
 from mrs_tui.errors import UserError
 
 

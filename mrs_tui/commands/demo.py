@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from mrs_tui.cli import emit, run_app
+from mrs_tui.commands.shared import emit, run_app
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from mrs_tui.cli import ProgressLine, emit, open_engine
+from mrs_tui.commands.shared import ProgressLine, emit, open_engine
 from mrs_tui.errors import UserError
 
 

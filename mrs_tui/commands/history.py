@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from mrs_tui.cli import emit, open_store
+from mrs_tui.commands.shared import emit, open_store
 from mrs_tui.errors import UserError
 
 

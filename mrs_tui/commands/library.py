@@ -6,7 +6,7 @@ import argparse
 import threading
 from pathlib import Path
 
-from mrs_tui.cli import ProgressLine, emit, fmt_duration, open_engine, open_store, track_json
+from mrs_tui.commands.shared import ProgressLine, emit, fmt_duration, open_engine, open_store, track_json
 from mrs_tui.errors import UserError
 
 

@@ -168,6 +168,8 @@ class MrsTuiApp(App):
                 report = engine.scan(
                     self.folder, progress=lambda d, t, _p: post(msg.ScanProgressed(d, t)), cancel=cancel
                 )
+                # The list first, then the news: whoever handles ScanFinished sees the new tracks.
+                self.post_message(msg.LibraryLoaded(*self._read_library()))
                 self.post_message(msg.ScanFinished(report))
                 if report.cancelled or cancel.is_set():
                     return
@@ -176,6 +178,7 @@ class MrsTuiApp(App):
             result = engine.index(
                 [backend], track_ids=track_ids, progress=lambda p: post(msg.IndexProgressed(backend, p)), cancel=cancel
             )
+            self.post_message(msg.LibraryLoaded(*self._read_library()))
             self.post_message(msg.IndexFinished(result))
 
     @updates_main_screen
@@ -184,9 +187,6 @@ class MrsTuiApp(App):
         if main is None:
             return
         main.index_status.scanning(message.done, message.total)
-
-    def on_scan_finished(self, message: msg.ScanFinished) -> None:
-        self.refresh_library()
 
     @updates_main_screen
     def on_index_progressed(self, message: msg.IndexProgressed) -> None:
@@ -201,7 +201,6 @@ class MrsTuiApp(App):
         if main is None:
             return
         main.index_status.finished(message.report.summary())
-        self.refresh_library()
         main.request_suggestions()
 
     def refresh_library(self) -> None:

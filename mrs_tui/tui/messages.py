@@ -38,14 +38,6 @@ class LibraryLoaded(Message):
 
 
 @dataclass
-class LibraryChanged(Message):
-    """The track list changed on disk (scan or indexing finished)."""
-
-    tracks: list[Track]
-    played: set[int]
-
-
-@dataclass
 class ScanProgressed(Message):
     done: int
     total: int

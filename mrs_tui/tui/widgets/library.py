@@ -110,12 +110,6 @@ class TrackList(ScrollView, can_focus=True):
         self.filter_text = text.strip()
         self._apply_filter()
 
-    def mark_analysed(self, ids: set[int], played: set[int] | None = None) -> None:
-        self.analysed = ids
-        if played is not None:
-            self.played = played
-        self.refresh()
-
     def matches(self, track: Track) -> bool:
         return track.matches(self.filter_text)
 
