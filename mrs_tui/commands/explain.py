@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mrs_tui.cli import emit, open_engine
+from mrs_tui.commands.shared import emit, open_engine
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
