@@ -31,6 +31,9 @@ COMMAND_MODULES = (
     "mrs_tui.commands.playlist",
     "mrs_tui.commands.config",
     "mrs_tui.commands.doctor",
+    "mrs_tui.commands.compare",
+    "mrs_tui.commands.explain",
+    "mrs_tui.commands.ab",
 )
 
 

@@ -29,6 +29,7 @@ class _Rule:
     choices: tuple[str, ...] = ()
     minimum: float | None = None
     exclusive: bool = False  # minimum itself not allowed
+    maximum: float | None = None
 
     def check(self, value: object) -> tuple[object, str | None]:
         """The value as the setting's type and None, or the value and why it is refused."""
@@ -47,6 +48,8 @@ class _Rule:
         value = self.kind(value)
         if self.minimum is not None and (value <= self.minimum if self.exclusive else value < self.minimum):
             return value, f"must be {'more than' if self.exclusive else 'at least'} {self.minimum:g}"
+        if self.maximum is not None and value > self.maximum:
+            return value, f"must be at most {self.maximum:g}"
         return value, None
 
     def from_text(self, text: str) -> object:
@@ -79,6 +82,9 @@ class Settings:
     clip_position: str = _setting("middle", choices=("middle", "start"))
     session_gap_minutes: float = _setting(30.0, minimum=0, exclusive=True)
     retrain_after_plays: int = _setting(25, minimum=1)
+    # How much the selected track counts against the session in a suggestion list (0..1): the
+    # list ranks by this blend of the two rankings, so one liked track cannot drown the seed.
+    seed_weight: float = _setting(0.5, minimum=0, maximum=1)
     index_batch_size: int = _setting(8, minimum=1)
     # Where tracks are analysed: "" (this machine) or a Ray cluster: "auto", "local", "ray://HOST:PORT".
     ray: str = _setting("")

@@ -289,3 +289,126 @@ def create_demo_library(
                 write_track(path, samples, sr, tags)
             paths.append(path)
     return paths
+
+
+# -- a generated listening history over the demo library ---------------------------------------
+
+DEMO_SOURCE = "demo"  # the `sessions.source` of generated sessions: what `remove_demo_history` deletes
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class Mood:
+    """A planted listener mood: sessions keep to its styles, and it has favourite tracks."""
+
+    name: str
+    styles: tuple[str, ...]
+    share: float  # of all sessions
+
+
+MOODS = (
+    Mood("late night", ("drone", "piano"), 0.4),
+    Mood("workout", ("techno", "chiptune"), 0.35),
+    Mood("garage", ("noise_rock", "folk"), 0.25),
+)
+
+
+@dataclass(frozen=True)
+class DemoHistory:
+    sessions: int
+    plays: int
+    likes: int
+    skips: int
+    generated: bool  # False: a generated history was already there and was kept
+
+    def describe(self) -> str:
+        verb = "wrote" if self.generated else "kept the"
+        return (
+            f"{verb} generated demo history: {self.sessions} sessions, {self.plays} plays, "
+            f"{self.likes} likes, {self.skips} skips (remove it with: mrs-tui demo --remove-history)"
+        )
+
+
+def _style_of(track) -> str | None:
+    for style in STYLES:
+        if track.genre == style.genre and track.artist == style.artist:
+            return style.name
+    return None
+
+
+def write_demo_history(store, *, weeks: int = 9, seed: int = 0, now: float | None = None) -> DemoHistory:
+    """Generate a few weeks of listening over the demo library's tracks in `store`.
+
+    Sessions follow one of the `MOODS` (its styles, favourites played most, Zipf-like), with an
+    occasional off-mood track that is skipped and likes for favourites. The newest track of
+    each style is "released" during the last three weeks, so an evaluation has cold targets.
+    The history ends a day before `now`, so the user's own next session is a new one. Every
+    session is marked with source "demo"; an existing generated history is kept as it is.
+    """
+    import time
+
+    existing = store.session_counts_by_source().get(DEMO_SOURCE)
+    if existing:
+        return DemoHistory(existing["sessions"], existing["plays"], existing["likes"], existing["skips"], False)
+    by_style: dict[str, list] = {}
+    for track in store.tracks(status="ok"):
+        style = _style_of(track)
+        if style is not None:
+            by_style.setdefault(style, []).append(track)
+    for tracks in by_style.values():
+        tracks.sort(key=lambda t: t.title or "")
+    if not by_style:
+        return DemoHistory(0, 0, 0, 0, False)
+    rng = np.random.default_rng(seed)
+    end = (time.time() if now is None else now) - DAY
+    start = end - weeks * 7 * DAY
+    release = {t.id: (end - 21 * DAY + rng.uniform(0, 7 * DAY)) for tracks in by_style.values() for t in tracks[-1:]}
+    moods = [m for m in MOODS if any(s in by_style for s in m.styles)]
+    shares = np.array([m.share for m in moods]) / sum(m.share for m in moods)
+    # Each mood's favourites: a fixed order of its tracks, played with Zipf-like weights.
+    favourites = {}
+    for mood in moods:
+        tracks = [t for s in mood.styles for t in by_style.get(s, [])]
+        favourites[mood.name] = [tracks[i] for i in rng.permutation(len(tracks))]
+    counts = {"sessions": 0, "plays": 0, "likes": 0, "skips": 0}
+    day = start
+    with store.write():
+        while day < end:
+            for _ in range(int(rng.integers(1, 3))):
+                at = day + rng.uniform(8, 22) * 3600
+                if at >= end:
+                    continue
+                mood = moods[int(rng.choice(len(moods), p=shares))]
+                pool = [t for t in favourites[mood.name] if release.get(t.id, start) <= at]
+                others = [t for s, tracks in by_style.items() if s not in mood.styles for t in tracks]
+                if len(pool) < 2:
+                    continue
+                weights = 1.0 / (1.0 + np.arange(len(pool))) ** 0.7
+                length = min(len(pool), int(rng.integers(3, 7)))
+                picks = rng.choice(len(pool), size=length, replace=False, p=weights / weights.sum())
+                session = store.new_session(at, source=DEMO_SOURCE)
+                counts["sessions"] += 1
+                for rank, index in enumerate(picks):
+                    if others and rank > 0 and rng.random() < 0.15:
+                        stray = others[int(rng.integers(len(others)))]
+                        store.add_play(session, stray.id, "play", at, 0.0)
+                        store.add_play(session, stray.id, "skip", at + 6, 6.0)
+                        counts["plays"] += 1
+                        counts["skips"] += 1
+                        at += 10
+                    track = pool[int(index)]
+                    store.add_play(session, track.id, "play", at, 0.0)
+                    listened = float(rng.uniform(150, 260))
+                    store.add_play(session, track.id, "complete", at + listened, listened)
+                    counts["plays"] += 1
+                    if int(index) < 2 and rng.random() < 0.3:
+                        store.add_play(session, track.id, "like", at + listened + 1)
+                        counts["likes"] += 1
+                    at += listened + rng.uniform(2, 20)
+            day += DAY
+    return DemoHistory(counts["sessions"], counts["plays"], counts["likes"], counts["skips"], True)
+
+
+def remove_demo_history(store) -> int:
+    """Delete every generated session and its plays; the user's own listening is untouched."""
+    return store.delete_sessions(source=DEMO_SOURCE)

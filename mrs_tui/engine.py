@@ -51,6 +51,7 @@ class Suggestion:
     score: float
     new: bool  # never played (whatever the model learned from)
     reason: str = ""
+    percentile: float = 0.0  # rank among the candidates as a percentile (100: first); comparable everywhere
 
 
 @dataclass
@@ -65,6 +66,9 @@ class SuggestionList:
     profile_size: int = 0  # tracks the suggestions were computed from
     pool: str = "all"  # candidates: "all", "hot" (known from history) or "cold" (not in what the model learned from)
     basis: str = "session"  # what the profile is: "session" (seed + session) or "recent" (recent plays)
+    seed_weight: float | None = None  # share of the seed in the ranking when seed and session are blended
+    candidates: int = 0  # how many tracks were ranked: the base of each suggestion's rank percentile
+    served: str = ""  # set when a measured winner serves this mode ("hot winner of evaluation #3")
     fallback_from: str | None = None  # the selected recommender, when it was untrained and knn answered
 
     def describe(self) -> str:
@@ -82,7 +86,13 @@ class SuggestionList:
             "cold": f"cold start: only tracks the model has not learned from, by audio{f', from {basis}' if basis else ''}",
             "popular": "most played (no seed or session yet)",
         }.get(self.mode, self.mode)
-        return f"{self.recommender} on {self.backend}" + (f" · {source}" if source else "")
+        weight = (
+            f" · seed {self.seed_weight:.0%} / session {1 - self.seed_weight:.0%}"
+            if self.seed_weight is not None
+            else ""
+        )
+        served = f" · {self.served}" if self.served else ""
+        return f"{self.recommender} on {self.backend}{served}" + (f" · {source}" if source else "") + weight
 
 
 @dataclass
@@ -248,6 +258,7 @@ class Engine:
         self._trained: dict[tuple[str, str, str], training.AlignedModel] = {}
         self._loaded_backends: dict[tuple[str, str], backend_registry.Backend] = {}
         self._lock = threading.RLock()
+        self._served: dict | None = None  # the measured winners serving each mode (read once)
 
     # -- where things live -------------------------------------------------------------------
 
@@ -605,23 +616,33 @@ class Engine:
         recommender: str | None = None,
         pool: str = "all",
         session_id: int | None = None,
+        tracks: list[int] | None = None,
     ) -> SuggestionList:
         """Next tracks for a seed and the current session (the modes are described at `_suggest`).
 
         While the selected recommender (``recommender=None``) learns from history and has no
         trained model yet, `FALLBACK_RECOMMENDER` answers and the list's note says so. A
         recommender named explicitly answers as asked or raises `ModelNotTrained`: a comparison
-        must never show one model's list under another's name.
+        must never show one model's list under another's name. Once the user applied measured
+        winners (`use_winners`), they serve instead of the selected pair.
         """
+        if pool not in ("all", "hot", "cold"):
+            raise UserError(f"unknown pool {pool!r}", "use all, hot or cold")
+        if backend is None and recommender is None and self.served_pairs():
+            return self._suggest_with_winners(seed, k=k, pool=pool, session_id=session_id, tracks=tracks)
+        return self._suggest_selected(
+            seed, k=k, backend=backend, recommender=recommender, pool=pool, session_id=session_id, tracks=tracks
+        )
+
+    def _suggest_selected(self, seed, *, k, backend, recommender, pool, session_id, tracks) -> SuggestionList:
+        call = {"k": k, "backend": backend, "pool": pool, "session_id": session_id, "tracks": tracks}
         try:
-            return self._suggest(seed, k=k, backend=backend, recommender=recommender, pool=pool, session_id=session_id)
+            return self._suggest(seed, recommender=recommender, **call)
         except training.ModelNotTrained as exc:
             if recommender is not None or self.recommender == FALLBACK_RECOMMENDER:
                 raise
             untrained = exc.problem
-            result = self._suggest(
-                seed, k=k, backend=backend, recommender=FALLBACK_RECOMMENDER, pool=pool, session_id=session_id
-            )
+            result = self._suggest(seed, recommender=FALLBACK_RECOMMENDER, **call)
         result.fallback_from = self.recommender
         fallback = f"{untrained}: showing {FALLBACK_RECOMMENDER} meanwhile"
         result.note = f"{fallback}; {result.note}" if result.note else fallback
@@ -636,8 +657,9 @@ class Engine:
         recommender: str | None,
         pool: str,
         session_id: int | None,
+        tracks: list[int] | None = None,
     ) -> SuggestionList:
-        """Next tracks from one recommender.
+        """Next tracks from one recommender (`tracks`, a playlist or the queue, stands in for the session).
 
         Modes: "hot" — the recommender on the seed and session; "cold" — `pool="cold"` (the
         cold-start view), or a seed that is cold for the fitted model (not in its training
@@ -646,8 +668,6 @@ class Engine:
         ranking never mixes learned and audio-only representations; without seed or session
         the profile is the recent plays. "popular" — nothing to go on yet.
         """
-        if pool not in ("all", "hot", "cold"):
-            raise UserError(f"unknown pool {pool!r}", "use all, hot or cold")
         name = backend or self.backend
         rec_name = recommender or self.recommender
         k = k or self.settings.suggestions
@@ -660,8 +680,9 @@ class Engine:
         if len(catalogue) == 0:
             result.note = f"nothing is analysed with {name} yet: index the library first"
             return result
-        session_tracks = self.history.session_tracks(session_id)
-        seen = self.history.session_seen(session_id)
+        # `tracks` (a playlist, the queue) stands in for the session as the profile.
+        session_tracks = list(tracks) if tracks is not None else self.history.session_tracks(session_id)
+        seen = set(session_tracks) if tracks is not None else self.history.session_seen(session_id)
         index_of = catalogue.index_of
         history_items = [index_of[t] for t in session_tracks if t in index_of]
         seed_item = index_of.get(seed) if seed is not None else None
@@ -695,11 +716,99 @@ class Engine:
                     result.note = "no plays yet: tracks in library order"
         result.pool = pool
         # -- end of hot/cold routing ------------------------------------------------------------------
-        query = Query(history=history_items, seed=seed_item, pool=pool, exclude=exclude)
-        items, scores = model.recommend(query, k)
+        result.candidates = _pool_size(model, pool, len(exclude))
+        if seed_item is not None and history_items:
+            items, scores = self._blend_seed_and_session(model, history_items, seed_item, pool, exclude, k)
+            result.seed_weight = self.settings.seed_weight
+        else:
+            items, scores = model.recommend(Query(history=history_items, seed=seed_item, pool=pool, exclude=exclude), k)
         result.profile_size = len(history_items) + (seed_item is not None)
         result.items = self._to_suggestions(catalogue, items, scores, result, model_name)
         return result
+
+    # -- the measured winner per mode ----------------------------------------------------------
+
+    def served_pairs(self) -> dict:
+        """mode -> `ServedPair` the user applied from an evaluation (empty: the selected pair serves)."""
+        with self._lock:
+            if self._served is None:
+                self._served = self.store.served_pairs()
+            return self._served
+
+    def use_winners(self, run_id: int | None = None) -> dict:
+        """Serve each mode with the best pair of an evaluation run (default: the latest on this history)."""
+        from mrs_tui.comparison import latest_history_run, winners
+
+        run = latest_history_run(self.store, run_id)
+        best = winners(run)
+        if not best:
+            raise UserError(
+                f"evaluation run {run.id} has no usable cell to take a winner from",
+                "run an evaluation of learned recommenders on your history first (e, or mrs-tui eval)",
+            )
+        with self.store.write():
+            self.store.clear_served_pairs()
+            for mode, cell in best.items():
+                self.store.set_served_pair(mode, cell.recommender, cell.backend, run.id)
+        with self._lock:
+            self._served = None
+        return self.served_pairs()
+
+    def stop_using_winners(self) -> None:
+        self.store.clear_served_pairs()
+        with self._lock:
+            self._served = None
+
+    def _suggest_with_winners(self, seed, *, k, pool, session_id, tracks) -> SuggestionList:
+        """The hot winner answers; where the list turns cold (new files, a cold seed) the cold one does."""
+        served = self.served_pairs()
+        pair = served.get("cold" if pool == "cold" else "hot") or served.get("hot") or served.get("cold")
+        call = {"k": k, "pool": pool, "session_id": session_id, "tracks": tracks}
+        cold = served.get("cold")
+        try:
+            result = self.suggest(seed, backend=pair.backend, recommender=pair.recommender, **call)
+            if result.mode == "cold" and cold is not None and cold != pair:
+                pair = cold
+                result = self.suggest(seed, backend=cold.backend, recommender=cold.recommender, **call)
+        except training.ModelNotTrained:
+            result = self._suggest_selected(seed, backend=None, recommender=None, **call)
+            result.note = f"the winner {pair.recommender} on {pair.backend} is not trained yet (t trains it)"
+            return result
+        result.served = f"{pair.mode} winner of evaluation #{pair.run_id}"
+        return result
+
+    def untrained_winners(self) -> list[tuple[str, str]]:
+        """(recommender, backend) of applied winners that learn from history and have no model yet."""
+        out = []
+        for pair in self.served_pairs().values():
+            spec = recommender_registry.get_spec(pair.recommender)
+            version = self.version(pair.backend)
+            if spec.trainable and training.latest_record(self.store, pair.recommender, pair.backend, version) is None:
+                out.append((pair.recommender, pair.backend))
+        return list(dict.fromkeys(out))
+
+    def _blend_seed_and_session(
+        self, model: Recommender, history: list[int], seed: int, pool: str, exclude: set[int], k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rank by `seed_weight` x the seed's ranking + the rest x the session's ranking.
+
+        Averaging one seed into a session profile lets the session win as soon as it holds a
+        track or two; blending the two rankings keeps the seed's share fixed whatever the
+        session's length. The score is the blended rank percentile (1: first in both).
+        """
+        weight = min(1.0, max(0.0, float(self.settings.seed_weight)))
+        depth = max(k * 5, 100)
+        by_seed, _ = model.recommend(Query(seed=seed, pool=pool, exclude=exclude), depth)
+        by_session, _ = model.recommend(Query(history=history, pool=pool, exclude=exclude), depth)
+        blended: dict[int, float] = {}
+        for share, ranking in ((weight, by_seed), (1.0 - weight, by_session)):
+            position = {int(item): rank for rank, item in enumerate(ranking)}
+            for item in set(position) | set(blended):
+                blended[item] = blended.get(item, 0.0) + share * (1.0 - position.get(item, depth) / depth)
+        # Ties (equal shares) go to the seed's order.
+        seed_rank = {int(item): rank for rank, item in enumerate(by_seed)}
+        order = sorted(blended, key=lambda item: (-blended[item], seed_rank.get(item, depth)))[:k]
+        return np.asarray(order, np.int64), np.asarray([blended[i] for i in order], np.float32)
 
     def _to_suggestions(
         self,
@@ -713,18 +822,23 @@ class Engine:
         tracks = {t.id: t for t in self.store.tracks(ids=track_ids)}
         played = self.store.played_track_ids()
         out = []
-        for track_id, score in zip(track_ids, scores, strict=True):
+        for rank, (track_id, score) in enumerate(zip(track_ids, scores, strict=True)):
             track = tracks.get(track_id)
             if track is None:
                 continue
+            percentile = rank_percentile(rank, result.candidates)
             out.append(
                 Suggestion(
-                    track, float(score), track_id not in played, self._reason(track, float(score), result, model_name)
+                    track,
+                    float(score),
+                    track_id not in played,
+                    self._reason(track, percentile, result, model_name),
+                    percentile,
                 )
             )
         return out
 
-    def _reason(self, track: Track, score: float, result: SuggestionList, model_name: str) -> str:
+    def _reason(self, track: Track, percentile: float, result: SuggestionList, model_name: str) -> str:
         if model_name == "popular":
             return "often played"
         basis = []
@@ -734,7 +848,7 @@ class Engine:
         where = "of your recent plays" if result.basis == "recent" else "of this session"
         if session:
             basis.append(f"{session} track{'s' if session != 1 else ''} {where}")
-        text = f"similarity {score:.3f} to {' and '.join(basis)}" if basis else f"score {score:.3f}"
+        text = f"{format_percentile(percentile)} for {' and '.join(basis)}" if basis else format_percentile(percentile)
         tags = self.track_tags(track.id, result.backend)
         if tags:
             text += f" · sounds like {', '.join(tags[:3])}"
@@ -794,3 +908,24 @@ class Engine:
         finally:
             if store is not self.store:
                 store.close()
+
+
+def _pool_size(model: Recommender, pool: str, n_excluded: int) -> int:
+    hot = model.hot_mask
+    if pool == "all" or hot is None:
+        size = model.n_items
+    else:
+        size = int(np.count_nonzero(hot if pool == "hot" else ~np.asarray(hot, bool)))
+    return max(1, size - n_excluded)
+
+
+def rank_percentile(rank: int, candidates: int) -> float:
+    """The share of candidates ranked below: first of 20 is the 95th percentile ("top 5%")."""
+    candidates = max(candidates, rank + 1)
+    return 100.0 * (candidates - rank - 1) / candidates
+
+
+def format_percentile(percentile: float) -> str:
+    """ "top 5%": a number a person can compare across recommenders, unlike raw scores."""
+    top = 100.0 - percentile
+    return f"top {top:.0f}%" if top >= 1 else f"top {top:.1f}%"

@@ -38,6 +38,9 @@ from mrs_tui.store.models import ModelRecord
 from recommenders.base import Interactions, ProgressCallback, Query, Recommender
 
 KEEP_MODELS = 2
+# Below this a learned model only memorises a handful of plays and would mislead: refuse to train.
+MIN_TRAINING_PLAYS = 30
+MIN_TRAINING_SESSIONS = 5
 TRACK_IDS_FILE = "track_ids.npy"
 
 
@@ -136,6 +139,13 @@ def train_model(
         raise UserError(
             "there is no play history to train on",
             "play (or like) some previews in the app first; suggestions work from audio alone meanwhile",
+        )
+    n_sessions = len(np.unique(interactions.contexts))
+    if len(interactions) < MIN_TRAINING_PLAYS or n_sessions < MIN_TRAINING_SESSIONS:
+        raise UserError(
+            f"{recommender} needs at least {MIN_TRAINING_PLAYS} played tracks in {MIN_TRAINING_SESSIONS} sessions "
+            f"to learn from; the history has {len(interactions)} in {n_sessions}",
+            "keep listening (suggestions work from audio alone meanwhile), or try `mrs-tui demo`",
         )
     model = recommender_registry.create(recommender, seed=seed, **(params or {}))
     model.fit(interactions, catalogue.vectors, progress=progress, cancel=cancel)

@@ -66,7 +66,13 @@ def test_every_setting_can_come_from_the_environment_which_wins_over_the_file(tm
     assert (settings.suggestions, settings.preview_seconds, settings.clip_position) == (40, 2.5, "start")
     assert settings.recommender == "shallow"  # from the file: no variable for it
     every = {f"MRS_TUI_{f.name.upper()}" for f in fields(Settings)}
-    values = {"backend": "mfcc", "recommender": "popular", "clip_position": "start", "playback": "full"}
+    values = {
+        "backend": "mfcc",
+        "recommender": "popular",
+        "clip_position": "start",
+        "playback": "full",
+        "seed_weight": "0.75",
+    }
     values |= {"diversity_exploration": "sample", "diversity_no_duplicates": "true"}
     environ = {var: values.get(var[8:].lower(), "3") for var in every}
     assert asdict(Settings.load(tmp_path / "absent.toml", environ)) == {

@@ -179,7 +179,8 @@ class CellResult:
     selection: list[dict] = field(default_factory=list)
     # part -> metric -> {"sd": spread of the per-seed means, "means": [one per seed]}, with several seeds.
     seed_spread: dict[str, dict[str, dict]] = field(default_factory=dict)
-    # Per-context values (not stored): part -> metric -> array, for tests and paired analyses.
+    # Per-context values: part -> metric -> array, in the split's context order (the same for every
+    # cell of a run), stored so that two cells of a run can be compared with a paired test later.
     values: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict:
@@ -195,6 +196,10 @@ class CellResult:
             "seeds": list(self.seeds),
             "selection": list(self.selection),
             "seed_spread": self.seed_spread,
+            "values": {
+                p: {m: np.round(np.asarray(v, np.float64), 6).tolist() for m, v in metrics.items()}
+                for p, metrics in self.values.items()
+            },
         }
 
     def selection_text(self) -> str:
@@ -227,6 +232,10 @@ class CellResult:
             list(data.get("seeds", [])),
             list(data.get("selection", [])),
             dict(data.get("seed_spread", {})),
+            {
+                p: {m: np.asarray(v, np.float64) for m, v in metrics.items()}
+                for p, metrics in data.get("values", {}).items()
+            },
         )
 
 
@@ -561,7 +570,8 @@ def prepare_split(dataset: Dataset, settings: EvalSettings, backends: Sequence[s
     if len(split.train) == 0:
         raise UserError(
             f"no play before the test date {format_date(test_date)}",
-            "choose a later --test-date; the year before it is the training period",
+            "choose a later test date (d on the Evaluate screen, --test-date on the command line); "
+            "the year before it is the training period",
         )
     return split
 

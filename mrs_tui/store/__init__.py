@@ -26,6 +26,7 @@ from pathlib import Path
 import sqlite_utils
 
 from mrs_tui.errors import DatabaseError
+from mrs_tui.store.ab import ABMixin
 from mrs_tui.store.connection import DAMAGED_FIX, LockedConnection, explain_sqlite_error, is_damage
 from mrs_tui.store.embeddings import EmbeddingsMixin
 from mrs_tui.store.evaluations import EvaluationsMixin
@@ -44,6 +45,7 @@ from mrs_tui.store.records import (
     vector_to_blob,
 )
 from mrs_tui.store.schema import MIGRATIONS, SCHEMA_VERSION
+from mrs_tui.store.serving import ServingMixin
 from mrs_tui.store.tracks import TracksMixin
 
 __all__ = [
@@ -88,7 +90,17 @@ def _refuse_foreign(path: Path) -> None:
         raise DatabaseError(f"{path} is another application's database (tables: {shown})", fix)
 
 
-class Store(TracksMixin, EmbeddingsMixin, PlaysMixin, ModelsMixin, EvaluationsMixin, ImportsMixin, PlaylistsMixin):
+class Store(
+    TracksMixin,
+    EmbeddingsMixin,
+    PlaysMixin,
+    ModelsMixin,
+    EvaluationsMixin,
+    ImportsMixin,
+    PlaylistsMixin,
+    ABMixin,
+    ServingMixin,
+):
     """A connection to the library database. Cheap to open; safe to share between threads."""
 
     def __init__(self, path: Path | str, *, _conn: sqlite3.Connection | None = None) -> None:

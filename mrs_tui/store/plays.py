@@ -161,3 +161,23 @@ class PlaysMixin:
                    GROUP BY s.id ORDER BY s.started_at DESC, s.id DESC"""
             )
         )
+
+    def session_counts_by_source(self) -> dict[str, dict[str, int]]:
+        """Per session source ("app", "demo", ...): sessions, positive plays, likes and skips."""
+        rows = self.conn.execute(
+            """SELECT s.source, count(DISTINCT s.id),
+                      sum(p.event = 'play'),
+                      sum(p.event = 'like'), sum(p.event = 'skip')
+               FROM sessions s LEFT JOIN plays p ON p.session_id = s.id GROUP BY s.source"""
+        ).fetchall()
+        return {
+            source: {"sessions": n, "plays": plays or 0, "likes": likes or 0, "skips": skips or 0}
+            for source, n, plays, likes, skips in rows
+        }
+
+    def delete_sessions(self, *, source: str) -> int:
+        """Delete the sessions of one source with their plays; returns how many sessions went."""
+        with self.write() as conn:
+            conn.execute("DELETE FROM plays WHERE session_id IN (SELECT id FROM sessions WHERE source = ?)", [source])
+            cursor = conn.execute("DELETE FROM sessions WHERE source = ?", [source])
+        return cursor.rowcount

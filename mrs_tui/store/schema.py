@@ -176,11 +176,40 @@ def _migration_5(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migration_6(db: sqlite_utils.Database) -> None:
+    # Blind A/B choices (pair stored sorted, so a tally is one GROUP BY) and the measured winner
+    # pair serving each mode.
+    db.execute(
+        """
+        CREATE TABLE ab_choices (
+            id INTEGER PRIMARY KEY,
+            at REAL NOT NULL,
+            axis TEXT NOT NULL,
+            a TEXT NOT NULL,
+            b TEXT NOT NULL,
+            choice TEXT NOT NULL CHECK (choice IN ('a', 'b', 'same')),
+            seed_track_id INTEGER
+        )"""
+    )
+    db.execute("CREATE INDEX ab_choices_pair ON ab_choices(axis, a, b)")
+    db.execute(
+        """
+        CREATE TABLE served_pairs (
+            mode TEXT PRIMARY KEY CHECK (mode IN ('hot', 'cold')),
+            recommender TEXT NOT NULL,
+            backend TEXT NOT NULL,
+            run_id INTEGER,
+            set_at REAL NOT NULL
+        )"""
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_1,
     _migration_2,
     _migration_3,
     _migration_4,
     _migration_5,
+    _migration_6,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

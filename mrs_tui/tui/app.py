@@ -75,6 +75,8 @@ class MrsTuiApp(PlaybackMixin, WatchMixin, App):
         Binding("r", "pick_recommender", "Recommender"),
         Binding("v", "compare", "Compare backends"),
         *PLAYBACK_BINDINGS,
+        Binding("w", "explain", "Why this track"),
+        Binding("u", "use_winners", "Use the winner", show=False),
     ]
 
     def __init__(
@@ -279,10 +281,12 @@ class MrsTuiApp(PlaybackMixin, WatchMixin, App):
             throttle = Throttle()
 
             def progress(name: str, done: float, total: float, text: str) -> None:
-                if throttle.ready(final=done == 0):
+                if throttle.ready(final=done == 0 or bool(total and done >= total)):  # first and last always show
                     self.post_message(msg.TrainProgressed(name, done, total, text))
 
             for outcome in engine.train_models(names, backend, progress=progress, cancel=cancel):
+                if outcome.trained:  # the bar ends full, whatever the throttle let through
+                    self.post_message(msg.TrainProgressed(outcome.recommender, 1, 1, "done"))
                 self.post_message(msg.TrainFinished(outcome.recommender, backend, outcome.describe(), outcome.trained))
 
     @updates_main_screen
@@ -299,11 +303,15 @@ class MrsTuiApp(PlaybackMixin, WatchMixin, App):
         main = self.main
         if main is None:
             return
-        if not self.training:
-            main.train_status.hide()
+        # The worker is still finishing when this arrives: hide the (full) bar once it is idle.
+        self.set_timer(0.5, self._hide_idle_train_status)
         self.notify(message.summary, title="Training", severity="information" if message.trained else "warning")
         if message.trained and message.recommender == (self.engine.recommender if self.engine else None):
             main.request_suggestions()
+
+    def _hide_idle_train_status(self) -> None:
+        if self.main is not None and not self.training:
+            self.main.train_status.hide()
 
     # -- suggestions --------------------------------------------------------------------------------
 
@@ -514,7 +522,85 @@ class MrsTuiApp(PlaybackMixin, WatchMixin, App):
 
         if self.engine is None:
             return
-        self.push_screen(CompareScreen(self.engine, main.selected_track_id))
+        from mrs_tui.comparison import ComparisonSeed
+
+        self.push_screen(CompareScreen(self.engine, ComparisonSeed(track=main.selected_track_id)))
+
+    def compare_session(self) -> None:
+        from mrs_tui.comparison import ComparisonSeed
+        from mrs_tui.tui.screens.compare import CompareScreen
+
+        if self.engine is not None:
+            self.push_screen(CompareScreen(self.engine, ComparisonSeed()))
+
+    def action_explain(self) -> None:
+        """`w` on the main screen: why the highlighted suggestion is there."""
+        main = self.main
+        if main is None or self.engine is None or self.screen is not main:
+            return
+        item = main.nextup.table.selected
+        if item is None:
+            self.notify("highlight a suggestion first", severity="warning")
+            return
+        from mrs_tui.tui.screens.explain import ExplainScreen
+
+        self.push_screen(ExplainScreen(self.engine, item.track.id, seed=main.selected_track_id))
+
+    def queue_track(self, track: Track) -> None:
+        """The one place lists hand a track to the play queue."""
+        self.notify(f"the play queue is not available in this version: {track.display_title} not queued")
+
+    def train_pair(self, recommender: str, backend: str) -> None:
+        """Train one (recommender, backend) pair in the background (the compare screen's t)."""
+        import recommenders
+
+        if not recommenders.get_spec(recommender).trainable:
+            self.notify(f"{recommender} learns nothing in advance: nothing to train", severity="warning")
+            return
+        if self.training:
+            self.notify("a model is already training (c cancels it)", title="Training")
+            return
+        self.train_models([recommender], backend)
+
+    def action_use_winners(self) -> None:
+        if self.engine is not None:
+            self.use_winners()
+
+    @work(thread=True, exclusive=True, group="winner", exit_on_error=False)
+    def use_winners(self, run_id: int | None = None) -> None:
+        from mrs_tui.comparison import describe_winners, latest_history_run, winners
+
+        served = self.engine.use_winners(run_id)
+        run = latest_history_run(self.engine.store, next(iter(served.values())).run_id)
+        self.post_message(
+            msg.Notice(f"now serving the winners of evaluation #{run.id}: {describe_winners(winners(run))}")
+        )
+        untrained: dict[str, list[str]] = {}
+        for recommender, backend in self.engine.untrained_winners():
+            untrained.setdefault(backend, []).append(recommender)
+        if untrained:  # one training job at a time: the first backend's now, the rest with t in v
+            backend, names = next(iter(untrained.items()))
+            self.call_from_thread(self.train_models, names, backend)
+        self.call_from_thread(self._refresh_suggestions)
+
+    def _refresh_suggestions(self) -> None:
+        if self.main is not None:
+            self.main.request_suggestions()
+
+    def get_system_commands(self, screen):
+        from textual.app import SystemCommand
+
+        yield from super().get_system_commands(screen)
+        if self.engine is None:
+            return
+        yield SystemCommand("Compare backends", "side by side on the highlighted track (v)", self.action_compare)
+        yield SystemCommand(
+            "Compare on this session", "backends side by side on the current session", self.compare_session
+        )
+        yield SystemCommand("Evaluate", "measure backends × recommenders on your history (e)", self.open_evaluation)
+        yield SystemCommand(
+            "Use the winner", "serve each mode with the best pair of the latest evaluation (u)", self.action_use_winners
+        )
 
     def action_help(self) -> None:
         from mrs_tui.tui.screens.help import HelpScreen

@@ -1,87 +1,338 @@
-"""Backends side by side: the same seed and session, one column of suggestions per backend.
+"""Backends (or recommenders) side by side on one seed, with overlaps and what your history measured.
 
 This is the product's point in one screen: the backends that top tagging benchmarks do not
-necessarily suggest what *you* would play next. Columns show only backends that have
-analysed tracks; the line under each says how much its list overlaps with the others.
+necessarily suggest what *you* would play next. One column per backend under one recommender,
+or per recommender on one backend (x switches), rows aligned by rank; a track several columns
+share carries the same mark in each. Under the columns: the overlap matrix (Jaccard@K and
+rank-biased overlap), the latest evaluation of each column's pair on your history as bars with
+95 % whiskers, and the paired tests between them. Every cell plays, rates, queues and explains
+with the main screen's keys. The comparison is computed in a worker (`mrs_tui.comparison`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import HorizontalScroll, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Static
 
-import backends
-from mrs_tui.engine import Engine, SuggestionList
+from mrs_tui.tui.widgets.chart import Bar, MetricChart
 
-COLUMN_K = 10
+if TYPE_CHECKING:
+    from mrs_tui.comparison import Comparison, ComparisonSeed
+    from mrs_tui.engine import Engine, Suggestion
+
+K_CHOICES = (10, 20, 50)
+VISIBLE_COLUMNS = 4
+MARK_STYLES = ("bold red", "bold green", "bold yellow", "bold magenta", "bold cyan", "bold blue")
 
 
 @dataclass
 class ComparisonReady(Message):
-    results: list[SuggestionList]
+    comparison: Comparison | None
+    error: str | None = None
+
+
+def cell_suggestion(comparison: Comparison, column: int, row: int) -> Suggestion | None:
+    col = comparison.columns[column]
+    items = col.result.items if col.result is not None else []
+    return items[row] if 0 <= row < len(items) else None
+
+
+class ColumnTable(DataTable):
+    """One column's list; `column` is its index in the comparison."""
+
+    def __init__(self, column: int, **kwargs) -> None:
+        super().__init__(cursor_type="row", **kwargs)
+        self.column = column
 
 
 class CompareScreen(Screen):
-    BINDINGS = [Binding("escape,v", "app.pop_screen", "Back")]
+    BINDINGS = [
+        Binding("escape,v", "app.pop_screen", "Back"),
+        Binding("x", "switch_axis", "Backends/recommenders"),
+        Binding("p", "play", "Play"),
+        Binding("l", "like", "Like"),
+        Binding("d", "dislike", "Dislike"),
+        Binding("a", "queue", "Queue"),
+        Binding("w", "explain", "Why"),
+        Binding("b", "blind", "Blind A/B"),
+        Binding("t", "train", "Train column"),
+        Binding("k", "cycle_k", "K"),
+        Binding("B", "pick_backends", "Backends"),
+        Binding("R", "pick_recommenders", "Recommenders"),
+        Binding("left", "focus_column(-1)", "", show=False),
+        Binding("right", "focus_column(1)", "", show=False),
+    ]
     DEFAULT_CSS = """
-    CompareScreen #columns { height: 1fr; }
-    CompareScreen .column { width: 1fr; border: round $primary-darken-2; }
-    CompareScreen .column DataTable { height: 1fr; }
     CompareScreen #compare-title { height: auto; padding: 0 1; }
-    CompareScreen .overlap { color: $text-muted; height: auto; }
+    CompareScreen #compare-body { height: 1fr; }
+    CompareScreen #columns { height: 1fr; min-height: 14; }
+    CompareScreen .column { width: 1fr; min-width: 24; height: 1fr; border: round $primary-darken-2; }
+    CompareScreen .column.-narrow { width: 25%; }
+    CompareScreen .column:focus-within { border: round $accent; }
+    CompareScreen .column-head { height: auto; padding: 0 1; }
+    CompareScreen .column DataTable { height: 1fr; }
+    CompareScreen #compare-below { height: auto; padding: 0 1; }
     """
 
-    def __init__(self, engine: Engine, seed: int | None) -> None:
+    def __init__(self, engine: Engine, seed: ComparisonSeed, *, axis: str = "backends", k: int = 10) -> None:
         super().__init__()
         self.engine = engine
         self.seed = seed
+        self.axis = axis
+        self.k = k
+        self.backends: list[str] | None = None
+        self.recommenders: list[str] | None = [engine.recommender]
+        self.comparison: Comparison | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("comparing backends…", id="compare-title")
-        yield Horizontal(id="columns")
+        yield Static("comparing…", id="compare-title")
+        with VerticalScroll(id="compare-body"):
+            yield HorizontalScroll(id="columns")
+            with Vertical(id="compare-below"):
+                yield Static("", id="overlap")
+                yield MetricChart(id="compare-chart")
+                yield Static("", id="paired")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.compare()
+        self.refresh_comparison()
 
-    @work(thread=True, exclusive=True, exit_on_error=False)
-    def compare(self) -> None:
-        counts = self.engine.store.embedding_counts()
-        results = []
-        for spec in backends.list_specs():
-            if counts.get((spec.name, self.engine.version(spec.name)), (0, 0))[0] == 0:
-                continue
-            results.append(self.engine.suggest(self.seed, k=COLUMN_K, backend=spec.name, recommender="knn"))
-        self.post_message(ComparisonReady(results))
+    def refresh_comparison(self) -> None:
+        self.query_one("#compare-title", Static).update(
+            f"comparing {self.axis} on {self.seed.describe(self.engine.store)}…"
+        )
+        self.compute(self.backends, self.recommenders, self.axis, self.k)
 
-    def on_comparison_ready(self, message: ComparisonReady) -> None:
-        results = message.results
-        seed = self.engine.store.track(self.seed) if self.seed is not None else None
-        title = f"seed: {seed.display_title} — {seed.artist or '?'}" if seed else "no seed: your session"
-        if len(results) < 2:
-            title += "\nonly one backend has analysed tracks: pick another with b on the main screen to compare"
+    @work(thread=True, exclusive=True, group="compare", exit_on_error=False)
+    def compute(self, backends, recommenders, axis: str, k: int) -> None:
+        from mrs_tui.comparison import compare
+        from mrs_tui.errors import UserError
+
+        try:
+            result = compare(self.engine, self.seed, backends=backends, recommenders=recommenders, axis=axis, k=k)
+        except UserError as exc:
+            self.post_message(ComparisonReady(None, str(exc)))
+            return
+        self.post_message(ComparisonReady(result))
+
+    async def on_comparison_ready(self, message: ComparisonReady) -> None:
+        if message.comparison is None:
+            self.query_one("#compare-title", Static).update(message.error or "cannot compare")
+            return
+        self.comparison = result = message.comparison
+        store = self.engine.store
+        other = "recommenders" if result.axis == "backends" else "backends"
+        title = f"{result.seed.describe(store)} · {result.axis} × {result.fixed} · top {result.k} · x: compare {other}"
+        if len(result.columns) < 2:
+            title += "\nonly one column: analyse the library with another backend (b on the main screen) to compare"
         self.query_one("#compare-title", Static).update(title)
-        columns = self.query_one("#columns", Horizontal)
-        sets = [{s.track.id for s in r.items} for r in results]
-        for i, result in enumerate(results):
-            others = set().union(*(s for j, s in enumerate(sets) if j != i)) if len(sets) > 1 else set()
-            shared = len(sets[i] & others)
-            table = DataTable(cursor_type="row")
-            table.add_columns("Score", "Title", "Artist")
-            for item in result.items:
-                table.add_row(f"{item.score:.3f}", item.track.display_title, item.track.artist or "")
-            column = Vertical(
-                Label(f"[b]{result.backend}[/b] ({result.version})"),
-                table,
-                Label(f"{shared} of {len(sets[i])} also suggested by another backend", classes="overlap"),
-                classes="column",
+        columns = self.query_one("#columns", HorizontalScroll)
+        await columns.remove_children()
+        narrow = len(result.columns) > VISIBLE_COLUMNS
+        mark_style = {t: MARK_STYLES[i % len(MARK_STYLES)] for i, t in enumerate(result.shared)}
+        for index, column in enumerate(result.columns):
+            table = ColumnTable(index, id=f"column-{index}")
+            head = Label(self.column_head(index), classes="column-head")
+            box = Vertical(head, table, classes="column -narrow" if narrow else "column")
+            await columns.mount(box)
+            table.add_columns("#", " ", "Title", "Rank")
+            items = column.result.items if column.result is not None else []
+            for rank, item in enumerate(items, 1):
+                mark = result.shared.get(item.track.id, "")
+                table.add_row(
+                    str(rank),
+                    Text(mark, style=mark_style.get(item.track.id, "")),
+                    Text(item.track.display_title, style=mark_style.get(item.track.id, "")),
+                    f"top {100 - item.percentile:.0f}%",
+                    key=str(item.track.id),
+                )
+            if not items:
+                table.add_row("", "", column.error or "no suggestions", "")
+        self.query_one("#overlap", Static).update(self.overlap_text())
+        self.show_metrics()
+        first = self.query(ColumnTable)
+        if first:
+            first.first().focus()
+
+    def column_head(self, index: int) -> str:
+        result = self.comparison
+        column = result.columns[index]
+        label = f"[b]{column.label(result.axis)}[/b]"
+        mode = getattr(column.result, "mode", None)
+        if mode:
+            label += f" · {mode}"
+        m = column.metrics
+        if m is None:
+            return label + "\nnot evaluated yet (e)"
+        lines = [label]
+        for part in ("hot", "cold"):
+            s = m.summary(part, "NDCG")
+            if s is not None and s.mean is not None:
+                lines.append(f"{part} NDCG@{m.k} {s.format(2)} n={s.n}")
+        return "\n".join(lines)
+
+    def overlap_text(self) -> Text:
+        result = self.comparison
+        labels = [label[:9] for label in result.labels]
+        out = Text("overlap: Jaccard@K above the diagonal, rank-biased overlap below\n", style="bold")
+        out.append(" " * 10 + "".join(f"{label:>10}" for label in labels) + "\n")
+        for i, label in enumerate(labels):
+            row = f"{label:>10}"
+            for j in range(len(labels)):
+                value = result.jaccard[i, j] if j > i else result.rbo[i, j] if j < i else float("nan")
+                row += f"{'-':>10}" if value != value else f"{value:10.2f}"
+            out.append(row + "\n")
+        return out
+
+    def show_metrics(self) -> None:
+        result = self.comparison
+        bars = []
+        for column in result.columns:
+            m = column.metrics
+            for part, style in (("hot", "cyan"), ("cold", "magenta")):
+                s = m.summary(part, "NDCG") if m is not None else None
+                if s is not None:
+                    bars.append(Bar(f"{column.label(result.axis)} {part}", s.mean, s.half_width, s.n, style))
+        k = next((c.metrics.k for c in result.columns if c.metrics is not None), self.k)
+        chart = self.query_one("#compare-chart", MetricChart)
+        if bars:
+            run = next(c.metrics.run_id for c in result.columns if c.metrics is not None)
+            chart.show(bars, f"measured on your history: NDCG@{k}, mean ± 95 % CI (evaluation #{run})")
+        else:
+            chart.show([], "not measured on your history yet: press e, then n, to evaluate")
+        verdicts = [p.sentence for p in result.paired]
+        self.query_one("#paired", Static).update("\n".join(verdicts))
+
+    # -- the highlighted cell --------------------------------------------------------------------
+
+    @property
+    def focused_column(self) -> int | None:
+        focused = self.focused
+        return focused.column if isinstance(focused, ColumnTable) else None
+
+    @property
+    def selected(self) -> Suggestion | None:
+        focused = self.focused
+        if self.comparison is None or not isinstance(focused, ColumnTable) or focused.cursor_row is None:
+            return None
+        return cell_suggestion(self.comparison, focused.column, focused.cursor_row)
+
+    def action_focus_column(self, step: int) -> None:
+        tables = list(self.query(ColumnTable))
+        if not tables:
+            return
+        current = self.focused_column or 0
+        target = tables[max(0, min(len(tables) - 1, current + step))]
+        row = self.focused.cursor_row if isinstance(self.focused, ColumnTable) else 0
+        target.focus()
+        if row is not None and row < target.row_count:
+            target.move_cursor(row=row)
+        target.parent.scroll_visible()
+
+    def action_play(self) -> None:
+        if (item := self.selected) is not None:
+            self.app.play_track(item.track)
+
+    def action_like(self) -> None:
+        if (item := self.selected) is not None:
+            self.app.rate(item.track.id, "like")
+
+    def action_dislike(self) -> None:
+        if (item := self.selected) is not None:
+            self.app.rate(item.track.id, "dislike")
+
+    def action_queue(self) -> None:
+        if (item := self.selected) is not None:
+            self.app.queue_track(item.track)
+
+    def action_explain(self) -> None:
+        column = self.focused_column
+        if (item := self.selected) is None or column is None:
+            return
+        from mrs_tui.tui.screens.explain import ExplainScreen
+
+        col = self.comparison.columns[column]
+        self.app.push_screen(
+            ExplainScreen(
+                self.engine, item.track.id, seed=self.seed.track, backend=col.backend, recommender=col.recommender
             )
-            columns.mount(column)
+        )
+
+    def action_train(self) -> None:
+        column = self.focused_column
+        if self.comparison is None or column is None:
+            return
+        col = self.comparison.columns[column]
+        self.app.train_pair(col.recommender, col.backend)
+
+    def action_switch_axis(self) -> None:
+        column = self.focused_column
+        col = self.comparison.columns[column] if self.comparison is not None and column is not None else None
+        if self.axis == "backends":
+            self.axis = "recommenders"
+            self.backends = [col.backend if col else self.engine.backend]
+            self.recommenders = None
+        else:
+            self.axis = "backends"
+            self.recommenders = [col.recommender if col else self.engine.recommender]
+            self.backends = None
+        self.refresh_comparison()
+
+    def action_cycle_k(self) -> None:
+        self.k = K_CHOICES[(K_CHOICES.index(self.k) + 1) % len(K_CHOICES)] if self.k in K_CHOICES else 10
+        self.refresh_comparison()
+
+    def action_pick_backends(self) -> None:
+        """Any subset of the analysed backends (one, on the recommenders axis)."""
+        from mrs_tui.evaluation.datasets import indexed_backends
+        from mrs_tui.tui.screens.prompts import ChecklistPrompt
+
+        analysed = indexed_backends(self.engine.store, self.engine.version)
+        current = {c.backend for c in self.comparison.columns} if self.comparison else set()
+
+        def picked(values: list[str] | None) -> None:
+            if values:
+                self.backends = values if self.axis == "backends" else values[:1]
+                self.refresh_comparison()
+
+        heading = "Backends to compare" if self.axis == "backends" else "The backend (the first checked one)"
+        self.app.push_screen(ChecklistPrompt(heading, [(n, n in current) for n in analysed]), picked)
+
+    def action_pick_recommenders(self) -> None:
+        """The recommender of every column, or the recommenders to compare on the recommenders axis."""
+        import recommenders
+        from mrs_tui.tui.screens.prompts import ChecklistPrompt
+
+        names = list(recommenders.REGISTRY)
+        current = {c.recommender for c in self.comparison.columns} if self.comparison else set()
+
+        def picked(values: list[str] | None) -> None:
+            if values:
+                self.recommenders = values if self.axis == "recommenders" else values[:1]
+                self.refresh_comparison()
+
+        heading = (
+            "Recommenders to compare" if self.axis == "recommenders" else "The recommender (the first checked one)"
+        )
+        self.app.push_screen(ChecklistPrompt(heading, [(n, n in current) for n in names]), picked)
+
+    def action_blind(self) -> None:
+        if self.comparison is None or len(self.comparison.columns) < 2:
+            self.notify("a blind comparison needs two columns", severity="warning")
+            return
+        from mrs_tui.tui.screens.ab import BlindScreen
+
+        first = self.focused_column or 0
+        second = first + 1 if first + 1 < len(self.comparison.columns) else first - 1
+        pair = [self.comparison.columns[i] for i in (first, second)]
+        self.app.push_screen(BlindScreen(self.engine, self.seed, [(c.backend, c.recommender) for c in pair], k=self.k))

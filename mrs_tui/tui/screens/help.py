@@ -34,7 +34,9 @@ HELP = """
 | c | cancel analysis (it resumes where it stopped next time) or training |
 | b | choose the embedding backend |
 | r | choose the recommender |
-| v | compare backends side by side for the highlighted track |
+| v | compare backends side by side for the highlighted track (x there: recommenders instead; b: blind A/B) |
+| w | why this suggestion: its mode, nearest played tracks, MusiCNN tags, who else ranks it |
+| u | serve each mode with the winner of your latest evaluation |
 | t | train the selected recommender on your history (in the background) |
 | e | evaluate backends × recommenders on your own history |
 | queue screen | enter plays, J/K move, x removes, D clears upcoming, ctrl+s saves as playlist |

@@ -31,7 +31,7 @@ class SuggestionTable(DataTable):
         self.items: list[Suggestion] = []
 
     def on_mount(self) -> None:
-        self.add_columns("#", "Score", "Title", "Artist", "")
+        self.add_columns("#", "Rank", "Title", "Artist", "")
 
     def show(self, items: list[Suggestion]) -> None:
         self.items = items
@@ -40,7 +40,7 @@ class SuggestionTable(DataTable):
             badge = Text(" new ", style="bold black on bright_cyan") if item.new else Text("")
             self.add_row(
                 str(rank),
-                f"{item.score:.3f}",
+                f"top {100 - item.percentile:.0f}%",
                 item.track.display_title,
                 item.track.artist or "",
                 badge,
