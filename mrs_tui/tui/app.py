@@ -546,9 +546,11 @@ class MrsTuiApp(PlaybackMixin, WatchMixin, App):
 
         self.push_screen(ExplainScreen(self.engine, item.track.id, seed=main.selected_track_id))
 
-    def queue_track(self, track: Track) -> None:
-        """The one place lists hand a track to the play queue."""
-        self.notify(f"the play queue is not available in this version: {track.display_title} not queued")
+    def queue_track(self, track: Track, *, why: str = "added by you") -> None:
+        """The one place lists other than the main screen's hand a track to the play queue."""
+        self.queue.add([track.id], why=why)
+        self.notify(f"queued: {track.display_title} ({len(self.queue.upcoming)} up next)")
+        self.queue_changed()
 
     def train_pair(self, recommender: str, backend: str) -> None:
         """Train one (recommender, backend) pair in the background (the compare screen's t)."""

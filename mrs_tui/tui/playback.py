@@ -238,11 +238,8 @@ class PlaybackMixin:
 
     def action_queue_highlighted(self) -> None:
         track = self.highlighted_track()
-        if track is None:
-            return
-        self.queue.add([track.id])
-        self.notify(f"queued: {track.display_title} ({len(self.queue.upcoming)} up next)")
-        self.queue_changed()
+        if track is not None:
+            self.queue_track(track)
 
     def action_radio_from_highlighted(self) -> None:
         track = self.highlighted_track()

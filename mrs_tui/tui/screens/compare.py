@@ -253,7 +253,7 @@ class CompareScreen(Screen):
 
     def action_queue(self) -> None:
         if (item := self.selected) is not None:
-            self.app.queue_track(item.track)
+            self.app.queue_track(item.track, why="added from the comparison screen")
 
     def action_explain(self) -> None:
         column = self.focused_column
