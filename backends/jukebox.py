@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import re
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -72,6 +71,7 @@ from torch import nn
 from backends import REGISTRY
 from backends._weights import hub_offline, install_from_folder, load_state_dict, pick_device, resolve_weights
 from backends.base import BackendError, MeanPooledBackend, WeightsMissing
+from mrs_tui.progress import Throttle
 
 SAMPLE_RATE = 44100
 VQVAE_MAX_SECONDS = 25.0  # jukemirlib never encodes more than this
@@ -534,12 +534,11 @@ def _download(url: str, target: Path) -> None:
     partial = target.with_name(target.name + ".part")
     with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
         total = int(response.headers.get("Content-Length") or 0)
-        done, last = 0, 0.0
+        done, throttle = 0, Throttle(5.0)
         while chunk := response.read(1 << 22):
             out.write(chunk)
             done += len(chunk)
-            if time.monotonic() - last > 5:
-                last = time.monotonic()
+            if throttle.ready():
                 share = f"{100 * done / total:.0f}%" if total else f"{done / 1e9:.1f} GB"
                 print(f"\rdownloading {target.name}: {share}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)

@@ -42,7 +42,6 @@ from __future__ import annotations
 import copy
 import math
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,6 +51,7 @@ import torch
 from torch import nn
 
 from mrs_tui.errors import UserError
+from mrs_tui.progress import Throttle
 from recommenders.base import Cancelled, ContextSequences, Interactions, Params, ProgressCallback, Recommender
 
 
@@ -286,8 +286,7 @@ class EpochLoop:
         self.cancel = cancel
         self.label = label
         self.shuffle = shuffle
-        self.min_report_interval = min_report_interval
-        self._last_report = -math.inf
+        self._throttle = Throttle(min_report_interval)
 
     @property
     def batches_per_epoch(self) -> int:
@@ -325,8 +324,5 @@ class EpochLoop:
     def report(self, done: int, message: str) -> None:
         if self.progress is None:
             return
-        now = time.monotonic()
-        if done < self.epochs and now - self._last_report < self.min_report_interval:
-            return
-        self._last_report = now
-        self.progress(done, self.epochs, message)
+        if self._throttle.ready(final=done >= self.epochs):
+            self.progress(done, self.epochs, message)
