@@ -74,11 +74,16 @@ class ComparisonSeed:
     track: int | None = None
     session: int | None = None  # None: the current session
     tracks: tuple[int, ...] | None = None  # a playlist or the queue, standing in for the session
+    # The seed track's title where the caller has it at hand (the app), so describing the seed
+    # needs no query on the UI thread.
+    title: str | None = field(default=None, compare=False)
 
     def describe(self, store) -> str:
         if self.tracks is not None:
             return f"{len(self.tracks)} tracks (playlist or queue)"
         if self.track is not None:
+            if self.title is not None:
+                return f"{self.title} and this session"
             track = store.track(self.track)
             return f"{track.display_title if track else self.track} and this session"
         return "this session" if self.session is None else f"session {self.session}"

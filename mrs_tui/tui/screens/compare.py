@@ -38,6 +38,7 @@ MARK_STYLES = ("bold red", "bold green", "bold yellow", "bold magenta", "bold cy
 class ComparisonReady(Message):
     comparison: Comparison | None
     error: str | None = None
+    analysed: list[str] | None = None  # the backends with vectors, read in the worker for the B picker
 
 
 def cell_suggestion(comparison: Comparison, column: int, row: int) -> Suggestion | None:
@@ -90,6 +91,7 @@ class CompareScreen(Screen):
         self.axis = axis
         self.k = k
         self.backends: list[str] | None = None
+        self.analysed: list[str] = []
         self.recommenders: list[str] | None = [engine.recommender]
         self.comparison: Comparison | None = None
 
@@ -117,19 +119,21 @@ class CompareScreen(Screen):
     def compute(self, backends, recommenders, axis: str, k: int) -> None:
         from mrs_tui.comparison import compare
         from mrs_tui.errors import UserError
+        from mrs_tui.evaluation.datasets import indexed_backends
 
         try:
             result = compare(self.engine, self.seed, backends=backends, recommenders=recommenders, axis=axis, k=k)
         except UserError as exc:
             self.post_message(ComparisonReady(None, str(exc)))
             return
-        self.post_message(ComparisonReady(result))
+        self.post_message(ComparisonReady(result, analysed=indexed_backends(self.engine.store, self.engine.version)))
 
     async def on_comparison_ready(self, message: ComparisonReady) -> None:
         if message.comparison is None:
             self.query_one("#compare-title", Static).update(message.error or "cannot compare")
             return
         self.comparison = result = message.comparison
+        self.analysed = message.analysed or [c.backend for c in result.columns]
         store = self.engine.store
         other = "recommenders" if result.axis == "backends" else "backends"
         title = f"{result.seed.describe(store)} · {result.axis} × {result.fixed} · top {result.k} · x: compare {other}"
@@ -294,10 +298,9 @@ class CompareScreen(Screen):
 
     def action_pick_backends(self) -> None:
         """Any subset of the analysed backends (one, on the recommenders axis)."""
-        from mrs_tui.evaluation.datasets import indexed_backends
         from mrs_tui.tui.screens.prompts import ChecklistPrompt
 
-        analysed = indexed_backends(self.engine.store, self.engine.version)
+        analysed = self.analysed
         current = {c.backend for c in self.comparison.columns} if self.comparison else set()
 
         def picked(values: list[str] | None) -> None:
