@@ -253,6 +253,9 @@ def _looks_complete(path: Path) -> bool:
     return size > 0
 
 
+WEIGHTS_MISSING = "weights missing"  # a backend state: `fetch_weights` (the app asks first) makes it ready
+
+
 def gpu_visible() -> bool:
     """Is a CUDA GPU usable here? The NVIDIA driver's device nodes answer without importing torch."""
     if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
@@ -275,7 +278,7 @@ def backend_status(name: str) -> BackendStatus:
     if spec.needs_gpu and not gpu_visible():
         return BackendStatus("needs a GPU", "no CUDA GPU is visible on this machine")
     if spec.needs_weights and not _has_files(weights_dir(name), spec.weights_files, check_format=True):
-        return BackendStatus("weights missing", f"run: {spec.fetch_hint}")
+        return BackendStatus(WEIGHTS_MISSING, f"run: {spec.fetch_hint}")
     return BackendStatus("ready")
 
 
@@ -308,12 +311,21 @@ def embedding_version(name: str, **options: object) -> str:
     return version
 
 
+def backend_class(name: str) -> type[Backend]:
+    """Import one backend's module and return its class."""
+    module_name, _, class_name = get_spec(name).target.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
 def load_backend(name: str, weights: str | Path | None = None, **options: object) -> Backend:
     """Import, construct and load one backend."""
-    spec = get_spec(name)
-    module_name, _, class_name = spec.target.partition(":")
-    module = importlib.import_module(module_name)
-    cls = getattr(module, class_name)
-    backend = cls(**options)
+    backend = backend_class(name)(**options)
     backend.load(weights)
     return backend
+
+
+def fetch_weights(name: str, **kwargs: object) -> Path | None:
+    """Download (or install from ``source=``) one backend's weights; None for a backend without any."""
+    if not get_spec(name).needs_weights:
+        return None
+    return backend_class(name).fetch(**kwargs)

@@ -333,3 +333,49 @@ def test_subrange_maps_a_sub_task_into_its_slice_of_the_parent():
         (2.0, 6, "fitting knn"),
     ]
     assert subrange(None, 0, 1, 1) is None
+
+
+def test_the_app_asks_before_downloading_weights(tmp_path, monkeypatch):
+    from mrs_tui.errors import UserError
+    from mrs_tui.tui import messages as msg
+    from mrs_tui.tui.app import create_app
+    from mrs_tui.tui.screens.pickers import BackendPicker
+    from mrs_tui.tui.screens.prompts import ConfirmPrompt
+    from tests.test_tui import SIZE, RecordingPlayer, messages_of, wait_for
+
+    assert backends.backend_status("musicnn").state == backends.WEIGHTS_MISSING  # the test's own empty cache
+    fetched = []
+
+    def offline_fetch(name, **kwargs):
+        fetched.append(name)
+        raise UserError("cannot reach PyPI", "connect to the network, or: mrs-tui backends fetch musicnn --from WHEEL")
+
+    monkeypatch.setattr(backends, "fetch_weights", offline_fetch)
+    music = tmp_path / "music"
+    make_library(music, styles=("piano",), per_style=2, seconds=2.0)
+
+    async def scenario():
+        log = []
+        app = create_app(db_path=tmp_path / "lib.db", folder=music, player=RecordingPlayer())
+        notes = []
+        app.notify = lambda text, **kw: notes.append(text)
+        async with app.run_test(size=SIZE, message_hook=log.append) as pilot:
+            await wait_for(pilot, lambda: messages_of(msg.IndexFinished, log))
+            before = app.engine.backend
+            for answer in ("n", "y"):
+                await pilot.press("b")
+                await wait_for(pilot, lambda: isinstance(app.screen, BackendPicker))
+                app.screen.dismiss("musicnn")
+                await wait_for(pilot, lambda: isinstance(app.screen, ConfirmPrompt))
+                assert "weights are not installed" in app.screen.question
+                await pilot.press(answer)
+                if answer == "n":
+                    await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmPrompt))
+                    assert fetched == [] and app.engine.backend == before
+                    assert any("musicnn not chosen" in n for n in notes)
+            await wait_for(pilot, lambda: messages_of(msg.WeightsFetched, log))
+            assert fetched == ["musicnn"]
+            assert app.engine.backend == before  # nothing was installed, so nothing switched
+            assert any("cannot reach PyPI" in n for n in notes)
+
+    asyncio.run(scenario())

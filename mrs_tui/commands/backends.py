@@ -59,19 +59,15 @@ def run_backends(args: argparse.Namespace) -> int:
 
 
 def _backends_fetch(args: argparse.Namespace) -> int:
-    import importlib
-
-    from backends import get_spec
+    from backends import fetch_weights, get_spec
 
     if not args.name:
         raise UserError("which backend?", "usage: mrs-tui backends fetch NAME [--from FOLDER]")
     spec = get_spec(args.name)
-    if not spec.needs_weights:
+    path = fetch_weights(spec.name, source=args.source, allow_pickle=args.allow_pickle, revision=args.revision)
+    if path is None:
         emit(args, {"name": spec.name, "path": None}, f"{spec.name} needs no weights")
         return 0
-    module_name, _, class_name = spec.target.partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    path = cls.fetch(source=args.source, allow_pickle=args.allow_pickle, revision=args.revision)
     emit(args, {"name": spec.name, "path": str(path)}, f"{spec.name}: weights ready in {path}")
     return 0
 

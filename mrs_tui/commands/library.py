@@ -70,11 +70,11 @@ def run_index(args: argparse.Namespace) -> int:
     engine = open_engine(args)
     engine.store.check_pages()  # a long run of writes must not start on a damaged file
     names = args.backend.split(",") if args.backend else [engine.backend]
-    from backends import backend_status, get_spec
+    from backends import WEIGHTS_MISSING, backend_status, get_spec
 
     for name in names:
         get_spec(name)
-        if backend_status(name).state == "weights missing" and not args.fetch:
+        if backend_status(name).state == WEIGHTS_MISSING and not args.fetch:
             raise UserError(
                 f"the {name} weights are not installed (a download)",
                 f"run `mrs-tui backends fetch {name}` first, or pass --fetch to download them now",

@@ -470,16 +470,65 @@ class MrsTuiApp(PlaybackMixin, WatchMixin, App):
         def chosen(name: str | None) -> None:
             if not name or name == self.engine.backend:
                 return
-            self.engine.backend = name
-            main.show_models(self.engine.backend, self.engine.recommender)
-            self.refresh_library()
-            main.request_suggestions()
-            if rows[name].slow:
-                self.notify(self.slow_note(rows[name]), title="Analysis", timeout=12)
-            else:
-                self.start_indexing(main.library.visible_track_ids if self.folder is None else None)
+            from backends import WEIGHTS_MISSING
+
+            if rows[name].state == WEIGHTS_MISSING:
+                self.ask_to_fetch(rows[name])
+                return
+            self.use_backend(rows[name])
 
         self.push_screen(BackendPicker(message.rows, self.engine.backend), chosen)
+
+    def use_backend(self, row: BackendRow) -> None:
+        main = self.main
+        if main is None or self.engine is None:
+            return
+        self.engine.backend = row.name
+        main.show_models(self.engine.backend, self.engine.recommender)
+        self.refresh_library()
+        main.request_suggestions()
+        if row.slow:
+            self.notify(self.slow_note(row), title="Analysis", timeout=12)
+        else:
+            self.start_indexing(main.library.visible_track_ids if self.folder is None else None)
+
+    def ask_to_fetch(self, row: BackendRow) -> None:
+        """Weights are a download: nothing is fetched until the user says yes."""
+        from mrs_tui.tui.screens.prompts import ConfirmPrompt
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.notify(f"downloading the {row.name} weights…", title="Weights")
+                self.fetch_weights(row)
+            else:
+                self.notify(f"{row.name} not chosen: its weights are not installed ({row.detail})", title="Weights")
+
+        question = (
+            f"The {row.display_name} weights are not installed ({row.weights_license}).\n"
+            f"Download them now from {row.source} and analyse the library with {row.name}?"
+        )
+        self.push_screen(ConfirmPrompt(question), answered)
+
+    @work(thread=True, exclusive=True, group="weights", exit_on_error=False)
+    def fetch_weights(self, row: BackendRow) -> None:
+        from backends import fetch_weights
+
+        try:
+            fetch_weights(row.name)
+        except UserError as exc:
+            self.post_message(msg.WeightsFetched(row.name, str(exc)))
+            return
+        rows = {r.name: r for r in self.engine.backend_rows()}
+        self.post_message(msg.WeightsFetched(row.name, row=rows.get(row.name)))
+
+    @updates_main_screen
+    def on_weights_fetched(self, message: msg.WeightsFetched) -> None:
+        if message.error is not None:
+            self.notify(f"{message.backend}: {message.error}", title="Weights", severity="error", timeout=15)
+            return
+        self.notify(f"{message.backend} weights installed", title="Weights")
+        if message.row is not None:
+            self.use_backend(message.row)
 
     @staticmethod
     def slow_note(row: BackendRow) -> str:

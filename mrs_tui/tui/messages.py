@@ -130,6 +130,15 @@ class BackendRowsReady(Message):
 
 
 @dataclass
+class WeightsFetched(Message):
+    """A backend's weights were downloaded (after the user said yes), or why they were not."""
+
+    backend: str
+    error: str | None = None
+    row: BackendRow | None = None  # its picker row after the download, read in the worker
+
+
+@dataclass
 class ModelsInfoReady(Message):
     """The recommender picker's lines, read in a worker."""
 

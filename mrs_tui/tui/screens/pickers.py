@@ -13,6 +13,7 @@ from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
 
 import recommenders
+from backends import WEIGHTS_MISSING
 
 if TYPE_CHECKING:
     from mrs_tui.engine import BackendRow
@@ -62,7 +63,8 @@ class BackendPicker(_Picker):
             text.append(row.weights_license, style="dim")
             if row.detail:
                 text.append(f"\n{'':12s}{row.detail}", style="dim")
-            out.append(Option(text, id=row.name, disabled=not row.ready))
+            # Missing weights can be fetched from here (the app asks first); a missing GPU cannot.
+            out.append(Option(text, id=row.name, disabled=not (row.ready or row.state == WEIGHTS_MISSING)))
         return out
 
 

@@ -1,4 +1,4 @@
-"""Small modal prompts: one line of text, or a checklist of names."""
+"""Small modal prompts: one line of text, a checklist of names, or a yes/no question."""
 
 from __future__ import annotations
 
@@ -60,3 +60,25 @@ class ChecklistPrompt(ModalScreen[list[str] | None]):
 
     def action_dismiss_none(self) -> None:
         self.dismiss(None)
+
+
+class ConfirmPrompt(ModalScreen[bool]):
+    """y or enter answers yes; n or escape answers no."""
+
+    BINDINGS = [
+        Binding("y,enter", "answer(True)", "Yes", priority=True),
+        Binding("n,escape", "answer(False)", "No", priority=True),
+    ]
+    DEFAULT_CSS = PROMPT_CSS.format(name="ConfirmPrompt")
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.question)
+            yield Label("y: yes · n: no", classes="prompt-keys")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
