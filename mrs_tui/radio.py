@@ -185,7 +185,7 @@ class Radio:
     def _serving(self, report: RefillReport):
         """(catalogue, model, name), refreshed when embeddings were added or every few refills."""
         store = self.engine.store
-        mark = store.max_embedding_rowid(self.backend, self.engine.version(self.backend))
+        mark = store.change_count()  # moves with every embedding written or deleted
         stale = self._served is None or self._served[0] != mark
         if stale or self._refills_since_refresh >= REFRESH_EVERY_REFILLS:
             catalogue = self.engine.catalogue(self.backend)

@@ -172,13 +172,14 @@ def test_the_evaluation_grid_on_ray_equals_the_local_grid(cluster, grid_data):
         progress=lambda done, total, message: progress.append((done, total)),
     )
     assert [(c.backend, c.recommender) for c in remote.cells] == [(c.backend, c.recommender) for c in local.cells]
-    assert len(remote.cells) == 6 and all(c.error is None for c in remote.cells)
+    # 2 backends x (knn, shallow), then the popular, random and elsa baselines once each
+    assert len(remote.cells) == 7 and all(c.error is None for c in remote.cells)
     for mine, theirs in zip(local.cells, remote.cells, strict=True):
         for part, metrics in mine.parts.items():
             for name, summary in metrics.items():
                 other = theirs.parts[part][name]
                 assert (other.mean, other.half_width, other.n) == (summary.mean, summary.half_width, summary.n)
-    assert remote.split == local.split and progress[-1] == (6, 6)
+    assert remote.split == local.split and progress[-1] == (7, 7)
 
 
 def test_a_cell_that_fails_on_a_worker_is_reported_in_its_row_and_the_others_complete(cluster, grid_data):

@@ -143,9 +143,14 @@ def test_routing_follows_the_capability_flags():
     assert popular.route(Query(seed=hot_item)).supported
 
 
-def test_the_app_asks_knn_for_new_tracks_when_the_chosen_model_ranks_no_cold_item(store, tmp_path):
+def test_the_app_asks_knn_for_new_tracks_when_the_chosen_model_ranks_no_cold_item(store, tmp_path, monkeypatch):
+    from mrs_tui import training
     from mrs_tui.engine import Engine
     from tests.conftest import make_library
+
+    # Routing is the question here, not how much history training asks for (tests/test_demo_history.py).
+    monkeypatch.setattr(training, "MIN_TRAINING_PLAYS", 1)
+    monkeypatch.setattr(training, "MIN_TRAINING_SESSIONS", 1)
 
     made = make_library(tmp_path / "music", styles=("techno", "piano"), per_style=4, seconds=3.0)
     engine = Engine(store)

@@ -272,7 +272,8 @@ def test_evaluate_screen_charts_the_grid_names_the_winner_and_takes_settings_in_
             await wait_for(pilot, lambda: screen.shown is not None and screen.shown.id != before, timeout=120)
             run = screen.shown
             assert run.split["test_date"] == first and run.settings["backends"] == ["mfcc"]
-            assert {c.recommender for c in run.cells} == {"knn", "popular", "random"}
+            # the recommenders chosen (knn) and the baselines every grid carries (elsa: collaborative only)
+            assert {c.recommender for c in run.cells} == {"knn", "popular", "random", "elsa"}
             # u serves each mode with the winner of the run on screen; the main list says so.
             await pilot.press("u")
             await wait_for(pilot, lambda: app.engine.served_pairs())

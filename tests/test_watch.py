@@ -46,13 +46,19 @@ def test_a_new_file_appears_as_a_new_suggestion_without_a_key_press(tmp_path):
         )
         async with app.run_test(size=(150, 45)) as pilot:
             await wait_for(pilot, lambda: app.main is not None and len(app.main.library.tracks) == 4)
-            await wait_for(pilot, lambda: not app.indexing and len(app.analysed_ids()) == 4)
+
+            def analysed() -> int:
+                return len(
+                    app.engine.store.embedded_track_ids("mfcc", app.engine.version("mfcc"), include_failed=False)
+                )
+
+            await wait_for(pilot, lambda: not app.indexing and analysed() == 4)
             tags = {"title": "Arrived Later", "artist": "Four Floors", "album": "Techno LP"}
             write_track(root / "later.flac", synthesize(STYLES[1], 2.0, sr=FIXTURE_RATE, seed=9), FIXTURE_RATE, tags)
-            await wait_for(pilot, lambda: len(app.analysed_ids()) == 5, timeout=90)
+            await wait_for(pilot, lambda: analysed() == 5, timeout=90)
             new = next(t for t in app.main.library.tracks.values() if t.title == "Arrived Later")
             await pilot.press("f")  # the new-files view lists it among the cold tracks
             await wait_for(pilot, lambda: new.id in [s.track.id for s in app.main.nextup.table.items])
-            assert next(s for s in app.main.nextup.table.items if s.track.id == new.id).cold
+            assert next(s for s in app.main.nextup.table.items if s.track.id == new.id).new
 
     asyncio.run(go())

@@ -685,7 +685,7 @@ def evaluate_cell(
     try:
         select, _ = use_validation(settings, split)
         validation = validation_for(split, settings, cancel) if select else None
-        spec = recommender_registry.REGISTRY[row.recommender]
+        spec = recommender_registry.get_spec(row.recommender)
         # Models that learn nothing random (knn, popular, random) run once, with the first seed.
         seeds = settings.model_seeds if spec.trainable else settings.model_seeds[:1]
         cell.seeds = list(seeds)

@@ -32,8 +32,8 @@ VOLUME_STEP = 0.1
 PLAYBACK_BINDINGS = [
     Binding("space", "toggle_pause", "Pause"),
     # priority: the lists use ←/→ for scrolling; `check_action` hands them back to a text field
-    Binding("left", "seek(-5)", "−5 s", show=False, priority=True),
-    Binding("right", "seek(5)", "+5 s", show=False, priority=True),
+    Binding("left", "arrow_seek(-5)", "−5 s", show=False, priority=True),
+    Binding("right", "arrow_seek(5)", "+5 s", show=False, priority=True),
     Binding("comma", "seek(-5)", "−5 s", show=False),
     Binding("full_stop", "seek(5)", "+5 s", show=False),
     Binding("plus,equals_sign", "volume(0.1)", "Vol +", show=False),
@@ -65,8 +65,14 @@ class PlaybackMixin:
     # -- keys and the command palette ----------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # while typing in a text field, ← → move its cursor instead of seeking
-        return not (action == "seek" and isinstance(self.focused, Input))
+        # ← → seek, except while typing in a text field (they move its cursor) and on screens that
+        # move between columns with them (`USES_ARROWS`, the comparison); `,` and `.` seek everywhere.
+        if action == "arrow_seek":
+            return not (isinstance(self.focused, Input) or getattr(self.screen, "USES_ARROWS", False))
+        return True
+
+    def action_arrow_seek(self, seconds: float) -> None:
+        self.action_seek(seconds)
 
     def get_system_commands(self, screen):
         yield from super().get_system_commands(screen)

@@ -56,6 +56,7 @@ class ColumnTable(DataTable):
 
 
 class CompareScreen(Screen):
+    USES_ARROWS = True  # ← → move between columns, not through the playing track (`,` `.` still seek)
     BINDINGS = [
         Binding("escape,v", "app.pop_screen", "Back"),
         Binding("x", "switch_axis", "Backends/recommenders"),
