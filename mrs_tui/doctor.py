@@ -12,12 +12,12 @@ again (knn serves meanwhile). Nothing outside the data folder is ever touched.
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mrs_tui.errors import DatabaseError
+from mrs_tui.store.connection import integrity_problems
 
 # A ".partial" folder younger than this may belong to a training that is saving right now.
 PARTIAL_GRACE_S = 600.0
@@ -66,22 +66,6 @@ class Diagnosis:
             "problems": len(self.problems),
             "repaired": self.repaired,
         }
-
-
-def integrity_problems(db: Path) -> list[str]:
-    """SQLite's own check of every page and index; an empty list means the file is sound."""
-    try:
-        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        return [str(exc)]
-    try:
-        rows = conn.execute("PRAGMA integrity_check").fetchall()
-    except sqlite3.DatabaseError as exc:
-        return [str(exc)]
-    finally:
-        conn.close()
-    messages = [r[0] for r in rows]
-    return [] if messages == ["ok"] else messages
 
 
 def diagnose(db: Path) -> Diagnosis:

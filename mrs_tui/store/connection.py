@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from pathlib import Path
 
 
 class Rows:
@@ -71,3 +72,19 @@ def explain_sqlite_error(exc: sqlite3.DatabaseError, path: object) -> tuple[str,
     if "disk i/o" in text.lower() or "full" in text.lower():
         return f"the database {path} could not be written ({text})", "check the disk has space and is mounted"
     return f"database error on {path}: {text}", "run `mrs-tui doctor`"
+
+
+def integrity_problems(db: Path) -> list[str]:
+    """SQLite's own check of every page and index; an empty list means the file is sound."""
+    try:
+        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        return [str(exc)]
+    try:
+        rows = conn.execute("PRAGMA integrity_check").fetchall()
+    except sqlite3.DatabaseError as exc:
+        return [str(exc)]
+    finally:
+        conn.close()
+    messages = [r[0] for r in rows]
+    return [] if messages == ["ok"] else messages
