@@ -129,9 +129,14 @@ from mrs_tui.config import Settings
 from mrs_tui.engine import Engine
 from mrs_tui.store import Store
 
+import os, time
+
 def progress(done, total, message):
     with open(sys.argv[2], "a") as f:
         f.write(f"{message}\\n")
+    # Hold still at the kill point the test asks for (so the kill lands there, however fast training is).
+    if os.environ.get("MRS_TUI_TEST_HOLD_AT", "\\0") in message:
+        time.sleep(120)
 
 with Store.open(sys.argv[1]) as store:
     Engine(store, Settings(backend="mfcc")).train(
@@ -149,9 +154,12 @@ def test_training_killed_mid_fit_keeps_the_previous_model_and_trains_next_time(t
     assert first.returncode == 0, first.stderr
     models = _table(db, "SELECT id, path FROM models")
     lines = lambda: reports.read_text().splitlines() if reports.exists() else []  # noqa: E731
-    for ready in (lambda: len(lines()) >= 2, lambda: "saving the model" in lines()):
+    # Mid-fit (after the first of ten epochs) and as saving begins (after the last epoch).
+    for hold in ("epoch 1/", "saving the model"):
         reports.unlink(missing_ok=True)
-        process = subprocess.Popen(train, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env())
+        env = child_env(MRS_TUI_TEST_HOLD_AT=hold)
+        process = subprocess.Popen(train, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        ready = lambda hold=hold: any(hold in line for line in lines())  # noqa: E731
         assert kill_when(process, ready, timeout=300), "training finished before the kill point"
         process.communicate()
         assert_sound(db)
