@@ -157,7 +157,8 @@ def test_one_speed_estimate_for_the_backend_list_and_the_app(monkeypatch, capsys
         measured = backends.get_spec(name).cpu_seconds_per_track  # on 2 cores: 8 take a quarter of it
         assert row.seconds_per_track == (None if measured is None else round(measured / 4, 2))
         assert row.slow == (row.seconds_per_track is None or row.seconds_per_track > 2.0)
-    assert rows["mfcc"].seconds_per_track < 1 and not rows["mfcc"].slow and rows["jukebox"].slow
+    mfcc_estimate = rows["mfcc"].seconds_per_track  # the expected-speed table, not a timing
+    assert mfcc_estimate < 1 and not rows["mfcc"].slow and rows["jukebox"].slow
     code, out, _ = cli(capsys, tmp_path / "lib.db", "backends", "--json")
     listed = {r["name"]: r for r in json.loads(out)}
     assert code == 0
