@@ -68,10 +68,6 @@ class ModelInfo:
     retrain_due: bool
     catalogue_size: int
 
-    @property
-    def hot_share(self) -> float:
-        return self.n_hot / self.catalogue_size if self.catalogue_size else 0.0
-
     def describe(self) -> str:
         coverage = f"{self.n_hot} hot / {self.n_cold} cold tracks"
         if not self.trainable:
