@@ -32,8 +32,13 @@ def watch_folders(
     stop: threading.Event,
     *,
     debounce_ms: int = DEBOUNCE_MS,
+    on_ready: Callable[[], None] | None = None,
 ) -> None:
-    """Call `on_change(paths)` for every batch of audio files added, changed, moved or deleted, until `stop`."""
+    """Call `on_change(paths)` for every batch of audio files added, changed, moved or deleted, until `stop`.
+
+    `on_ready()` is called once the operating system's watch is in place: a file written after
+    it is seen (watchfiles yields on its first timeout, after the watch was set up).
+    """
     import watchfiles
 
     roots = [Path(f).expanduser().resolve() for f in folders]
@@ -44,10 +49,19 @@ def watch_folders(
     def audio_only(_change: watchfiles.Change, path: str) -> bool:
         return is_audio_path(path)
 
+    ready = on_ready
     try:
         for changes in watchfiles.watch(
-            *roots, watch_filter=audio_only, debounce=debounce_ms, stop_event=stop, rust_timeout=500
+            *roots,
+            watch_filter=audio_only,
+            debounce=debounce_ms,
+            stop_event=stop,
+            rust_timeout=500,
+            yield_on_timeout=True,
         ):
+            if ready is not None:
+                ready()
+                ready = None
             paths = {Path(path) for _change, path in changes}
             if paths:
                 on_change(paths)

@@ -53,6 +53,7 @@ def test_a_new_file_appears_as_a_new_suggestion_without_a_key_press(tmp_path):
                 )
 
             await wait_for(pilot, lambda: not app.indexing and analysed() == 4)
+            await wait_for(pilot, lambda: getattr(app, "watch_ready", None) is not None and app.watch_ready.is_set())
             tags = {"title": "Arrived Later", "artist": "Four Floors", "album": "Techno LP"}
             write_track(root / "later.flac", synthesize(STYLES[1], 2.0, sr=FIXTURE_RATE, seed=9), FIXTURE_RATE, tags)
             await wait_for(pilot, lambda: analysed() == 5, timeout=90)

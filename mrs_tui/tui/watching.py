@@ -25,6 +25,7 @@ class WatchMixin:
         if self.indexing and not after_scan:
             return  # after the first scan (on_index_finished): it sees the folder as it is now anyway
         self.stop_watch = threading.Event()
+        self.watch_ready = threading.Event()  # set once files written from then on are seen
         self.watch_library(self.folder)
 
     def on_index_finished(self, _message) -> None:
@@ -42,7 +43,7 @@ class WatchMixin:
             if not stop.is_set():
                 self.post_message(LibraryFilesChanged(paths))
 
-        watch_folders([folder], changed, stop)
+        watch_folders([folder], changed, stop, on_ready=self.watch_ready.set)
 
     def on_library_files_changed(self, message: LibraryFilesChanged) -> None:
         if self.indexing:  # started meanwhile: it will see the files itself
