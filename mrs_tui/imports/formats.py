@@ -268,16 +268,21 @@ def _listenbrainz_row(parsed: ParsedFile, where: str, row: dict) -> None:
     parsed.listens.append(Listen("listenbrainz", where, at, artist, title, album, mbid, duration))
 
 
+def _played_seconds(parsed: ParsedFile, where: str, row: dict, key: str) -> float | None:
+    """Seconds heard from Spotify's milliseconds field `key`, or None (reported) when unusable."""
+    played = row.get(key)
+    if not isinstance(played, (int, float)) or played < 0:
+        parsed.problems.append(f"{where}: {key} is missing or not a number")
+        return None
+    return played / 1000.0
+
+
 def _spotify_account_row(parsed: ParsedFile, where: str, row: dict) -> None:
     artist, title = _text(row.get("artistName")), _text(row.get("trackName"))
     end = _timestamp(row.get("endTime"))
-    played = row.get("msPlayed")
-    if not isinstance(played, (int, float)) or played < 0:
-        parsed.problems.append(f"{where}: msPlayed is missing or not a number")
+    seconds = _played_seconds(parsed, where, row, "msPlayed")
+    if seconds is None or not _usable(parsed, where, end, artist, title, "endTime"):
         return
-    if not _usable(parsed, where, end, artist, title, "endTime"):
-        return
-    seconds = played / 1000.0
     parsed.listens.append(
         Listen("spotify", where, end - seconds, artist, title, played_s=seconds, skipped=seconds < SHORT_PLAY_SECONDS)
     )
@@ -290,13 +295,9 @@ def _spotify_extended_row(parsed: ParsedFile, where: str, row: dict) -> None:
         return
     artist = _text(row.get("master_metadata_album_artist_name"))
     end = _timestamp(row.get("ts"))
-    played = row.get("ms_played")
-    if not isinstance(played, (int, float)) or played < 0:
-        parsed.problems.append(f"{where}: ms_played is missing or not a number")
+    seconds = _played_seconds(parsed, where, row, "ms_played")
+    if seconds is None or not _usable(parsed, where, end, artist, title, "ts"):
         return
-    if not _usable(parsed, where, end, artist, title, "ts"):
-        return
-    seconds = played / 1000.0
     skipped = bool(row.get("skipped")) or seconds < SHORT_PLAY_SECONDS
     album = _text(row.get("master_metadata_album_album_name")) or None
     parsed.listens.append(
