@@ -13,8 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mrs_tui.store.records import vector_to_blob
-
 
 @dataclass(frozen=True)
 class BulkTrack:
@@ -22,6 +20,9 @@ class BulkTrack:
     title: str | None = None
     artist: str | None = None
     genre: str | None = None
+    album: str | None = None
+    year: str | None = None
+    duration: float | None = None
 
 
 @dataclass(frozen=True)
@@ -42,24 +43,46 @@ def write_bulk_history(
 ) -> list[int]:
     """Insert `tracks` (status ok), one vector per track for each (backend, version) in `vectors`,
     and `plays` grouped into their sessions. Returns the track id of each of `tracks`."""
+    with store.write():
+        ids = write_bulk_tracks(store, tracks, vectors)
+        write_bulk_plays(store, plays, ids, source=source)
+    return ids
+
+
+def write_bulk_tracks(store, tracks: Sequence[BulkTrack], vectors: Mapping[tuple[str, str], np.ndarray]) -> list[int]:
+    """Insert `tracks` (status ok) with row i of each (backend, version) matrix as track i's vector.
+
+    One transaction per call: a caller writing a million tracks passes them in chunks, so the
+    journal is checkpointed between chunks instead of growing to the size of the database.
+    """
     now = time.time()
     with store.write() as conn:
         first = conn.execute("SELECT coalesce(max(id), 0) FROM tracks").fetchone()[0] + 1
         ids = [first + i for i in range(len(tracks))]
         conn.executemany(
-            "INSERT INTO tracks (id, path, title, artist, genre, status, added_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, 'ok', ?, ?)",
-            [(ids[i], t.path, t.title, t.artist, t.genre, now, now) for i, t in enumerate(tracks)],
+            "INSERT INTO tracks (id, path, title, artist, genre, album, year, duration, status, added_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'ok', ?, ?)",
+            [
+                (ids[i], t.path, t.title, t.artist, t.genre, t.album, t.year, t.duration, now, now)
+                for i, t in enumerate(tracks)
+            ],
         )
         for (backend, version), matrix in vectors.items():
+            rows = np.ascontiguousarray(matrix, dtype="<f4")
             conn.executemany(
                 "INSERT INTO embeddings (track_id, backend, version, dim, vector, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [(ids[i], backend, version, matrix.shape[1], vector_to_blob(matrix[i]), now) for i in range(len(ids))],
+                [(ids[i], backend, version, rows.shape[1], rows[i].tobytes(), now) for i in range(len(ids))],
             )
-        bounds: dict[int, list[float]] = {}  # session -> [first play, last play]
-        for play in plays:
-            span = bounds.setdefault(play.session, [play.at, play.at])
-            span[0], span[1] = min(span[0], play.at), max(span[1], play.at)
+    return ids
+
+
+def write_bulk_plays(store, plays: Sequence[BulkPlay], track_ids: Sequence[int], *, source: str = "synthetic") -> None:
+    """Insert `plays` (their `item` indexes `track_ids`) grouped into new sessions, in one transaction."""
+    bounds: dict[int, list[float]] = {}  # session -> [first play, last play]
+    for play in plays:
+        span = bounds.setdefault(play.session, [play.at, play.at])
+        span[0], span[1] = min(span[0], play.at), max(span[1], play.at)
+    with store.write() as conn:
         first_session = conn.execute("SELECT coalesce(max(id), 0) FROM sessions").fetchone()[0] + 1
         by_start = sorted(bounds, key=lambda session: bounds[session][0])
         session_ids = {session: first_session + n for n, session in enumerate(by_start)}
@@ -69,6 +92,5 @@ def write_bulk_history(
         )
         conn.executemany(
             "INSERT INTO plays (session_id, track_id, event, at) VALUES (?, ?, ?, ?)",
-            [(session_ids[p.session], ids[p.item], p.event, p.at) for p in plays],
+            [(session_ids[p.session], track_ids[p.item], p.event, p.at) for p in plays],
         )
-    return ids
