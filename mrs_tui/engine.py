@@ -820,7 +820,7 @@ class Engine:
     ) -> list[Suggestion]:
         track_ids = [int(catalogue.track_ids[i]) for i in items]
         tracks = {t.id: t for t in self.store.tracks(ids=track_ids)}
-        played = self.store.played_track_ids()
+        played = self.store.played_among(track_ids)
         out = []
         for rank, (track_id, score) in enumerate(zip(track_ids, scores, strict=True)):
             track = tracks.get(track_id)

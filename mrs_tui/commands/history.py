@@ -27,11 +27,16 @@ def run_history(args: argparse.Namespace) -> int:
     if args.action != "show":
         raise UserError(f"unknown history action {args.action!r}", "use: mrs-tui history show")
     store = open_store(args)
-    sessions = store.sessions()[-args.limit :] if args.limit else store.sessions()
-    tracks = {t.id: t for t in store.tracks()}
+    if args.limit > 0:
+        sessions = store.latest_sessions(args.limit)
+    else:
+        sessions = store.sessions()[-args.limit :] if args.limit else store.sessions()
+    plays_of = {session["id"]: store.plays(session_id=session["id"]) for session in sessions}
+    shown = {p.track_id for plays in plays_of.values() for p in plays}
+    tracks = {t.id: t for t in store.tracks(ids=shown)}
     out = []
     for session in sessions:
-        plays = store.plays(session_id=session["id"])
+        plays = plays_of[session["id"]]
         out.append(
             {
                 **session,

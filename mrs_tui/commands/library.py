@@ -187,7 +187,7 @@ def run_suggest(args: argparse.Namespace) -> int:
 def run_library(args: argparse.Namespace) -> int:
 
     store = open_store(args)
-    tracks = [t for t in store.tracks(status=args.status) if t.matches(args.search or "")]
+    tracks = store.tracks(status=args.status, search=args.search)
 
     def text() -> str:
         lines = []

@@ -42,6 +42,7 @@ from mrs_tui.store.records import (
     Play,
     Track,
     blob_to_vector,
+    search_matches,
     vector_to_blob,
 )
 from mrs_tui.store.schema import MIGRATIONS, SCHEMA_VERSION
@@ -107,6 +108,7 @@ class Store(
         self.path = Path(path)
         self._lock = threading.RLock()
         raw = _conn if _conn is not None else self._connect(self.path)
+        raw.create_function("track_matches", 6, search_matches, deterministic=True)
         self.conn = LockedConnection(raw, self._lock)
         self.db = sqlite_utils.Database(self.conn)
         self._migrate()

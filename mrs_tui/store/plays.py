@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 
@@ -109,6 +110,26 @@ class PlaysMixin:
         marks = ", ".join("?" for _ in POSITIVE_EVENTS)
         cursor = self.conn.execute(
             f"SELECT DISTINCT track_id FROM plays WHERE event IN ({marks})", list(POSITIVE_EVENTS)
+        )
+        return {r[0] for r in cursor}
+
+    def latest_sessions(self, limit: int) -> list[dict]:
+        """The `limit` latest sessions as `sessions()` gives them (oldest first), read through an index."""
+        rows = self.db.query(
+            """SELECT s.id, s.started_at, s.last_at, s.source,
+                      (SELECT count(*) FROM plays p WHERE p.session_id = s.id) AS events
+               FROM sessions s ORDER BY s.started_at DESC, s.id DESC LIMIT ?""",
+            [int(limit)],
+        )
+        return list(rows)[::-1]
+
+    def played_among(self, track_ids: Sequence[int]) -> set[int]:
+        """Those of `track_ids` with a positive play (looked up per track, not over the history)."""
+        marks = ", ".join("?" for _ in POSITIVE_EVENTS)
+        cursor = self.conn.execute(
+            f"""SELECT DISTINCT track_id FROM plays
+                WHERE track_id IN (SELECT value FROM json_each(?)) AND event IN ({marks})""",
+            [json.dumps([int(t) for t in track_ids]), *POSITIVE_EVENTS],
         )
         return {r[0] for r in cursor}
 

@@ -42,10 +42,20 @@ class Track:
         return readable_path(self.path)
 
     def matches(self, search: str) -> bool:
-        """The track search of the app and the CLI: every word of `search` occurs, in any order and
-        case, in the title, artist, album, genre or path."""
-        haystack = " ".join(filter(None, (self.title, self.artist, self.album, self.genre, self.path))).lower()
-        return all(word in haystack for word in search.lower().split())
+        """The track search of the app and the CLI (see `search_matches`)."""
+        return search_matches(search, self.title, self.artist, self.album, self.genre, self.path)
+
+    def order_key(self) -> tuple:
+        """Where the track stands in the library's order (the `tracks_library_order` index's key)."""
+        return (
+            self.artist is None,
+            self.artist or "",
+            self.album is not None,
+            self.album or "",
+            self.title is not None,
+            self.title or "",
+            path_to_db(self.path),
+        )
 
     @classmethod
     def from_row(cls, row: dict) -> Track:
@@ -53,6 +63,17 @@ class Track:
         if "path" in fields:
             fields["path"] = path_from_db(fields["path"])
         return cls(**fields)
+
+
+def search_matches(search: str | bytes, *fields: str | bytes | None) -> bool:
+    """The one track search: every word of `search` occurs, in any order and case, in the title,
+    artist, album, genre or path. The store runs this same function inside its queries (where
+    text that is not UTF-8 arrives as bytes, see `path_to_db`)."""
+    words = (os.fsdecode(search) if isinstance(search, bytes) else search).lower().split()
+    if not words:
+        return True
+    haystack = " ".join(os.fsdecode(f) if isinstance(f, bytes) else f for f in fields if f).lower()
+    return all(word in haystack for word in words)
 
 
 @dataclass(frozen=True)

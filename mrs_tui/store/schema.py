@@ -204,6 +204,30 @@ def _migration_6(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migration_7(db: sqlite_utils.Database) -> None:
+    # Indexes so that what a screen shows costs the rows it shows: a page of the library, the
+    # latest sessions, the app's current session.
+    # The library's order as non-null columns (NULL artists last, a NULL album or title before an
+    # empty one), so that a page starts right after the last row shown with one row-value
+    # comparison SQLite seeks in an index: a comparison with NULL is never true, and SQLite seeks
+    # row values over columns only, not over expressions. Virtual: computed on read, never stored.
+    for name, expression in (
+        ("order_artist_missing", "artist IS NULL"),
+        ("order_artist", "ifnull(artist, '')"),
+        ("order_album_known", "album IS NOT NULL"),
+        ("order_album", "ifnull(album, '')"),
+        ("order_title_known", "title IS NOT NULL"),
+        ("order_title", "ifnull(title, '')"),
+    ):
+        db.execute(f"ALTER TABLE tracks ADD COLUMN {name} GENERATED ALWAYS AS ({expression}) VIRTUAL")
+    db.execute(
+        "CREATE INDEX tracks_library_order ON tracks(order_artist_missing, order_artist, order_album_known,"
+        " order_album, order_title_known, order_title, path)"
+    )
+    db.execute("CREATE INDEX sessions_started ON sessions(started_at, id)")
+    db.execute("CREATE INDEX sessions_latest ON sessions(source, last_at, id)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_1,
     _migration_2,
@@ -211,5 +235,6 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_4,
     _migration_5,
     _migration_6,
+    _migration_7,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

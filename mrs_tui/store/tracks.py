@@ -14,6 +14,13 @@ from mrs_tui.store.connection import LockedConnection
 from mrs_tui.store.records import Track, path_to_db
 from mrs_tui.store.schema import next_change
 
+# The library's order (NULL artists last), as the columns of the `tracks_library_order` index.
+LIBRARY_ORDER = (
+    "order_artist_missing, order_artist, order_album_known, order_album, order_title_known, order_title, path"
+)
+# The shared track search inside a query: `search_matches` registered as an SQL function.
+SEARCH_CLAUSE = "track_matches(?, title, artist, album, genre, path)"
+
 
 class TracksMixin:
     """Mixed into `Store`; uses its ``conn``, ``db`` and ``write()``."""
@@ -63,7 +70,38 @@ class TracksMixin:
         status: str | Sequence[str] | None = None,
         under: str | None = None,
         ids: Iterable[int] | None = None,
+        search: str | None = None,
     ) -> list[Track]:
+        """Tracks in the library's order; `search` keeps those `Track.matches`."""
+        where, params = self._track_filter(status=status, under=under, ids=ids, search=search)
+        sql = f"SELECT * FROM tracks {where} ORDER BY {LIBRARY_ORDER}"
+        return [Track.from_row(row) for row in self.db.query(sql, params)]
+
+    def track_page(
+        self,
+        after: Track | None = None,
+        limit: int = 200,
+        *,
+        status: str | Sequence[str] | None = None,
+        search: str | None = None,
+    ) -> list[Track]:
+        """Up to `limit` tracks in the library's order, starting right after `after` (keyset paging:
+        an index seek, whatever the page's depth)."""
+        where, params = self._track_filter(status=status, search=search)
+        if after is not None:
+            where += (" AND " if where else "WHERE ") + f"({LIBRARY_ORDER}) > (?, ?, ?, ?, ?, ?, ?)"
+            params += list(after.order_key())
+        sql = f"SELECT * FROM tracks {where} ORDER BY {LIBRARY_ORDER} LIMIT ?"
+        return [Track.from_row(row) for row in self.db.query(sql, [*params, int(limit)])]
+
+    def _track_filter(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        under: str | None = None,
+        ids: Iterable[int] | None = None,
+        search: str | None = None,
+    ) -> tuple[str, list]:
         clauses, params = [], []
         if status is not None:
             statuses = [status] if isinstance(status, str) else list(status)
@@ -78,9 +116,10 @@ class TracksMixin:
             id_list = [int(i) for i in ids]
             clauses.append("id IN (SELECT value FROM json_each(?))")
             params.append(json.dumps(id_list))
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT * FROM tracks {where} ORDER BY artist IS NULL, artist, album, title, path"
-        return [Track.from_row(row) for row in self.db.query(sql, params)]
+        if search and search.split():
+            clauses.append(SEARCH_CLAUSE)
+            params.append(path_to_db(search))  # a word typed in another encoding is bound as bytes
+        return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
 
     def tracks_by_hash(self, content_hash: str) -> list[Track]:
         rows = self.db.query("SELECT * FROM tracks WHERE content_hash = ?", [content_hash])
