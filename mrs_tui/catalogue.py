@@ -37,6 +37,7 @@ class Catalogue:
     database_uid: str = ""
     _index_of: dict[int, int] | None = field(default=None, repr=False)
     _faiss: object | None = field(default=None, repr=False)
+    _unit: np.ndarray | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __len__(self) -> int:
@@ -57,17 +58,25 @@ class Catalogue:
         return None if i is None else self.vectors[i]
 
     @property
+    def unit(self) -> np.ndarray:
+        """The vectors L2-normalised (what the index holds and cosine needs), computed once."""
+        unit = self._unit
+        if unit is None or len(unit) != len(self):
+            from recommenders.base import l2_normalize
+
+            unit = self._unit = l2_normalize(self.vectors)
+        return unit
+
+    @property
     def faiss_index(self):
         """FAISS inner-product index over the L2-normalised vectors (cosine), built on demand."""
         with self._lock:
             if self._faiss is None or self._faiss.ntotal != len(self):
                 import faiss
 
-                from recommenders.base import l2_normalize
-
                 index = faiss.IndexFlatIP(self.dim)
                 if len(self):
-                    index.add(l2_normalize(self.vectors))
+                    index.add(self.unit)
                 self._faiss = index
             return self._faiss
 
@@ -102,6 +111,7 @@ class Catalogue:
         self.track_ids, self.vectors, self.last_change, self.database_uid = ids, matrix, current, uid
         self._index_of = None
         self._faiss = None
+        self._unit = None
         return len(ids)
 
     def _append(self, ids: np.ndarray, matrix: np.ndarray) -> None:
@@ -113,11 +123,15 @@ class Catalogue:
             self.vectors = np.concatenate([self.vectors, matrix])
         if self._index_of is not None:
             self._index_of.update({int(t): start + i for i, t in enumerate(ids)})
-        if self._faiss is not None:
+        if self._unit is not None or self._faiss is not None:
             from recommenders.base import l2_normalize
 
-            with self._lock:
-                self._faiss.add(l2_normalize(matrix))
+            added = l2_normalize(matrix)
+            if self._unit is not None:
+                self._unit = np.concatenate([self._unit, added])
+            if self._faiss is not None:
+                with self._lock:
+                    self._faiss.add(added)
 
     # -- the on-disk cache -----------------------------------------------------------------
 

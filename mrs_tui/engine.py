@@ -99,6 +99,7 @@ class SuggestionList:
 class _FittedModel:
     model: Recommender
     key: tuple
+    hot_tracks: set[int] = field(default_factory=set)  # what the model's hot mask says, as track ids
 
 
 @dataclass(frozen=True)
@@ -393,18 +394,38 @@ class Engine:
         spec = recommender_registry.get_spec(rec_name)
         if spec.trainable:
             return self.trained_model(rec_name, name)
-        key = (len(catalogue), catalogue.last_change, self.store.last_play_id())
+        # Plays counted as well as the last id: a deleted session must be seen, not only a new play.
+        key = (len(catalogue), catalogue.last_change, *self.store.play_totals())
         cache_key = (rec_name, name, self.version(name))
         with self._lock:
             cached = self._models.get(cache_key)
             if cached is not None and cached.key == key:
                 return cached.model
+            if cached is not None and cached.key[:2] == key[:2] and hasattr(cached.model, "refit_history"):
+                # Only plays changed: vectors and index stay; the hot items follow the new plays alone.
+                index_of = catalogue.index_of
+                now_hot = self.history.hot_tracks.current()
+                hot = cached.model.hot_mask.copy()
+                for track_id in now_hot ^ cached.hot_tracks:
+                    if track_id in index_of:
+                        hot[index_of[track_id]] = track_id in now_hot
+                cached.model.refit_history(hot, lambda: self.history.data(index_of).interactions)
+                cached.key, cached.hot_tracks = key, now_hot
+                return cached.model
             data = self.history.data(catalogue.index_of)
             model = recommender_registry.create(rec_name)
             model.fit(data.interactions, catalogue.vectors)
             if hasattr(model, "use_index") and not getattr(model, "zscore", False):
+                model.use_unit(catalogue.unit)  # one copy of the normalised vectors, not two
                 model.use_index(catalogue.faiss_index)
-            self._models[cache_key] = _FittedModel(model, key)
+            hot_tracks: set[int] = set()
+            if hasattr(model, "refit_history"):  # later plays update the mask from this set
+                hot_tracks = self.history.hot_tracks.current()
+                index_of = catalogue.index_of
+                hot = np.zeros(len(catalogue), bool)
+                hot[[index_of[t] for t in hot_tracks if t in index_of]] = True
+                model.refit_history(hot, lambda: data.interactions)
+            self._models[cache_key] = _FittedModel(model, key, hot_tracks)
             return model
 
     def trained_model(self, recommender: str, backend: str) -> Recommender:
@@ -798,8 +819,9 @@ class Engine:
         """
         weight = min(1.0, max(0.0, float(self.settings.seed_weight)))
         depth = max(k * 5, 100)
-        by_seed, _ = model.recommend(Query(seed=seed, pool=pool, exclude=exclude), depth)
-        by_session, _ = model.recommend(Query(history=history, pool=pool, exclude=exclude), depth)
+        (by_seed, _), (by_session, _) = model.recommend_batch(
+            [Query(seed=seed, pool=pool, exclude=exclude), Query(history=history, pool=pool, exclude=exclude)], depth
+        )
         blended: dict[int, float] = {}
         for share, ranking in ((weight, by_seed), (1.0 - weight, by_session)):
             position = {int(item): rank for rank, item in enumerate(ranking)}

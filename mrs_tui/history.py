@@ -43,6 +43,7 @@ class History:
         self.store = store
         self.gap_seconds = gap_minutes * 60.0
         self.clock = clock
+        self.hot_tracks = HotTracks(store)
 
     def current_session(self, at: float | None = None, *, create: bool = True) -> int | None:
         at = self.clock() if at is None else at
@@ -76,17 +77,20 @@ class History:
 
     def data(self, item_index: Mapping[int, int]) -> HistoryData:
         """All positive (session, track) pairs whose track is in `item_index` (track id -> item)."""
-        by_session: dict[int, list[Play]] = {}
-        for play in self.store.plays():
-            by_session.setdefault(play.session_id, []).append(play)
+        # Plain rows in time order, no record objects: this runs after every play while knn
+        # serves, so it must cost the history's length and little per play.
+        by_session: dict[int, list[tuple[int, str, float]]] = {}
+        for session_id, track_id, event, at in self.store.play_rows():
+            by_session.setdefault(session_id, []).append((track_id, event, at))
         session_ids: list[int] = []
         contexts, items, stamps = [], [], []
         for session_id, plays in by_session.items():
-            sequence = positive_sequence(plays)
-            first_at = {}
-            for p in plays:
-                first_at.setdefault(p.track_id, p.at)
-            rows = [(item_index[t], first_at[t]) for t in sequence if t in item_index]
+            first_at: dict[int, float] = {}  # in order of first play
+            verdict: dict[int, bool] = {}
+            for track_id, event, at in plays:
+                first_at.setdefault(track_id, at)
+                verdict[track_id] = event not in NEGATIVE_EVENTS
+            rows = [(item_index[t], at) for t, at in first_at.items() if verdict[t] and t in item_index]
             if not rows:
                 continue
             context = len(session_ids)
@@ -103,6 +107,54 @@ class History:
             n_items=len(item_index),
         )
         return HistoryData(interactions, session_ids)
+
+
+class HotTracks:
+    """The tracks with a positive (session, track) pair, kept up to date play by play.
+
+    What knn's hot pool needs after every play: a full pass over the history per play would cost
+    its length each time. New plays (by id) are read alone and only the pairs they touch are
+    looked at again (a listening import may add plays older than the newest, so a pair's verdict
+    is read back from the store, not assumed from the new play); a deletion anywhere (the count
+    of plays no longer adds up) starts over from the whole history.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._positive: set[tuple[int, int]] = set()
+        self._pairs_of: dict[int, int] = {}  # track -> positive pairs it is in
+        self._last_id = 0
+        self._count = 0
+
+    def current(self) -> set[int]:
+        count, last_id = self.store.play_totals()
+        if self._count and last_id >= self._last_id:
+            new = self.store.plays(since_id=self._last_id)
+            if count == self._count + len(new):  # nothing was deleted: the new plays are all that changed
+                touched = {(p.session_id, p.track_id) for p in new}
+                for pair, event in self.store.last_events(touched).items():
+                    self._set(pair, event not in NEGATIVE_EVENTS)
+                self._last_id, self._count = max([self._last_id, *(p.id for p in new)]), count
+                return set(self._pairs_of)
+        self._positive.clear()
+        self._pairs_of.clear()
+        for session_id, track_id, event, _at in self.store.play_rows():  # in time order: the last verdict stays
+            self._set((session_id, track_id), event not in NEGATIVE_EVENTS)
+        self._last_id, self._count = last_id, count
+        return set(self._pairs_of)
+
+    def _set(self, pair: tuple[int, int], positive: bool) -> None:
+        if positive == (pair in self._positive):
+            return
+        track = pair[1]
+        if positive:
+            self._positive.add(pair)
+            self._pairs_of[track] = self._pairs_of.get(track, 0) + 1
+        else:
+            self._positive.discard(pair)
+            self._pairs_of[track] -= 1
+            if not self._pairs_of[track]:
+                del self._pairs_of[track]
 
 
 def positive_sequence(plays: list[Play]) -> list[int]:

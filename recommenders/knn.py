@@ -20,6 +20,7 @@ otherwise. We always average the items' own vectors.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,7 +41,7 @@ class KNNRecommender(Recommender):
         super().__init__(seed=seed, **params)
         self.vectors = np.zeros((0, 0), np.float32)  # raw (or z-scored) vectors, for profiles
         self.unit = np.zeros((0, 0), np.float32)  # L2-normalised, what the index holds
-        self.context_items: list[np.ndarray] = []
+        self._contexts: Interactions | Callable[[], Interactions] | list[np.ndarray] = []
         self._index = None
 
     def _fit(
@@ -58,10 +59,36 @@ class KNNRecommender(Recommender):
             vectors = (vectors - mean) / np.where(std > 1e-8, std, 1.0)
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self.unit = l2_normalize(self.vectors)
-        self.context_items = [np.unique(s) for s in interactions.sequences()]
+        self._contexts = interactions
         self._index = None
         if progress:
             progress(1, 1, "built the vector index")
+
+    @property
+    def context_items(self) -> list[np.ndarray]:
+        """Per training context, its distinct items (the profile of a query by context)."""
+        if callable(self._contexts):
+            self._contexts = self._contexts()
+        if isinstance(self._contexts, Interactions):  # worked out on first use: serving never asks
+            self._contexts = [np.unique(s) for s in self._contexts.sequences()]
+        return self._contexts
+
+    def refit_history(self, hot_mask: np.ndarray, interactions: Callable[[], Interactions]) -> KNNRecommender:
+        """The same items, vectors and index under a grown history: only the hot items and the
+        contexts depend on it. `hot_mask` is what `interactions().hot_mask()` would give; the
+        contexts are read from `interactions()` only if a query asks by context (serving never does).
+        """
+        if hot_mask.shape != (self.n_items,):
+            raise ValueError("the hot mask does not cover this model's items")
+        self.hot_mask = hot_mask
+        self._contexts = interactions
+        return self
+
+    def use_unit(self, unit: np.ndarray) -> None:
+        """Take the catalogue's normalised vectors instead of a copy of our own (same rows)."""
+        if unit.shape != self.unit.shape:
+            raise ValueError("these normalised vectors are not this model's items")
+        self.unit = unit
 
     @property
     def index(self):
@@ -98,10 +125,21 @@ class KNNRecommender(Recommender):
         mask = self.candidate_mask(query)
         if profile is None:
             return self._top_k(np.zeros(self.n_items, np.float32), mask, k, self.query_generator(query))
+        return self._search(profile[None, :], mask, k)[0]
+
+    def recommend_batch(self, queries, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Queries with the same candidates share one search (one pass over a flat index)."""
+        profiles = [self.profile(q) for q in queries]
+        shared = len({(q.pool, frozenset(int(i) for i in q.exclude)) for q in queries}) == 1
+        if not queries or not shared or any(p is None for p in profiles):
+            return [self.recommend(q, k) for q in queries]
+        return self._search(np.stack(profiles), self.candidate_mask(queries[0]), k)
+
+    def _search(self, profiles: np.ndarray, mask: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
         n_candidates = int(mask.sum())
         k = min(k, n_candidates)
         if k <= 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+            return [(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in profiles]
         import faiss
 
         params = None
@@ -109,9 +147,12 @@ class KNNRecommender(Recommender):
             bitmap = np.packbits(mask, bitorder="little")
             selector = faiss.IDSelectorBitmap(self.n_items, faiss.swig_ptr(bitmap))
             params = faiss.SearchParameters(sel=selector)
-        scores, ids = self.index.search(profile[None, :], k, params=params)
-        keep = ids[0] >= 0
-        return ids[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)
+        scores, ids = self.index.search(np.ascontiguousarray(profiles, np.float32), k, params=params)
+        out = []
+        for row_scores, row_ids in zip(scores, ids, strict=True):
+            keep = row_ids >= 0
+            out.append((row_ids[keep].astype(np.int64), row_scores[keep].astype(np.float32)))
+        return out
 
     def _extend_items(self, new_vectors: np.ndarray) -> None:
         if self.zscore:
@@ -130,5 +171,5 @@ class KNNRecommender(Recommender):
         self.unit = l2_normalize(self.vectors)
         bounds = np.concatenate([[0], np.cumsum(arrays["context_lengths"])])
         flat = arrays["context_flat"]
-        self.context_items = [flat[bounds[i] : bounds[i + 1]] for i in range(len(bounds) - 1)]
+        self._contexts = [flat[bounds[i] : bounds[i + 1]] for i in range(len(bounds) - 1)]
         self._index = None

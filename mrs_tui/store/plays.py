@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 
 import sqlite_utils
@@ -62,6 +62,27 @@ class PlaysMixin:
             params += list(events)
         sql = f"SELECT * FROM plays WHERE {' AND '.join(clauses)} ORDER BY at, id"
         return [Play(**row) for row in self.db.query(sql, params)]
+
+    def play_rows(self) -> list[tuple[int, int, str, float]]:
+        """(session, track, event, at) of every play in time order: `plays()` without the records."""
+        return self.conn.execute("SELECT session_id, track_id, event, at FROM plays ORDER BY at, id").fetchall()
+
+    def play_totals(self) -> tuple[int, int]:
+        """(how many plays, the highest play id): together they tell an addition from a deletion."""
+        count, last = self.conn.execute("SELECT count(*), coalesce(max(id), 0) FROM plays").fetchone()
+        return count, last
+
+    def last_events(self, pairs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], str]:
+        """The latest event of each (session, track) pair that has one (read through the session's index)."""
+        out = {}
+        for session_id, track_id in pairs:
+            row = self.conn.execute(
+                "SELECT event FROM plays WHERE session_id = ? AND track_id = ? ORDER BY at DESC, id DESC LIMIT 1",
+                [session_id, track_id],
+            ).fetchone()
+            if row is not None:
+                out[(session_id, track_id)] = row[0]
+        return out
 
     def last_play_id(self) -> int:
         return self.conn.execute("SELECT coalesce(max(id), 0) FROM plays").fetchone()[0]

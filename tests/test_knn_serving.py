@@ -1,0 +1,69 @@
+"""The app's knn keeps its vectors and index between plays, and what it serves equals a fresh fit."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mrs_tui.config import Settings
+from mrs_tui.engine import Engine
+from mrs_tui.store import Store
+from mrs_tui.store.bulk import BulkPlay, BulkTrack, write_bulk_history
+
+
+def _engine(tmp_path) -> Engine:
+    store = Store.open(tmp_path / "library.db")
+    rng = np.random.default_rng(3)
+    tracks = [BulkTrack(f"/m/{i:03d}.flac", f"t{i}", f"a{i % 5}") for i in range(120)]
+    plays = [
+        BulkPlay(s, int(rng.integers(0, 60)), "complete", 1000.0 + s * 9000 + n) for s in range(8) for n in range(5)
+    ]
+    write_bulk_history(
+        store, tracks, {("mfcc", "1"): rng.normal(size=(120, 6)).astype(np.float32)}, plays, source="app"
+    )
+    return Engine(store, Settings(backend="mfcc", recommender="knn"))
+
+
+def _fresh_hot_mask(engine: Engine) -> np.ndarray:
+    catalogue = engine.catalogue()
+    return engine.history.data(catalogue.index_of).interactions.hot_mask()
+
+
+def test_hot_items_follow_every_kind_of_history_change_without_a_refit(tmp_path):
+    engine = _engine(tmp_path)
+    store = engine.store
+    model = engine.fitted_model()
+    vectors = model.unit
+    assert np.array_equal(model.hot_mask, _fresh_hot_mask(engine))
+    steps = [
+        lambda: engine.record(100, "complete"),  # a new track turns hot
+        lambda: engine.record(100, "skip"),  # skipped afterwards in the same session: cold again
+        lambda: engine.record(101, "like"),
+        lambda: store.add_play(1, 102, "complete", 0.5),  # an imported play older than the rest
+        lambda: store.delete_play(store.last_play_id()),  # a deletion: counted from scratch
+        lambda: store.delete_session(2),
+    ]
+    for number, step in enumerate(steps):
+        step()
+        model = engine.fitted_model()
+        assert model.unit is vectors  # the same vectors: nothing per catalogue item was redone
+        assert np.array_equal(model.hot_mask, _fresh_hot_mask(engine)), f"after step {number}"
+    hot = engine.suggest(pool="hot", k=200, session_id=None)
+    catalogue = engine.catalogue()
+    served = {catalogue.index_of[s.track.id] for s in hot.items}
+    assert served and served <= set(np.flatnonzero(_fresh_hot_mask(engine)))
+
+
+def test_a_seed_and_session_blend_matches_single_searches(tmp_path):
+    engine = _engine(tmp_path)
+    for track in (3, 4, 5):
+        engine.record(track, "complete")
+    model = engine.fitted_model()
+    from recommenders.base import Query
+
+    queries = [Query(seed=7, exclude={1, 2}), Query(history=[3, 4], exclude={1, 2})]
+    batched = model.recommend_batch(queries, 30)
+    for query, (items, scores) in zip(queries, batched, strict=True):
+        single_items, single_scores = model.recommend(query, 30)
+        assert items.tolist() == single_items.tolist()
+        assert np.allclose(scores, single_scores)
+        assert not {1, 2} & set(items.tolist())
