@@ -84,6 +84,7 @@ class History:
             by_session.setdefault(session_id, []).append((track_id, event, at))
         session_ids: list[int] = []
         contexts, items, stamps = [], [], []
+        negative_contexts, negative_items = [], []
         for session_id, plays in by_session.items():
             first_at: dict[int, float] = {}  # in order of first play
             verdict: dict[int, bool] = {}
@@ -92,19 +93,25 @@ class History:
                 verdict[track_id] = event not in NEGATIVE_EVENTS
             rows = [(item_index[t], at) for t, at in first_at.items() if verdict[t] and t in item_index]
             if not rows:
-                continue
+                continue  # a session of skips only says what was not wanted, but not against what
             context = len(session_ids)
             session_ids.append(session_id)
             for item, at in rows:
                 contexts.append(context)
                 items.append(item)
                 stamps.append(at)
+            for track in first_at:
+                if not verdict[track] and track in item_index:
+                    negative_contexts.append(context)
+                    negative_items.append(item_index[track])
         interactions = Interactions(
             np.asarray(contexts, np.int64),
             np.asarray(items, np.int64),
             np.asarray(stamps, np.float64),
             n_contexts=len(session_ids),
             n_items=len(item_index),
+            negative_contexts=np.asarray(negative_contexts, np.int64),
+            negative_items=np.asarray(negative_items, np.int64),
         )
         return HistoryData(interactions, session_ids)
 
@@ -157,12 +164,24 @@ class HotTracks:
                 del self._pairs_of[track]
 
 
-def positive_sequence(plays: list[Play]) -> list[int]:
-    """Tracks whose last verdict in these plays is positive, ordered by first play."""
+def _verdicts(plays: list[Play]) -> tuple[list[int], dict[int, bool]]:
+    """Tracks in order of first event, and whether each one's last event is positive."""
     verdict: dict[int, bool] = {}
     order: list[int] = []
     for play in sorted(plays, key=lambda p: (p.at, p.id)):
         if play.track_id not in verdict:
             order.append(play.track_id)
         verdict[play.track_id] = play.event not in NEGATIVE_EVENTS
+    return order, verdict
+
+
+def positive_sequence(plays: list[Play]) -> list[int]:
+    """Tracks whose last verdict in these plays is positive, ordered by first play."""
+    order, verdict = _verdicts(plays)
     return [t for t in order if verdict[t]]
+
+
+def negative_tracks(plays: list[Play]) -> list[int]:
+    """Tracks whose last verdict in these plays is a skip or a dislike, ordered by first event."""
+    order, verdict = _verdicts(plays)
+    return [t for t in order if not verdict[t]]

@@ -97,6 +97,9 @@ class LearnedParams(Params):
     standardize: bool = True  # per-dimension standardisation of the audio inputs (`InputScaling`)
     device: str | None = None  # "cpu", "cuda", "cuda:N"; None or "auto": the best one torch sees
     threads: int | None = None  # cap on torch's CPU threads while training (None: torch's setting)
+    # Skips and dislikes as negatives (`Interactions.negative_matrix`); the paper had none.
+    learn_from_skips: bool = True
+    skip_weight: float = 1.0  # weight of the skip terms against the model's own loss
 
 
 class LearnedRecommender(Recommender):
@@ -111,6 +114,8 @@ class LearnedRecommender(Recommender):
         self.scaling: InputScaling | None = None
         self.sequences = ContextSequences()
         self.loss_history: list[float] = []
+        # Training only: the turned-down (context, item) pairs as CSR, None when not learning from them.
+        self.skips = None
         # Set while `_fit` runs: the CPU generator of every random draw, and the training device.
         self.generator: torch.Generator | None = None
         self.train_device: torch.device | None = None
@@ -130,7 +135,18 @@ class LearnedRecommender(Recommender):
         """The input scaling and the training sequences; returns the scaled audio."""
         self.scaling = InputScaling.fit(item_vectors, enabled=self.standardize)
         self.sequences = ContextSequences(interactions.sequences())
+        use = self.learn_from_skips and self.skip_weight > 0 and interactions.has_negatives
+        self.skips = interactions.negative_matrix() if use else None
+        if self.skips is not None and self.skips.nnz == 0:
+            self.skips = None
         return self.scaling(item_vectors)
+
+    def skip_columns(self, columns: np.ndarray) -> dict[str, object]:
+        """`train_autoencoder`'s skip arguments for a matrix restricted to `columns` (none without skips)."""
+        if self.skips is None:
+            return {}
+        skips = self.skips[:, columns].tocsr()
+        return {"skips": skips, "skip_weight": self.skip_weight} if skips.nnz else {}
 
     def _use_module(self, module: nn.Module) -> None:
         """Make `module` (CPU, eval mode) the model that answers queries (models that select by validation)."""
@@ -142,6 +158,27 @@ class LearnedRecommender(Recommender):
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.sequences = ContextSequences.from_arrays(arrays)
         self.loss_history = [float(x) for x in arrays.get("loss_history", [])]
+
+
+def sample_skips(skips, contexts: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """One turned-down item per context (uniformly among its skips), and which contexts have any.
+
+    `skips` is the contexts x items CSR of `Interactions.negative_matrix`; the item of a
+    context without skips is 0 and masked out.
+    """
+    indptr = torch.from_numpy(skips.indptr.astype(np.int64))
+    indices = torch.from_numpy(skips.indices.astype(np.int64))
+    start = indptr[contexts]
+    count = indptr[contexts + 1] - start
+    has = count > 0
+    offset = (torch.rand(len(contexts), generator=generator) * count.clamp(min=1)).long()
+    picked = torch.where(has, indices[(start + offset).clamp(max=max(len(indices) - 1, 0))], 0)
+    return picked, has
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp(min=1.0)
 
 
 class CheckpointSelection:

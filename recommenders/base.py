@@ -153,7 +153,13 @@ def _as(kind: object, value: object) -> object:
 
 @dataclass
 class Interactions:
-    """(context, item, time, weight) rows; the unit every recommender trains on."""
+    """(context, item, time, weight) rows; the unit every recommender trains on.
+
+    The rows are the positive interactions (played, completed, liked). `negative_contexts` /
+    `negative_items` are the (context, item) pairs the listener turned down there (skipped or
+    disliked, as last verdict): they never make an item hot, and learned models with
+    ``learn_from_skips`` use them as negatives. Research logs have none.
+    """
 
     contexts: np.ndarray
     items: np.ndarray
@@ -161,6 +167,8 @@ class Interactions:
     n_contexts: int
     n_items: int
     weights: np.ndarray | None = None
+    negative_contexts: np.ndarray | None = None
+    negative_items: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.contexts = np.asarray(self.contexts, dtype=np.int64)
@@ -177,6 +185,36 @@ class Interactions:
             raise ValueError("item index out of range")
         if n and (self.contexts.min() < 0 or self.contexts.max() >= self.n_contexts):
             raise ValueError("context index out of range")
+        empty = np.zeros(0, np.int64)
+        self.negative_contexts = np.asarray(
+            empty if self.negative_contexts is None else self.negative_contexts, dtype=np.int64
+        )
+        self.negative_items = np.asarray(empty if self.negative_items is None else self.negative_items, dtype=np.int64)
+        m = len(self.negative_items)
+        if len(self.negative_contexts) != m:
+            raise ValueError("negative_contexts and negative_items must have the same length")
+        if m and (self.negative_items.min() < 0 or self.negative_items.max() >= self.n_items):
+            raise ValueError("negative item index out of range")
+        if m and (self.negative_contexts.min() < 0 or self.negative_contexts.max() >= self.n_contexts):
+            raise ValueError("negative context index out of range")
+
+    @property
+    def has_negatives(self) -> bool:
+        return len(self.negative_items) > 0
+
+    def negative_matrix(self):
+        """contexts x items binary CSR of the turned-down pairs, minus any pair that is also positive."""
+        from scipy.sparse import csr_matrix
+
+        shape = (self.n_contexts, self.n_items)
+        ones = np.ones(len(self.negative_items), np.float32)
+        m = csr_matrix((ones, (self.negative_contexts, self.negative_items)), shape=shape)
+        m.sum_duplicates()
+        m.data[:] = 1.0
+        if len(self):
+            m = m - m.multiply(self.matrix(binary=True))
+            m.eliminate_zeros()
+        return m.tocsr()
 
     def __len__(self) -> int:
         return len(self.items)

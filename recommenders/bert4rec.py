@@ -72,7 +72,9 @@ from recommenders._torch import (
     LearnedRecommender,
     intra_op_threads,
     load_module_weights,
+    masked_mean,
     module_weights,
+    sample_skips,
 )
 from recommenders.base import Interactions, InvalidParameter, ProgressCallback, Query
 
@@ -130,10 +132,15 @@ class Bert4RecNet(nn.Module):
 
 def windows(sequences: list[np.ndarray], max_len: int) -> list[np.ndarray]:
     """Consecutive windows of at most `max_len` items, cut from the end of each sequence."""
+    return [w for w, _ in context_windows(sequences, max_len)]
+
+
+def context_windows(sequences: list[np.ndarray], max_len: int) -> list[tuple[np.ndarray, int]]:
+    """`windows`, each with the index of the context it was cut from."""
     out = []
-    for seq in sequences:
+    for context, seq in enumerate(sequences):
         for end in range(len(seq), 0, -max_len):
-            out.append(seq[max(0, end - max_len) : end])
+            out.append((seq[max(0, end - max_len) : end], context))
     return out
 
 
@@ -187,6 +194,7 @@ class Bert4RecRecommender(LearnedRecommender):
         "batch_size": 128,
         "min_steps": 0,
         "standardize": False,
+        "learn_from_skips": False,
     }
 
     def __init__(self, *, seed: int = 0, **params: object) -> None:
@@ -222,11 +230,14 @@ class Bert4RecRecommender(LearnedRecommender):
         to_vocab = np.full(self.n_items, -1, np.int64)
         to_vocab[vocab] = np.arange(len(vocab))
         if self.last_window_only:
-            cut = [seq[-self.max_len :] for seq in self.sequences.sequences]
+            cut = [(seq[-self.max_len :], c) for c, seq in enumerate(self.sequences.sequences)]
         else:
-            cut = windows(self.sequences.sequences, self.max_len)
-        examples = [to_vocab[w] for w in cut if len(w)]
+            cut = context_windows(self.sequences.sequences, self.max_len)
+        cut = [(w, c) for w, c in cut if len(w)]
+        examples = [to_vocab[w] for w, _ in cut]
+        example_contexts = torch.tensor([c for _, c in cut], dtype=torch.long)
         mask_token, pad_token = len(vocab), len(vocab) + 1
+        skips = self.skips
 
         generator, device = self.generator, self.train_device
         table = torch.from_numpy(self.audio) if self.audio_item_table else None
@@ -258,7 +269,21 @@ class Bert4RecRecommender(LearnedRecommender):
                 items = net.item_embeddings(audio_all)[vocab_index]
             states = net.encode(tokens, items)
             masked = targets >= 0
-            loss = F.cross_entropy(net.logits(states[masked], items), targets[masked])
+            logits = net.logits(states[masked], items)
+            loss = F.cross_entropy(logits, targets[masked])
+            if skips is not None:
+                # Negative targets: at each masked position, a track skipped in the window's
+                # context must score below the hidden one (a pairwise term, as BPR).
+                picked, has = sample_skips(skips, example_contexts[batch], generator)
+                if net.item_table is None:
+                    skipped = net.item_projection(audio_all[picked.to(device)])
+                else:
+                    skipped = net.item_table[picked.to(device)]
+                rows = masked.nonzero()[:, 0]
+                skip_logit = (net.head(states[masked]) * skipped[rows]).sum(-1)
+                target_logit = logits.gather(1, targets[masked][:, None])[:, 0]
+                pairwise = F.softplus(skip_logit - target_logit)
+                loss = loss + self.skip_weight * masked_mean(pairwise, has.to(device)[rows])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -166,6 +166,7 @@ class ContrastiveRecommender(LearnedRecommender):
         "normalize_outputs": False,
         "cold_negatives": True,
         "standardize": False,
+        "learn_from_skips": False,
     }
 
     def __init__(self, *, seed: int = 0, **params: object) -> None:
@@ -216,6 +217,7 @@ class ContrastiveRecommender(LearnedRecommender):
             cancel=cancel,
             min_steps=self.min_steps,
             normalized=not self.raw_collaborative,
+            **self.skip_columns(columns),
         )
         self.collaborative = factors[hot] if self.cold_negatives else factors
 

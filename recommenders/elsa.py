@@ -114,11 +114,16 @@ def train_autoencoder(
     label: str = "ELSA",
     min_steps: int = 0,
     after_epoch: Callable[[int], bool] | None = None,
+    skips=None,
+    skip_weight: float = 1.0,
 ) -> list[float]:
     """Fit ELSA-style factors to the rows of `matrix` (contexts × items, CSR) with the NMSE loss.
 
     `factors()` returns the current normalised factor matrix (recomputed every step, so the
-    hybrid's MLP is part of the graph). Empty rows carry no signal and are skipped.
+    hybrid's MLP is part of the graph). Empty rows carry no signal and are skipped. `skips`
+    (same shape, the turned-down pairs) enter the target row as ``−skip_weight``: the
+    reconstruction of a context is pulled away from what it skipped, not only towards what
+    it played; the input row stays the positives.
     """
     rows = np.flatnonzero(np.diff(matrix.indptr) > 0)
     loop = EpochLoop(
@@ -133,8 +138,10 @@ def train_autoencoder(
     )
 
     def step(batch: torch.Tensor) -> float:
-        x = csr_rows_to_dense(matrix, rows[batch.numpy()], device)
-        loss = nmse_loss(reconstruct(x, factors()), x)
+        chosen = rows[batch.numpy()]
+        x = csr_rows_to_dense(matrix, chosen, device)
+        target = x if skips is None else x - skip_weight * csr_rows_to_dense(skips, chosen, device)
+        loss = nmse_loss(reconstruct(x, factors()), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -157,6 +164,8 @@ def fit_elsa(
     cancel=None,
     min_steps: int = 0,
     normalized: bool = True,
+    skips=None,
+    skip_weight: float = 1.0,
 ) -> np.ndarray:
     """Train plain ELSA on `matrix` and return its item factors (n_items × n_dims).
 
@@ -177,6 +186,8 @@ def fit_elsa(
         cancel=cancel,
         label="collaborative view (ELSA)",
         min_steps=min_steps,
+        skips=skips,
+        skip_weight=skip_weight,
     )
     with torch.no_grad():
         factors = model.factors() if normalized else model.weight
@@ -219,7 +230,13 @@ class ELSARecommender(LearnedRecommender):
     uses_audio = False
     recommends_for_cold = False
     quick_params = {"epochs": 30, "batch_size": 32, "min_steps": 0, "threads": 1}
-    paper_params = {"paper_compat": True, "dims": 768, "min_steps": 0, "cold_negatives": True}
+    paper_params = {
+        "paper_compat": True,
+        "dims": 768,
+        "min_steps": 0,
+        "cold_negatives": True,
+        "learn_from_skips": False,
+    }
 
     def __init__(self, *, seed: int = 0, **params: object) -> None:
         super().__init__(seed=seed, **params)
@@ -251,6 +268,7 @@ class ELSARecommender(LearnedRecommender):
             progress=progress,
             cancel=cancel,
             min_steps=self.min_steps,
+            **self.skip_columns(columns),
         )
         self.factors = np.zeros((self.n_items, self.dims), np.float32)
         self.factors[columns] = learned

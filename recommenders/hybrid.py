@@ -96,6 +96,7 @@ class HybridRecommender(LearnedRecommender):
         "min_steps": 0,
         "standardize": False,
         "cold_negatives": True,
+        "learn_from_skips": False,
     }
 
     def __init__(self, *, seed: int = 0, **params: object) -> None:
@@ -113,7 +114,11 @@ class HybridRecommender(LearnedRecommender):
         cancel: threading.Event | None,
     ) -> None:
         self.audio = vectors
-        columns = np.arange(self.n_items) if self.cold_negatives else np.flatnonzero(self.hot_mask)
+        trained = self.hot_mask.copy()
+        if self.skips is not None:
+            # Tracks only ever skipped have audio, so their factors can learn to sit apart.
+            trained[np.unique(self.skips.indices)] = True
+        columns = np.arange(self.n_items) if self.cold_negatives else np.flatnonzero(trained)
         matrix = interactions.matrix(binary=True)[:, columns].tocsr()
         device = self.train_device
         net = AudioFactors(self.audio.shape[1], self.hidden).to(device)
@@ -133,6 +138,7 @@ class HybridRecommender(LearnedRecommender):
             label="hybrid ELSA",
             min_steps=self.min_steps,
             after_epoch=selection.after_epoch,
+            **self.skip_columns(columns),
         )
         selection.finish()
 

@@ -68,7 +68,9 @@ from recommenders._torch import (
     LearnedRecommender,
     inner_products,
     load_module_weights,
+    masked_mean,
     module_weights,
+    sample_skips,
 )
 from recommenders.base import Interactions, InvalidParameter, ProgressCallback, Query, l2_normalize
 
@@ -138,6 +140,7 @@ class ShallowRecommender(LearnedRecommender):
         "epochs": 100,
         "min_steps": 0,
         "standardize": False,
+        "learn_from_skips": False,
     }
 
     def __init__(self, *, seed: int = 0, **params: object) -> None:
@@ -163,6 +166,7 @@ class ShallowRecommender(LearnedRecommender):
         n_contexts = interactions.n_contexts
 
         generator, device = self.generator, self.train_device
+        skips = self.skips
         out_dim = self.out_dim or vectors.shape[1]
         net = ShallowNet(
             torch.from_numpy(vectors),
@@ -196,6 +200,12 @@ class ShallowRecommender(LearnedRecommender):
                 picks = torch.randint(negative_pool, (len(batch), self.negatives), generator=generator)
                 negative = (context @ net.embed_items(pool.to(device)).T).gather(1, picks.to(device))
             loss = hinge_loss(positive[:, None], negative, self.margin)
+            if skips is not None:
+                # A track skipped in this context is a hard negative: it must score below the played one.
+                picked, has = sample_skips(skips, contexts[batch], generator)
+                hard = (context * net.embed_items(picked.to(device))).sum(-1)
+                skip_hinge = torch.clamp(self.margin - positive + hard, min=0)
+                loss = loss + self.skip_weight * masked_mean(skip_hinge, has.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

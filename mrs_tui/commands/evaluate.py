@@ -75,6 +75,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         action="store_true",
         help="every recommender as the paper's published code behaves (NAME+paper rows do it for one)",
     )
+    p.add_argument(
+        "--negatives",
+        choices=["auto", "on", "off", "both"],
+        default="auto",
+        help="skips and dislikes as negatives for learned models; both: NAME without, NAME+neg with, same seeds",
+    )
     p.add_argument("--paper-cold-k", action="store_true", help="cold part at K=50, as the code's cold '@20' columns")
     p.add_argument(
         "--paired",
@@ -202,6 +208,7 @@ def run_eval(args: argparse.Namespace) -> int:
         selection=args.selection,
         paper_compat=args.paper_compat,
         paper_cold_k=args.paper_cold_k,
+        negatives=args.negatives,
         quick=args.quick,
     )
     pairs = [_pair(value) for value in args.paired or ()]

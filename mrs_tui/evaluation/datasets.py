@@ -56,6 +56,8 @@ class PlayLog:
     timestamps: np.ndarray  # float64, seconds since the epoch (UTC)
     counts: np.ndarray  # float32
     sessions: np.ndarray | None = None  # session keys when the source knows its sessions
+    # Skips and dislikes (one row per turned-down (context, track) pair; counts unused), when the source has them.
+    negatives: PlayLog | None = None
 
     def __post_init__(self) -> None:
         self.timestamps = np.asarray(self.timestamps, dtype=np.float64)
@@ -70,12 +72,14 @@ class PlayLog:
         return len(self.items)
 
     def take(self, mask: np.ndarray) -> PlayLog:
+        """The rows of `mask` (the negatives stay as they are)."""
         return PlayLog(
             self.users[mask],
             self.items[mask],
             self.timestamps[mask],
             self.counts[mask],
             None if self.sessions is None else self.sessions[mask],
+            negatives=self.negatives,
         )
 
     @property
@@ -130,13 +134,21 @@ class Dataset:
 
 def history_dataset(store, backends: Sequence[str], version_of: Callable[[str], str]) -> Dataset:
     """The store's play history as (session, track) pairs, with the library's stored vectors."""
-    from mrs_tui.history import NEGATIVE_EVENTS, positive_sequence
+    from mrs_tui.history import NEGATIVE_EVENTS, negative_tracks, positive_sequence
 
     by_session: dict[int, list] = {}
     for play in store.plays():
         by_session.setdefault(play.session_id, []).append(play)
     sessions, items, stamps, counts = [], [], [], []
+    skipped_sessions, skipped_items, skipped_stamps = [], [], []
     for session_id, plays in by_session.items():
+        turned_down = set(negative_tracks(plays))
+        for p in plays:
+            if p.event in NEGATIVE_EVENTS and p.track_id in turned_down:
+                turned_down.discard(p.track_id)  # one row per pair, at its first skip
+                skipped_sessions.append(session_id)
+                skipped_items.append(str(p.track_id))
+                skipped_stamps.append(p.at)
         first_at: dict[int, float] = {}
         played: dict[int, int] = {}
         for p in plays:
@@ -154,6 +166,13 @@ def history_dataset(store, backends: Sequence[str], version_of: Callable[[str], 
         np.asarray(stamps, np.float64),
         np.asarray(counts, np.float32),
         sessions=np.asarray(sessions, np.int64),
+        negatives=PlayLog(
+            np.zeros(len(skipped_items), np.int64),
+            np.asarray(skipped_items, dtype=object),
+            np.asarray(skipped_stamps, np.float64),
+            np.ones(len(skipped_items), np.float32),
+            sessions=np.asarray(skipped_sessions, np.int64),
+        ),
     )
     sources = {name: store_vectors(store, name, version_of(name)) for name in backends}
     return Dataset("local history", "history", log, sources, default_contexts="sessions")

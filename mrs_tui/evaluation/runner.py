@@ -93,6 +93,8 @@ BASELINES = ("popular", "random")
 # Extra rows: a label, the registered recommender it runs and its options.
 VARIANTS: dict[str, tuple[str, dict]] = {"knn+zscore": ("knn", {"zscore": True})}
 PAPER_SUFFIX = "+paper"  # "shallow+paper": the recommender with paper_compat=True
+SKIPS_SUFFIX = "+neg"  # "shallow+neg": the recommender learning from skips and dislikes
+NEGATIVES = ("auto", "on", "off", "both")
 PARTS = ("hot", "cold", "val")
 _SCORE_BUDGET = 20_000_000  # floats per query batch (queries x items): ~80 MB of scores
 # Below this many validation contexts the fixed budget is kept. Measured with
@@ -127,11 +129,16 @@ class EvalSettings:
     selection: str = "auto"  # checkpoint rule: "auto" (validation when big enough), "validation", "fixed"
     paper_compat: bool = False  # every row with paper_compat=True, and the code's cold K (paper_cold_k)
     paper_cold_k: bool = False  # the cold part computed at K = 50, as the code's cold "@20" columns
+    # Skips and dislikes as negatives for the learned rows: "on", "off", "both" (each row with and
+    # without, "NAME" and "NAME+neg", same seeds), "auto" (each model's default: on, off with paper_compat).
+    negatives: str = "auto"
 
     def __post_init__(self) -> None:
         self.seeds = tuple(int(x) for x in self.seeds) if self.seeds else None
         if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):
             raise UserError(f"repeated seed in {','.join(map(str, self.seeds))}", "give each seed once, e.g. 0,1,2")
+        if self.negatives not in NEGATIVES:
+            raise UserError(f"unknown negatives setting {self.negatives!r}", f"use one of: {', '.join(NEGATIVES)}")
         if self.selection not in ("auto", "validation", "fixed"):
             raise UserError(f"unknown selection rule {self.selection!r}", "use auto, validation or fixed")
         if self.paper_compat:
@@ -448,11 +455,37 @@ class EvalRun:
 # -- preparing the split ----------------------------------------------------------------------
 
 
-def resolve_rows(names: Sequence[str] | None, *, paper_compat: bool = False) -> list[Row]:
+def _learns_from_skips(recommender: str) -> bool:
+    params = recommender_registry.recommender_class(recommender).Params
+    return "learn_from_skips" in params.__dataclass_fields__
+
+
+def resolve_rows(
+    names: Sequence[str] | None, *, paper_compat: bool = False, negatives: str = "auto"
+) -> list[Row]:
     """The recommender rows to evaluate: the chosen ones (default: all) plus every baseline.
 
     A label ``NAME+paper`` runs NAME with ``paper_compat=True``; `paper_compat` sets it on every row.
+    A label ``NAME+neg`` runs NAME learning from skips and dislikes. `negatives` sets that on
+    every row of a model that can ("on"/"off"), or doubles those rows ("both": ``NAME``
+    without, ``NAME+neg`` with).
     """
+    rows = _resolve_rows(names, paper_compat=paper_compat)
+    out: list[Row] = []
+    for row in rows:
+        if negatives == "auto" or "learn_from_skips" in row.params or not _learns_from_skips(row.recommender):
+            out.append(row)
+            continue
+        if negatives == "both":
+            out.append(Row(row.label, row.recommender, {**row.params, "learn_from_skips": False}, row.baseline))
+            params = {**row.params, "learn_from_skips": True}
+            out.append(Row(row.label + SKIPS_SUFFIX, row.recommender, params, row.baseline))
+        else:
+            out.append(Row(row.label, row.recommender, {**row.params, "learn_from_skips": negatives == "on"}, row.baseline))
+    return out
+
+
+def _resolve_rows(names: Sequence[str] | None, *, paper_compat: bool = False) -> list[Row]:
     registry = recommender_registry.REGISTRY
     if names is None:
         wanted: list[str] = []
@@ -470,6 +503,10 @@ def resolve_rows(names: Sequence[str] | None, *, paper_compat: bool = False) -> 
         base, params = VARIANTS.get(label, (label, {}))
         if label.endswith(PAPER_SUFFIX) and label not in VARIANTS:
             base, params = label[: -len(PAPER_SUFFIX)], {"paper_compat": True}
+        if label.endswith(SKIPS_SUFFIX) and label not in VARIANTS:
+            base, params = label[: -len(SKIPS_SUFFIX)], {"learn_from_skips": True}
+            if base in registry and not _learns_from_skips(base):
+                raise UserError(f"{base} does not learn from skips", "drop +neg from its name")
         if base not in registry:
             choices = ", ".join(list(registry) + list(VARIANTS) + [f"NAME{PAPER_SUFFIX}"])
             raise UserError(f"unknown recommender {label!r}", f"choose from: {choices}")
@@ -521,6 +558,30 @@ def _events(log: PlayLog, codes: np.ndarray, contexts: str, gap_seconds: float) 
     return Events(session_codes, codes, log.timestamps, log.counts, session_keys, 0, owners=owners)
 
 
+def _add_negatives(events: Events, log: PlayLog, vocabulary: np.ndarray, contexts: str) -> None:
+    """The log's skips and dislikes in the codes of `events` (contexts it has no plays in are dropped).
+
+    Sessions found by the time gap have no keys to match skips with: those logs teach no skips.
+    """
+    negatives = log.negatives
+    if negatives is None or len(negatives) == 0:
+        return
+    if contexts == "users":
+        keys = negatives.users
+    elif log.sessions is not None and negatives.sessions is not None:
+        keys = negatives.sessions
+    else:
+        return
+    codes = _item_codes(negatives.items, vocabulary)
+    position = np.searchsorted(events.context_keys, keys)
+    clipped = np.minimum(position, max(len(events.context_keys) - 1, 0))
+    known = (codes >= 0) & (position < len(events.context_keys))
+    known &= events.context_keys[clipped] == keys if len(events.context_keys) else False
+    events.negative_contexts = position[known].astype(np.int64)
+    events.negative_items = codes[known]
+    events.negative_timestamps = negatives.timestamps[known]
+
+
 def prepare_split(dataset: Dataset, settings: EvalSettings, backends: Sequence[str]) -> Split:
     """The split every cell of the grid is measured on."""
     vocabulary = _vocabulary(dataset, backends)
@@ -553,6 +614,7 @@ def prepare_split(dataset: Dataset, settings: EvalSettings, backends: Sequence[s
     )
     events = _events(log, codes, contexts, settings.session_gap_minutes * 60.0)
     events.n_items = len(vocabulary)
+    _add_negatives(events, log, vocabulary, contexts)
     candidates = settings.candidates
     if candidates == "auto":
         candidates = "split" if contexts == "users" else "all"
@@ -811,7 +873,7 @@ def run_grid(
                 f"the dataset has no vectors for backend {name!r}",
                 f"available: {', '.join(dataset.sources) or 'none'}",
             )
-    rows = resolve_rows(settings.recommenders, paper_compat=settings.paper_compat)
+    rows = resolve_rows(settings.recommenders, paper_compat=settings.paper_compat, negatives=settings.negatives)
     split = prepare_split(dataset, settings, backends)
     ks = settings.ks
     plan = [(b, r) for b in backends for r in rows if not r.baseline] + [(backends[0], r) for r in rows if r.baseline]
@@ -820,6 +882,12 @@ def run_grid(
     notes = [selection_note] if selection_note else []
     if settings.paper_compat:
         notes.append("--paper-compat: every recommender as the paper's published code behaves, not as its text says")
+    if settings.negatives == "both":
+        notes.append(f"skips and dislikes as negatives: NAME{SKIPS_SUFFIX} rows learn from them, NAME rows do not")
+    elif settings.negatives in ("on", "off"):
+        notes.append(f"skips and dislikes as negatives: {settings.negatives} for every learned row")
+    if split.train.has_negatives:
+        notes.append(f"{len(split.train.negative_items)} skipped or disliked (context, track) pairs in training")
     run = EvalRun(
         dataset=dataset.describe(),
         settings={

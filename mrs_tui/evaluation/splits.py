@@ -178,6 +178,24 @@ class Events:
     context_keys: np.ndarray
     n_items: int
     owners: np.ndarray | None = None
+    # Skips and dislikes, in the same codes; only those of the training period reach the model.
+    negative_contexts: np.ndarray | None = None
+    negative_items: np.ndarray | None = None
+    negative_timestamps: np.ndarray | None = None
+
+
+def _train_negatives(events: Events, train_start: float, test_date: float, train_contexts: np.ndarray, cat):
+    """The training period's turned-down pairs as (context index, item index) for `Interactions`."""
+    if events.negative_items is None or len(events.negative_items) == 0 or len(train_contexts) == 0:
+        return None, None
+    stamps = events.negative_timestamps
+    keep = (stamps >= train_start) & (stamps < test_date)
+    contexts = events.negative_contexts[keep]
+    items = cat(events.negative_items[keep])
+    position = np.searchsorted(train_contexts, contexts)
+    clipped = np.minimum(position, len(train_contexts) - 1)
+    known = (position < len(train_contexts)) & (train_contexts[clipped] == contexts) & (items >= 0)
+    return position[known], items[known]
 
 
 def paper_validation_pick(n: int, share_to_test: float = PAPER_VAL_TEST_SIZE, seed: int = PAPER_SEED) -> np.ndarray:
@@ -277,6 +295,7 @@ def user_split(
 
     cat = _Candidates(n, np.concatenate([tr_items, te_items[~hot_row]]) if candidates == "split" else None)
     user_index = {int(u): i for i, u in enumerate(train_users)}
+    negative_contexts, negative_items = _train_negatives(events, train_start, test_date, train_users, cat)
     train = Interactions(
         np.searchsorted(train_users, tr_ctx),
         cat(tr_items),
@@ -284,6 +303,8 @@ def user_split(
         n_contexts=len(train_users),
         n_items=len(cat.codes),
         weights=tr_count,
+        negative_contexts=negative_contexts,
+        negative_items=negative_items,
     )
     history = _ordered_groups(tr_ctx, tr_items, tr_first)
 
@@ -355,6 +376,7 @@ def session_split(
     if candidates == "split":
         used = np.concatenate([tr_items] + [q for _, q, _, _ in drafts] + [c for _, _, _, c in drafts])
     cat = _Candidates(n, used)  # query tracks stay among "split" candidates: they must be scorable
+    negative_contexts, negative_items = _train_negatives(events, train_start, test_date, train_sessions, cat)
     train = Interactions(
         np.searchsorted(train_sessions, tr_ctx),
         cat(tr_items),
@@ -362,6 +384,8 @@ def session_split(
         n_contexts=len(train_sessions),
         n_items=len(cat.codes),
         weights=tr_count,
+        negative_contexts=negative_contexts,
+        negative_items=negative_items,
     )
     val, hot, cold = [], [], []
     for session, query, hot_items, cold_items in drafts:

@@ -28,6 +28,7 @@ class SyntheticData:
     clusters: np.ndarray  # cluster of each item
     vectors: dict[str, np.ndarray]  # backend name -> (n_items, dim) float32
     release: np.ndarray  # first day each item can be played
+    disliked: np.ndarray | None = None  # each user's skipped cluster (`skip_rate` > 0), else None
 
 
 def generate(
@@ -41,8 +42,17 @@ def generate(
     backends: dict[str, tuple[int, float]] | None = None,  # name -> (dim, noise)
     session_length: tuple[int, int] = (3, 9),
     new_item_share: float = 0.1,
+    skip_rate: float = 0.0,
     seed: int = 0,
 ) -> SyntheticData:
+    """A planted log (see the module docstring).
+
+    With `skip_rate` > 0 every user also has one disliked cluster (never one of their tastes):
+    after each play, with that probability, a popular track of it comes up and is skipped
+    (`log.negatives`). Its tracks are still played now and then in off-taste sessions, so
+    some of them are hot. The skips use their own random stream: the plays are the same as
+    without them.
+    """
     rng = np.random.default_rng(seed)
     backends = backends or {"good": (32, 0.3), "poor": (16, 2.0)}
     clusters = rng.integers(0, n_clusters, n_items)
@@ -58,6 +68,11 @@ def generate(
         centres = local.normal(0.0, 1.0, (n_clusters, dim))
         vectors[name] = (centres[clusters] + local.normal(0.0, noise, (n_items, dim))).astype(np.float32)
     tastes = [rng.choice(n_clusters, size=2, replace=False) for _ in range(n_users)]
+    skip_rng = np.random.default_rng(seed + 7919)
+    disliked = None
+    if skip_rate > 0:
+        disliked = np.array([skip_rng.choice(np.setdiff1d(np.arange(n_clusters), t)) for t in tastes])
+    skipped: tuple[list, list, list, list] = ([], [], [], [])
     users, items, stamps, sessions = [], [], [], []
     session = 0
     while len(items) < n_plays:
@@ -77,6 +92,14 @@ def generate(
             stamps.append(at)
             sessions.append(session)
             at += float(rng.uniform(120, 300))
+            if disliked is not None and skip_rng.random() < skip_rate:
+                pool_skip = np.flatnonzero((clusters == disliked[user]) & (release <= day))
+                if len(pool_skip):
+                    weights_skip = popularity[pool_skip] / popularity[pool_skip].sum()
+                    for column, value in zip(
+                        skipped, (user, str(int(skip_rng.choice(pool_skip, p=weights_skip))), at - 60.0, session)
+                    ):
+                        column.append(value)
         session += 1
     log = PlayLog(
         np.asarray(users, np.int64),
@@ -85,8 +108,16 @@ def generate(
         np.ones(len(items), np.float32),
         sessions=np.asarray(sessions, np.int64),
     )
+    if disliked is not None:
+        log.negatives = PlayLog(
+            np.asarray(skipped[0], np.int64),
+            np.asarray(skipped[1], dtype=object),
+            np.asarray(skipped[2], np.float64),
+            np.ones(len(skipped[1]), np.float32),
+            sessions=np.asarray(skipped[3], np.int64),
+        )
     keys = np.asarray([str(i) for i in range(n_items)], dtype=object)
-    return SyntheticData(log, keys, clusters, vectors, release)
+    return SyntheticData(log, keys, clusters, vectors, release, disliked)
 
 
 def write_history(store, data: SyntheticData, *, versions: dict[str, str] | None = None) -> dict[str, int]:
@@ -108,10 +139,11 @@ def write_history(store, data: SyntheticData, *, versions: dict[str, str] | None
         for i, cluster in enumerate(data.clusters)
     ]
     log = data.log
-    plays = [
-        BulkPlay(int(log.sessions[r]), int(log.items[r]), "complete", float(log.timestamps[r]))
-        for r in np.argsort(log.timestamps, kind="stable")
-    ]
+    rows = [(int(log.sessions[r]), int(log.items[r]), "complete", float(log.timestamps[r])) for r in range(len(log))]
+    if log.negatives is not None:
+        skips = log.negatives
+        rows += [(int(skips.sessions[r]), int(skips.items[r]), "skip", float(skips.timestamps[r])) for r in range(len(skips))]
+    plays = [BulkPlay(*row) for row in sorted(rows, key=lambda row: row[3])]
     vectors = {(name, versions.get(name, "1")): matrix for name, matrix in data.vectors.items()}
     ids = write_bulk_history(store, tracks, vectors, plays)
     return {str(k): ids[i] for i, k in enumerate(data.item_keys)}
