@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 from backends._mel import mel_filterbank
-from backends._precision import compute_context, precision_option, prepare_model
+from backends._precision import compute_context, max_batch_for, precision_option, prepare_model
 from backends._weights import pick_device
 from backends.base import BackendError, MeanPooledBackend
 
@@ -446,6 +446,6 @@ class ConformerFamilyBackend(MeanPooledBackend):
                 self._prepared(waveforms),
                 lambda batch: model.encode(batch, self.layer),
                 device=self.torch_device,
-                max_batch=self.batch_size or 2,
+                max_batch=max_batch_for(self.precision, self.batch_size or 2),
                 precision=self.precision,
             )

@@ -391,7 +391,9 @@ class HFAudioBackend(Backend):
         return _pad_to(wave, receptive_field(config.conv_kernel, config.conv_stride))
 
     def _max_batch(self) -> int:
-        return self.batch_size or 1
+        from backends._precision import max_batch_for
+
+        return max_batch_for(self.precision, self.batch_size or 1)
 
     def _run(self, waveforms: Sequence[np.ndarray], reduce: Callable) -> list:
         """`reduce(hidden_states)` per clip, batched by equal length, under inference mode."""

@@ -14,18 +14,24 @@ Design decisions:
   deprecated in favour of torchao's ``quantize_``, but torchao's int8 dynamic path on a CPU
   only gains with ``torch.compile``; the eager fbgemm kernels are what runs fast here today.
   The deprecation warning is silenced for this one call. The move to torchao is one function.
-- Convolutions that are matrix products in disguise are rewritten as linear layers first, so
-  they are quantised too: the pointwise (kernel 1) convolutions of the conformer blocks, and
-  the strided convolutions of the wav2vec2-style waveform front end (kernel k, stride s over C
-  channels is a linear layer over overlapping windows of k*C values, taken as a view). The
-  rewrite is exact in float32 up to rounding; the first front-end layer (one input channel,
-  ten taps) stays a convolution: it is cheap and sees the raw waveform. The 2-D convolutions
-  of the conformer front end stay float32: unfolded into a matrix product they ran slower than
-  oneDNN's direct convolution on this kind of CPU, quantised or not.
+- Convolutions that are matrix products in disguise are rewritten as linear layers first
+  (kernel k, stride s over C channels is a linear layer over overlapping windows of k*C
+  values, taken as a view; exact in float32 up to rounding). The pointwise (kernel 1)
+  convolutions of the conformer blocks are then quantised like any linear layer. The strided
+  convolutions of the wav2vec2-style waveform front end stay float32 matrix products (faster
+  than torch's Conv1d here): quantising them cost MERT up to 0.05 of cosine on a tiny model,
+  against 1e-4 for the transformer's layers — one activation scale per tensor is too coarse
+  for features that close to the waveform. The first front-end layer (one input channel, ten
+  taps) stays a convolution. The 2-D convolutions of the conformer front end stay float32
+  too: unfolded into a matrix product they ran slower than oneDNN's direct convolution on
+  this kind of CPU, quantised or not.
 - ``bf16`` runs the encoder under bfloat16 autocast (the mel front end, norms and pooling stay
   float32). It is offered only where the CPU has bfloat16 matrix instructions (AVX-512-BF16 or
   AMX, as oneDNN reports them) or on a CUDA GPU; elsewhere bfloat16 is emulated and slower
   than float32, and the option is refused with a message saying so.
+- ``int8`` runs one clip per forward pass: activations are quantised with one scale per
+  tensor, so in a batch a clip's vector would depend on the clips beside it, and the indexer
+  (batches) and ``mrs-tui embed`` (one file) would disagree. On a CPU batching gains little.
 - ``int8`` needs the CPU: quantised kernels exist for x86 and ARM CPUs only.
 """
 
@@ -87,6 +93,11 @@ def prepare_model(model, precision: str, device_type: str, *, check: bool = True
     return model
 
 
+def max_batch_for(precision: str, batch: int) -> int:
+    """Clips per forward pass at `precision` (see the module notes on int8)."""
+    return 1 if precision == "int8" else batch
+
+
 def compute_context(precision: str, device_type: str):
     """The autocast a forward pass runs under for `precision` (none for fp32 and int8 on CPU)."""
     if precision == "bf16":
@@ -131,6 +142,10 @@ def linearise_convolutions(model, *, min_taps: int = 64) -> int:
     return replaced
 
 
+class FloatLinear(nn.Linear):
+    """A linear layer that int8 quantisation leaves alone (it matches layer types exactly)."""
+
+
 class WindowedConv1d(nn.Module):
     """A strided Conv1d computed as a linear layer over overlapping windows of the input.
 
@@ -144,7 +159,9 @@ class WindowedConv1d(nn.Module):
         self.in_channels = in_channels
         self.kernel = kernel
         self.stride = stride
-        self.linear = nn.Linear(in_channels * kernel, out_channels, bias=bias)
+        # Pointwise: quantised with the other linear layers. Wider kernels: kept float (see above).
+        linear_class = nn.Linear if kernel == 1 else FloatLinear
+        self.linear = linear_class(in_channels * kernel, out_channels, bias=bias)
 
     @classmethod
     def from_conv(cls, conv: nn.Conv1d) -> WindowedConv1d:
