@@ -87,7 +87,8 @@ _SPECS = [
         weights_files=("config.json", "model.safetensors|pytorch_model.bin"),
         fetch_hint="mrs-tui backends fetch music2vec",
         cpu_seconds_per_track=4.4,
-        options=("paper_compat",),
+        options=("precision", "paper_compat"),
+        option_defaults={"precision": "fp32"},
     ),
     BackendSpec(
         name="mert",
@@ -104,8 +105,8 @@ _SPECS = [
         weights_files=("config.json", "model.safetensors|pytorch_model.bin"),
         fetch_hint="mrs-tui backends fetch mert",
         cpu_seconds_per_track=14.0,
-        options=("variant", "paper_compat"),
-        option_defaults={"variant": "330m"},
+        options=("variant", "precision", "paper_compat"),
+        option_defaults={"variant": "330m", "precision": "fp32"},
     ),
     BackendSpec(
         name="musicfm",
@@ -122,7 +123,8 @@ _SPECS = [
         weights_files=("pretrained_msd.pt|pretrained_msd.safetensors", "msd_stats.json"),
         fetch_hint="mrs-tui backends fetch musicfm",
         cpu_seconds_per_track=7.9,
-        options=("paper_compat",),
+        options=("precision", "paper_compat"),
+        option_defaults={"precision": "fp32"},
     ),
     BackendSpec(
         name="muq",
@@ -139,7 +141,8 @@ _SPECS = [
         weights_files=("config.json", "model.safetensors"),
         fetch_hint="mrs-tui backends fetch muq",
         cpu_seconds_per_track=7.9,
-        options=("paper_compat",),
+        options=("precision", "paper_compat"),
+        option_defaults={"precision": "fp32"},
     ),
     BackendSpec(
         name="muq_mulan",

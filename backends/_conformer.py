@@ -52,6 +52,7 @@ import torch
 from torch import nn
 
 from backends._mel import mel_filterbank
+from backends._precision import compute_context, max_batch_for, precision_option, prepare_model
 from backends._weights import pick_device
 from backends.base import BackendError, MeanPooledBackend
 
@@ -355,6 +356,7 @@ def run_grouped_by_length(
     *,
     device: torch.device,
     max_batch: int,
+    precision: str = "fp32",
 ) -> list[torch.Tensor]:
     """`run` on batches of equal-length waveforms; results (on CPU, float32) back in input order."""
     by_length: dict[int, list[int]] = {}
@@ -365,7 +367,7 @@ def run_grouped_by_length(
         for start in range(0, len(indices), max_batch):
             chunk = indices[start : start + max_batch]
             batch = torch.from_numpy(np.stack([waveforms[i] for i in chunk])).to(device)
-            with autocast_for(device):
+            with compute_context(precision, device.type):
                 out = run(batch)
             for position, index in enumerate(chunk):
                 results[index] = out[position].float().cpu()
@@ -417,6 +419,7 @@ class ConformerFamilyBackend(MeanPooledBackend):
         super().__init__(**kwargs)
         self.model: ConformerEncoderStack | None = None
         self.torch_device: torch.device | None = None
+        self.precision = precision_option(self.options)
 
     @property
     def dim(self) -> int:
@@ -425,6 +428,7 @@ class ConformerFamilyBackend(MeanPooledBackend):
     def _use_device(self) -> None:
         self.torch_device = pick_device(self.device)
         self.model.to(self.torch_device).eval()
+        self.model = prepare_model(self.model, self.precision, self.torch_device.type)
         if self.torch_device.type == "cuda":
             self.batch_size = GPU_BATCH_SIZE  # 30-s clips at batch 8 take ~4 GB in float16
 
@@ -442,5 +446,6 @@ class ConformerFamilyBackend(MeanPooledBackend):
                 self._prepared(waveforms),
                 lambda batch: model.encode(batch, self.layer),
                 device=self.torch_device,
-                max_batch=self.batch_size or 2,
+                max_batch=max_batch_for(self.precision, self.batch_size or 2),
+                precision=self.precision,
             )

@@ -315,7 +315,10 @@ class HFAudioBackend(Backend):
     gpu_batch_size: ClassVar[int] = 16
 
     def __init__(self, **kwargs: Any) -> None:
+        from backends._precision import precision_option
+
         super().__init__(**kwargs)
+        self.precision = precision_option(self.options)
         self.model = None
         self.model_config = None
         self.torch_device = None
@@ -349,6 +352,7 @@ class HFAudioBackend(Backend):
     def load(self, weights: str | Path | None = None) -> HFAudioBackend:
         import transformers
 
+        from backends._precision import prepare_model
         from backends._weights import pick_device, resolve_weights
 
         folder = resolve_weights(self.spec, weights if weights is not None else self.default_weights_folder())
@@ -363,7 +367,7 @@ class HFAudioBackend(Backend):
             getattr(transformers, self.model_class_name), config, state_dict, path=path, backend=self.name
         )
         self.torch_device = pick_device(self.device)
-        self.model = model.to(self.torch_device)
+        self.model = prepare_model(model.to(self.torch_device), self.precision, self.torch_device.type)
         if self.torch_device.type == "cuda":
             # A GPU is ~100x faster per clip and gains from batching; on CPU batching gains
             # nothing measurable, so small batches let the indexer commit often.
@@ -387,22 +391,21 @@ class HFAudioBackend(Backend):
         return _pad_to(wave, receptive_field(config.conv_kernel, config.conv_stride))
 
     def _max_batch(self) -> int:
-        return self.batch_size or 1
+        from backends._precision import max_batch_for
+
+        return max_batch_for(self.precision, self.batch_size or 1)
 
     def _run(self, waveforms: Sequence[np.ndarray], reduce: Callable) -> list:
         """`reduce(hidden_states)` per clip, batched by equal length, under inference mode."""
         import torch
 
+        from backends._precision import compute_context
+
         self._require_loaded()
         prepared = [self.prepare(w) for w in waveforms]
         results: list = [None] * len(prepared)
         device = self.torch_device
-        autocast = (
-            torch.autocast(device_type="cuda", dtype=torch.float16)
-            if device.type == "cuda"
-            else contextlib.nullcontext()
-        )
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode(), compute_context(self.precision, device.type):
             for group in equal_length_groups(prepared, self._max_batch()):
                 batch = torch.from_numpy(np.stack([prepared[i] for i in group])).to(device)
                 hidden = self.model(batch).last_hidden_state.float()

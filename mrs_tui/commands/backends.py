@@ -1,4 +1,4 @@
-"""`mrs-tui backends` (list, fetch) and `mrs-tui embed`."""
+"""`mrs-tui backends` (list, fetch, check-precision) and `mrs-tui embed`."""
 
 from __future__ import annotations
 
@@ -10,12 +10,22 @@ from mrs_tui.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("backends", parents=[common], help="list backends, or fetch weights")
-    p.add_argument("action", nargs="?", default="list", choices=["list", "fetch"])
+    p = sub.add_parser("backends", parents=[common], help="list backends, fetch weights, or check a precision")
+    p.add_argument("action", nargs="?", default="list", choices=["list", "fetch", "check-precision"])
     p.add_argument("name", nargs="?")
     p.add_argument("--from", dest="source", metavar="FOLDER", help="take weights from a local folder or file")
     p.add_argument("--revision", help="hub revision (commit, tag) to download")
     p.add_argument("--allow-pickle", action="store_true", help="allow checkpoints that need full unpickling")
+    p.add_argument("--precision", choices=["int8", "bf16"], help="check-precision: the precision compared with fp32")
+    p.add_argument(
+        "--clips", metavar="FOLDER", help="check-precision: audio files to compare on (default: the library's tracks)"
+    )
+    p.add_argument("--weights", metavar="PATH", help="check-precision: weights folder (default: the user cache)")
+    p.add_argument("--excerpt-seconds", type=float, default=5.0, help="check-precision: length of each excerpt")
+    p.add_argument("--limit", type=int, default=20, help="check-precision: at most this many library tracks")
+    p.add_argument(
+        "--backend-option", action="append", metavar="KEY=VALUE", help="check-precision: another backend option"
+    )
     p.set_defaults(run=run_backends)
 
     p = sub.add_parser("embed", parents=[common], help="print the embedding of audio files")
@@ -33,6 +43,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 def run_backends(args: argparse.Namespace) -> int:
     if args.action == "fetch":
         return _backends_fetch(args)
+    if args.action == "check-precision":
+        return _backends_check_precision(args)
     from mrs_tui.engine import backend_rows
 
     rows = [row.to_dict() for row in backend_rows()]
@@ -70,6 +82,52 @@ def _backends_fetch(args: argparse.Namespace) -> int:
         return 0
     emit(args, {"name": spec.name, "path": str(path)}, f"{spec.name}: weights ready in {path}")
     return 0
+
+
+def _backends_check_precision(args: argparse.Namespace) -> int:
+    """Compare a precision with fp32 on real audio; exit status 1 when it misses the thresholds."""
+    import sys
+
+    from backends import get_spec
+    from mrs_tui.commands.shared import open_store
+    from mrs_tui.precision_check import audio_files, check_precision
+
+    if not args.name or not args.precision:
+        raise UserError("which backend and precision?", "usage: mrs-tui backends check-precision NAME --precision int8")
+    spec = get_spec(args.name)
+    if "precision" not in spec.options:
+        offered = ", ".join(s.name for s in _backend_specs() if "precision" in s.options)
+        raise UserError(f"backend {spec.name!r} has no precision option", f"backends that have one: {offered}")
+    if args.clips:
+        paths = audio_files(Path(args.clips))
+    else:
+        store = open_store(args)
+        paths = [Path(t.path) for t in store.tracks(status="ok")[: max(2, args.limit)]]
+        if len(paths) < 2:
+            raise UserError(
+                "the library has fewer than two readable tracks", "give a folder of audio files with --clips"
+            )
+    if args.excerpt_seconds <= 0:
+        raise UserError("--excerpt-seconds must be positive", "e.g. --excerpt-seconds 5")
+    options = parse_backend_options(getattr(args, "backend_option", None))
+    quiet = getattr(args, "json", False)
+    report = check_precision(
+        spec.name,
+        args.precision,
+        paths,
+        weights=args.weights,
+        options=options,
+        excerpt_seconds=args.excerpt_seconds,
+        progress=None if quiet else (lambda line: print(f"  {line}", file=sys.stderr, flush=True)),
+    )
+    emit(args, report.to_dict(), report.summary)
+    return 0 if report.passed else 1
+
+
+def _backend_specs():
+    from backends import list_specs
+
+    return list_specs()
 
 
 _EMBED_BATCH = 8  # files analysed per backend call: enough to batch, few enough to keep memory small
