@@ -575,7 +575,8 @@ class MrsTuiApp(PlaybackMixin, WatchMixin, App):
 
         track = self.track_info(main.selected_track_id) if main.selected_track_id is not None else None
         title = track.display_title if track is not None else None
-        self.push_screen(CompareScreen(self.engine, ComparisonSeed(track=main.selected_track_id, title=title)))
+        seed = ComparisonSeed(track=main.selected_track_id, title=title)
+        self.push_screen(CompareScreen(self.engine, seed, known=main.nextup.result))
 
     def compare_session(self) -> None:
         from mrs_tui.comparison import ComparisonSeed

@@ -21,13 +21,15 @@ from textual.binding import Binding
 from textual.containers import HorizontalScroll, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, Static
+from textual.widgets import Header, Label, Static
 
 from mrs_tui.tui.widgets.chart import Bar, MetricChart
+from mrs_tui.tui.widgets.footer import KeyFooter
+from mrs_tui.tui.widgets.ranked import RankedList
 
 if TYPE_CHECKING:
     from mrs_tui.comparison import Comparison, ComparisonSeed
-    from mrs_tui.engine import Engine, Suggestion
+    from mrs_tui.engine import Engine, Suggestion, SuggestionList
 
 K_CHOICES = (10, 20, 50)
 VISIBLE_COLUMNS = 4
@@ -47,11 +49,11 @@ def cell_suggestion(comparison: Comparison, column: int, row: int) -> Suggestion
     return items[row] if 0 <= row < len(items) else None
 
 
-class ColumnTable(DataTable):
+class ColumnTable(RankedList):
     """One column's list; `column` is its index in the comparison."""
 
     def __init__(self, column: int, **kwargs) -> None:
-        super().__init__(cursor_type="row", **kwargs)
+        super().__init__(flex=2, **kwargs)  # the title takes the spare width
         self.column = column
 
 
@@ -81,14 +83,23 @@ class CompareScreen(Screen):
     CompareScreen .column.-narrow { width: 25%; }
     CompareScreen .column:focus-within { border: round $accent; }
     CompareScreen .column-head { height: auto; padding: 0 1; }
-    CompareScreen .column DataTable { height: 1fr; }
+    CompareScreen .column ColumnTable { height: 1fr; }
     CompareScreen #compare-below { height: auto; padding: 0 1; }
     """
 
-    def __init__(self, engine: Engine, seed: ComparisonSeed, *, axis: str = "backends", k: int = 10) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        seed: ComparisonSeed,
+        *,
+        axis: str = "backends",
+        k: int = 10,
+        known: SuggestionList | None = None,
+    ) -> None:
         super().__init__()
         self.engine = engine
         self.seed = seed
+        self.known = known  # the main screen's list for this seed: its column needs no engine call
         self.axis = axis
         self.k = k
         self.backends: list[str] | None = None
@@ -105,7 +116,7 @@ class CompareScreen(Screen):
                 yield Static("", id="overlap")
                 yield MetricChart(id="compare-chart")
                 yield Static("", id="paired")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.refresh_comparison()
@@ -114,20 +125,35 @@ class CompareScreen(Screen):
         self.query_one("#compare-title", Static).update(
             f"comparing {self.axis} on {self.seed.describe(self.engine.store)}…"
         )
-        self.compute(self.backends, self.recommenders, self.axis, self.k)
+        # The main screen's list only for the first fill: a like or a play here makes it stale.
+        known, self.known = self.known, None
+        self.compute(self.backends, self.recommenders, self.axis, self.k, known)
 
     @work(thread=True, exclusive=True, group="compare", exit_on_error=False)
-    def compute(self, backends, recommenders, axis: str, k: int) -> None:
+    def compute(self, backends, recommenders, axis: str, k: int, known: SuggestionList | None = None) -> None:
         from mrs_tui.comparison import compare
         from mrs_tui.errors import UserError
         from mrs_tui.evaluation.datasets import indexed_backends
 
+        # The analysed backends are read once per screen: the B picker needs them and, on the
+        # backends axis, they are the default columns (the engine would read them again).
+        analysed = self.analysed or indexed_backends(self.engine.store, self.engine.version)
+        if axis == "backends" and not backends:
+            backends = analysed or None
         try:
-            result = compare(self.engine, self.seed, backends=backends, recommenders=recommenders, axis=axis, k=k)
+            result = compare(
+                self.engine,
+                self.seed,
+                backends=backends,
+                recommenders=recommenders,
+                axis=axis,
+                k=k,
+                known=known,
+            )
         except UserError as exc:
             self.post_message(ComparisonReady(None, str(exc)))
             return
-        self.post_message(ComparisonReady(result, analysed=indexed_backends(self.engine.store, self.engine.version)))
+        self.post_message(ComparisonReady(result, analysed=analysed))
 
     async def on_comparison_ready(self, message: ComparisonReady) -> None:
         if message.comparison is None:
@@ -141,33 +167,51 @@ class CompareScreen(Screen):
         if len(result.columns) < 2:
             title += "\nonly one column: analyse the library with another backend (b on the main screen) to compare"
         self.query_one("#compare-title", Static).update(title)
-        columns = self.query_one("#columns", HorizontalScroll)
-        await columns.remove_children()
-        narrow = len(result.columns) > VISIBLE_COLUMNS
-        mark_style = {t: MARK_STYLES[i % len(MARK_STYLES)] for i, t in enumerate(result.shared)}
-        for index, column in enumerate(result.columns):
-            table = ColumnTable(index, id=f"column-{index}")
-            head = Label(self.column_head(index), classes="column-head")
-            box = Vertical(head, table, classes="column -narrow" if narrow else "column")
-            await columns.mount(box)
-            table.add_columns("#", " ", "Title", "Rank")
-            items = column.result.items if column.result is not None else []
-            for rank, item in enumerate(items, 1):
-                mark = result.shared.get(item.track.id, "")
-                table.add_row(
-                    str(rank),
-                    Text(mark, style=mark_style.get(item.track.id, "")),
-                    Text(item.track.display_title, style=mark_style.get(item.track.id, "")),
-                    f"top {100 - item.percentile:.0f}%",
-                    key=str(item.track.id),
-                )
-            if not items:
-                table.add_row("", "", column.error or "no suggestions", "")
+        await self.show_columns(result)
         self.query_one("#overlap", Static).update(self.overlap_text())
         self.show_metrics()
-        first = self.query(ColumnTable)
-        if first:
-            first.first().focus()
+
+    async def show_columns(self, result: Comparison) -> None:
+        """Fill the column lists, reusing the ones on screen: mounting is what a keypress waits for."""
+        columns = self.query_one("#columns", HorizontalScroll)
+        boxes = list(columns.query(".column"))
+        if len(boxes) > len(result.columns):
+            await columns.remove_children(boxes[len(result.columns) :])
+            boxes = boxes[: len(result.columns)]
+        narrow = len(result.columns) > VISIBLE_COLUMNS
+        mark_style = {t: MARK_STYLES[i % len(MARK_STYLES)] for i, t in enumerate(result.shared)}
+        new_boxes = []
+        for index, column in enumerate(result.columns):
+            items = column.result.items if column.result is not None else []
+            rows = [
+                (
+                    str(rank),
+                    Text(result.shared.get(item.track.id, ""), style=mark_style.get(item.track.id, "")),
+                    Text(item.track.display_title, style=mark_style.get(item.track.id, "")),
+                    f"top {100 - item.percentile:.0f}%",
+                )
+                for rank, item in enumerate(items, 1)
+            ]
+            keys = [str(item.track.id) for item in items]
+            if not items:
+                rows, keys = [("", "", column.error or "no suggestions", "")], [None]
+            if index < len(boxes):
+                box = boxes[index]
+                box.query_one(".column-head", Label).update(self.column_head(index))
+                table = box.query_one(ColumnTable)
+            else:
+                table = ColumnTable(index, id=f"column-{index}")
+                table.add_columns("#", " ", "Title", "Rank")
+                box = Vertical(Label(self.column_head(index), classes="column-head"), table, classes="column")
+                new_boxes.append(box)
+            box.set_class(narrow, "-narrow")
+            table.set_rows(rows, keys)
+        if new_boxes:
+            await columns.mount_all(new_boxes)
+        if not isinstance(self.focused, ColumnTable) or self.focused.column >= len(result.columns):
+            first = self.query(ColumnTable)
+            if first:
+                first.first().focus()
 
     def column_head(self, index: int) -> str:
         result = self.comparison

@@ -14,10 +14,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
 from mrs_tui.tui import messages as msg
 from mrs_tui.tui.widgets.details import TrackDetails
+from mrs_tui.tui.widgets.footer import KeyFooter
 from mrs_tui.tui.widgets.library import TrackList, TrackListHeader
 from mrs_tui.tui.widgets.status import IndexStatus, JobStatus, PlayerBar
 from mrs_tui.tui.widgets.suggestions import NextUp
@@ -69,7 +70,7 @@ class MainScreen(Screen):
         yield IndexStatus(id="index-status")
         yield JobStatus(id="train-status")
         yield PlayerBar(id="player")
-        yield Footer()
+        yield KeyFooter()
 
     # -- handles on widgets ----------------------------------------------------------------------
 

@@ -8,7 +8,9 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
+
+from mrs_tui.tui.widgets.footer import KeyFooter
 
 if TYPE_CHECKING:
     from mrs_tui.store import Track
@@ -44,7 +46,7 @@ class QueueScreen(Screen):
         yield Static("", id="queue-title")
         yield QueueTable(cursor_type="row", id="queue-table")
         yield Static("", id="queue-why")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(QueueTable)

@@ -72,7 +72,10 @@ class NextUp(Vertical):
     def table(self) -> SuggestionTable:
         return self.query_one(SuggestionTable)
 
+    result: SuggestionList | None = None  # the list on screen (the compare screen reuses it)
+
     def show(self, result: SuggestionList) -> None:
+        self.result = result
         mode = result.describe()
         if result.seed is not None:
             mode += f" · seed: {result.seed.display_title}"
