@@ -80,7 +80,7 @@ class ComparisonSeed:
 
     def describe(self, store) -> str:
         if self.tracks is not None:
-            return f"{len(self.tracks)} tracks (playlist or queue)"
+            return f"{self.title or 'playlist or queue'} ({len(self.tracks)} tracks)"
         if self.track is not None:
             if self.title is not None:
                 return f"{self.title} and this session"
@@ -293,6 +293,30 @@ def describe_winners(best: dict[str, CellResult]) -> str:
     names = {"hot": "hot", "cold": "new files"}
     parts = [f"{c.recommender} on {c.backend} for {names[p]}" for p, c in best.items()]
     return "on your history: " + ", ".join(parts) if parts else "no winner yet: evaluate your history first"
+
+
+def describe_serving(store, served: dict) -> str:
+    """The header's line while measured winners serve: each mode's pair and the run they won.
+
+    "hot: hybrid on musicnn · new files: shallow on mfcc · evaluation #3, 2026-12-01";
+    empty while the selected backend and recommender serve.
+    """
+    if not served:
+        return ""
+    import datetime
+
+    names = {"hot": "hot", "cold": "new files"}
+    parts = [f"{names.get(m, m)}: {p.recommender} on {p.backend}" for m, p in sorted(served.items())]
+    runs = {r["id"]: r for r in list_runs(store, 200)}
+    for run_id in dict.fromkeys(p.run_id for p in served.values()):
+        run = runs.get(run_id)
+        when = (
+            datetime.datetime.fromtimestamp(run["created_at"], datetime.UTC).strftime("%Y-%m-%d")
+            if run is not None
+            else "deleted since"
+        )
+        parts.append(f"evaluation #{run_id}, {when}")
+    return "serving " + " · ".join(parts)
 
 
 # -- building a comparison -----------------------------------------------------------------------

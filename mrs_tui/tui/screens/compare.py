@@ -20,8 +20,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import HorizontalScroll, Vertical, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
-from textual.widgets import Header, Label, Static
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Header, Label, OptionList, Static
+from textual.widgets.option_list import Option
 
 from mrs_tui.tui.widgets.chart import Bar, MetricChart
 from mrs_tui.tui.widgets.footer import KeyFooter
@@ -41,6 +42,77 @@ class ComparisonReady(Message):
     comparison: Comparison | None
     error: str | None = None
     analysed: list[str] | None = None  # the backends with vectors, read in the worker for the B picker
+
+
+@dataclass
+class SeedsReady(Message):
+    """The playlists to offer as seeds, read in a worker: (name, track ids)."""
+
+    playlists: list[tuple[str, list[int]]]
+
+
+class SeedPicker(ModalScreen[int | None]):
+    """What the columns are for: the track, the current session, the queue or a playlist."""
+
+    BINDINGS = [Binding("escape", "dismiss_none", "Close")]
+    DEFAULT_CSS = """
+    SeedPicker { align: center middle; }
+    SeedPicker > Vertical { width: 80; height: auto; max-height: 80%; border: round $accent; background: $surface;
+        padding: 0 1; }
+    SeedPicker OptionList { height: auto; max-height: 20; }
+    """
+
+    def __init__(self, seeds: list[ComparisonSeed], labels: list[str]) -> None:
+        super().__init__()
+        self.seeds = seeds
+        self.labels = labels
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("Compare for… (enter picks)")
+            yield OptionList(*(Option(label, id=str(i)) for i, label in enumerate(self.labels)))
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(int(event.option.id))
+
+    def action_dismiss_none(self) -> None:
+        self.dismiss(None)
+
+
+@dataclass
+class ComparisonPrepared(Message):
+    """For the app: the first comparison of a seed is computed, the screen can open filled."""
+
+    seed: ComparisonSeed
+    ready: ComparisonReady
+
+
+def prepare_comparison(
+    engine: Engine,
+    seed: ComparisonSeed,
+    *,
+    backends: list[str] | None = None,
+    recommenders: list[str] | None = None,
+    axis: str = "backends",
+    k: int = 10,
+    known: SuggestionList | None = None,
+    analysed: list[str] | None = None,
+) -> ComparisonReady:
+    """The comparison for a worker to post (run in a thread: it asks the engine and the store)."""
+    from mrs_tui.comparison import compare
+    from mrs_tui.errors import UserError
+    from mrs_tui.evaluation.datasets import indexed_backends
+
+    # The analysed backends are read once per screen: the B picker needs them and, on the
+    # backends axis, they are the default columns (the engine would read them again).
+    analysed = analysed or indexed_backends(engine.store, engine.version)
+    if axis == "backends" and not backends:
+        backends = analysed or None
+    try:
+        result = compare(engine, seed, backends=backends, recommenders=recommenders, axis=axis, k=k, known=known)
+    except UserError as exc:
+        return ComparisonReady(None, str(exc))
+    return ComparisonReady(result, analysed=analysed)
 
 
 def cell_suggestion(comparison: Comparison, column: int, row: int) -> Suggestion | None:
@@ -72,6 +144,7 @@ class CompareScreen(Screen):
         Binding("k", "cycle_k", "K"),
         Binding("B", "pick_backends", "Backends"),
         Binding("R", "pick_recommenders", "Recommenders"),
+        Binding("s", "pick_seed", "Seed"),
         Binding("left", "focus_column(-1)", "", show=False),
         Binding("right", "focus_column(1)", "", show=False),
     ]
@@ -95,8 +168,10 @@ class CompareScreen(Screen):
         axis: str = "backends",
         k: int = 10,
         known: SuggestionList | None = None,
+        ready: ComparisonReady | None = None,
     ) -> None:
         super().__init__()
+        self.ready = ready
         self.engine = engine
         self.seed = seed
         self.known = known  # the main screen's list for this seed: its column needs no engine call
@@ -118,8 +193,13 @@ class CompareScreen(Screen):
                 yield Static("", id="paired")
         yield KeyFooter()
 
-    def on_mount(self) -> None:
-        self.refresh_comparison()
+    async def on_mount(self) -> None:
+        if self.ready is None:
+            self.refresh_comparison()
+            return
+        # Computed before the screen was pushed: the first paint is the filled screen.
+        ready, self.ready = self.ready, None
+        await self.on_comparison_ready(ready)
 
     def refresh_comparison(self) -> None:
         self.query_one("#compare-title", Static).update(
@@ -131,17 +211,8 @@ class CompareScreen(Screen):
 
     @work(thread=True, exclusive=True, group="compare", exit_on_error=False)
     def compute(self, backends, recommenders, axis: str, k: int, known: SuggestionList | None = None) -> None:
-        from mrs_tui.comparison import compare
-        from mrs_tui.errors import UserError
-        from mrs_tui.evaluation.datasets import indexed_backends
-
-        # The analysed backends are read once per screen: the B picker needs them and, on the
-        # backends axis, they are the default columns (the engine would read them again).
-        analysed = self.analysed or indexed_backends(self.engine.store, self.engine.version)
-        if axis == "backends" and not backends:
-            backends = analysed or None
-        try:
-            result = compare(
+        self.post_message(
+            prepare_comparison(
                 self.engine,
                 self.seed,
                 backends=backends,
@@ -149,11 +220,9 @@ class CompareScreen(Screen):
                 axis=axis,
                 k=k,
                 known=known,
+                analysed=self.analysed,
             )
-        except UserError as exc:
-            self.post_message(ComparisonReady(None, str(exc)))
-            return
-        self.post_message(ComparisonReady(result, analysed=analysed))
+        )
 
     async def on_comparison_ready(self, message: ComparisonReady) -> None:
         if message.comparison is None:
@@ -276,6 +345,9 @@ class CompareScreen(Screen):
             return None
         return cell_suggestion(self.comparison, focused.column, focused.cursor_row)
 
+    def on_ranked_list_selected(self, event: RankedList.Selected) -> None:
+        self.action_explain()  # enter on a cell, as on the main screen: why it is there
+
     def action_focus_column(self, step: int) -> None:
         tables = list(self.query(ColumnTable))
         if not tables:
@@ -373,6 +445,43 @@ class CompareScreen(Screen):
             "Recommenders to compare" if self.axis == "recommenders" else "The recommender (the first checked one)"
         )
         self.app.push_screen(ChecklistPrompt(heading, [(n, n in current) for n in names]), picked)
+
+    def action_pick_seed(self) -> None:
+        """Another seed for the same columns: the track, this session, the queue or a playlist."""
+        self.read_playlists()
+
+    @work(thread=True, exclusive=True, group="seeds", exit_on_error=False)
+    def read_playlists(self) -> None:
+        store = self.engine.store
+        self.post_message(SeedsReady([(p.name, store.playlist_track_ids(p.id)) for p in store.playlists()]))
+
+    def on_seeds_ready(self, message: SeedsReady) -> None:
+        from mrs_tui.comparison import ComparisonSeed
+
+        seeds: list[ComparisonSeed] = []
+        labels: list[str] = []
+        track = self.seed.track if self.seed.tracks is None else None
+        if track is not None:
+            seeds.append(self.seed)
+            labels.append(f"the track: {self.seed.describe(self.engine.store)}")
+        seeds.append(ComparisonSeed())
+        labels.append("this session (your latest plays)")
+        queue = getattr(self.app, "queue", None)
+        queued = queue.track_ids() if queue is not None else []
+        if queued:
+            seeds.append(ComparisonSeed(tracks=tuple(queued), title="the queue"))
+            labels.append(f"the queue ({len(queued)} tracks)")
+        for name, ids in message.playlists:
+            if ids:
+                seeds.append(ComparisonSeed(tracks=tuple(ids), title=f"playlist {name}"))
+                labels.append(f"playlist {name} ({len(ids)} tracks)")
+
+        def picked(index: int | None) -> None:
+            if index is not None:
+                self.seed = seeds[index]
+                self.refresh_comparison()
+
+        self.app.push_screen(SeedPicker(seeds, labels), picked)
 
     def action_blind(self) -> None:
         if self.comparison is None or len(self.comparison.columns) < 2:

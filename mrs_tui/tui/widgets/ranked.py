@@ -174,6 +174,8 @@ class RankedList(ScrollView, can_focus=True):
             for i, cell in enumerate(row[:n]):
                 widths[i] = max(widths[i], cell_len(cell.plain if isinstance(cell, Text) else str(cell)))
         flex = self.flex % n
+        cap = max(8, width // 4)  # no other column squeezes the flex one (long artist names)
+        widths = [w if i == flex else min(w, cap) for i, w in enumerate(widths)]
         others = sum(w for i, w in enumerate(widths) if i != flex) + n - 1
         widths[flex] = max(width - others, 1)
         self._widths = widths
