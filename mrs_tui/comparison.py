@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -80,7 +80,7 @@ class ComparisonSeed:
 
     def describe(self, store) -> str:
         if self.tracks is not None:
-            return f"{len(self.tracks)} tracks (playlist or queue)"
+            return f"{self.title or 'playlist or queue'} ({len(self.tracks)} tracks)"
         if self.track is not None:
             if self.title is not None:
                 return f"{self.title} and this session"
@@ -209,9 +209,30 @@ class Comparison:
 # -- stored evaluations ---------------------------------------------------------------------------
 
 
-def history_runs(store, limit: int = 50) -> list[EvalRun]:
-    """Evaluation runs on this history, newest first (cancelled runs included: their cells are real)."""
-    return [load_run(store, r["id"]) for r in list_runs(store, limit) if r["dataset"] == HISTORY_DATASET]
+class HistoryRuns:
+    """Evaluation runs on this history, newest first (cancelled runs included: their cells are real).
+
+    Loaded one by one as they are iterated: the columns' metrics are usually all in the newest
+    run, and loading fifty runs with their per-session values would cost every comparison.
+    """
+
+    def __init__(self, store, limit: int = 50) -> None:
+        self.store = store
+        self._ids = [r["id"] for r in list_runs(store, limit) if r["dataset"] == HISTORY_DATASET]
+        self._loaded: list[EvalRun] = []
+
+    def __iter__(self):
+        for index, run_id in enumerate(self._ids):
+            if index == len(self._loaded):
+                self._loaded.append(load_run(self.store, run_id))
+            yield self._loaded[index]
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
+def history_runs(store, limit: int = 50) -> HistoryRuns:
+    return HistoryRuns(store, limit)
 
 
 def latest_history_run(store, run_id: int | None = None) -> EvalRun:
@@ -228,7 +249,7 @@ def _cell_key(cell: CellResult) -> tuple[str, str]:
     return cell.backend, cell.recommender
 
 
-def cell_metrics(runs: Sequence[EvalRun], backend: str, recommender: str, k: int) -> CellMetrics | None:
+def cell_metrics(runs: Iterable[EvalRun], backend: str, recommender: str, k: int) -> CellMetrics | None:
     """The newest run's metrics of the pair (baselines are stored with backend "-")."""
     spec = recommender_registry.REGISTRY.get(recommender)
     wanted = (
@@ -274,6 +295,30 @@ def describe_winners(best: dict[str, CellResult]) -> str:
     return "on your history: " + ", ".join(parts) if parts else "no winner yet: evaluate your history first"
 
 
+def describe_serving(store, served: dict) -> str:
+    """The header's line while measured winners serve: each mode's pair and the run they won.
+
+    "hot: hybrid on musicnn · new files: shallow on mfcc · evaluation #3, 2026-12-01";
+    empty while the selected backend and recommender serve.
+    """
+    if not served:
+        return ""
+    import datetime
+
+    names = {"hot": "hot", "cold": "new files"}
+    parts = [f"{names.get(m, m)}: {p.recommender} on {p.backend}" for m, p in sorted(served.items())]
+    runs = {r["id"]: r for r in list_runs(store, 200)}
+    for run_id in dict.fromkeys(p.run_id for p in served.values()):
+        run = runs.get(run_id)
+        when = (
+            datetime.datetime.fromtimestamp(run["created_at"], datetime.UTC).strftime("%Y-%m-%d")
+            if run is not None
+            else "deleted since"
+        )
+        parts.append(f"evaluation #{run_id}, {when}")
+    return "serving " + " · ".join(parts)
+
+
 # -- building a comparison -----------------------------------------------------------------------
 
 
@@ -301,10 +346,34 @@ def plan_columns(
     return axis, [(backend, r) for r in recs], backend
 
 
-def _column(engine, seed: ComparisonSeed, backend: str, recommender: str, k: int) -> Column:
+def reusable(known, seed: ComparisonSeed, backend: str, recommender: str, k: int) -> bool:
+    """Whether a list computed elsewhere (the main screen's) answers this column as asked.
+
+    Only a list of exactly this pair for this seed and the current session, over the whole
+    library, neither a fallback nor a measured winner's routing.
+    """
+    return (
+        known is not None
+        and seed.tracks is None
+        and seed.session is None
+        and known.backend == backend
+        and known.recommender == recommender
+        and known.pool == "all"
+        and not known.served
+        and known.fallback_from is None
+        and (known.seed.id if known.seed is not None else None) == seed.track
+        and len(known.items) == k
+    )
+
+
+def _column(engine, seed: ComparisonSeed, backend: str, recommender: str, k: int, known=None) -> Column:
     from mrs_tui.training import ModelNotTrained
 
     column = Column(backend, recommender)
+    if reusable(known, seed, backend, recommender, k):
+        column.result = known
+        column.track_ids = [s.track.id for s in known.items]
+        return column
     try:
         result = engine.suggest(
             seed.track,
@@ -383,13 +452,18 @@ def compare(
     recommenders: Sequence[str] | None = None,
     axis: str | None = None,
     k: int = 10,
-    runs: Sequence[EvalRun] | None = None,
+    runs: Iterable[EvalRun] | None = None,
+    known=None,
 ) -> Comparison:
-    """Every column for `seed`, the shared tracks, overlaps, latest metrics and paired tests."""
+    """Every column for `seed`, the shared tracks, overlaps, latest metrics and paired tests.
+
+    `known`: a suggestion list already computed for this seed (the main screen's), used for
+    the column it answers instead of asking the engine again.
+    """
     if k < 1:
         raise UserError("K must be a positive whole number", "e.g. -k 10")
     axis, plan, fixed = plan_columns(engine, backends, recommenders, axis)
-    columns = [_column(engine, seed, b, r, k) for b, r in plan]
+    columns = [_column(engine, seed, b, r, k, known) for b, r in plan]
     runs = history_runs(engine.store) if runs is None else runs
     for column in columns:
         column.metrics = cell_metrics(runs, column.backend, column.recommender, k)

@@ -56,6 +56,10 @@ class Explanation:
     tags: list[tuple[str, float]] = field(default_factory=list)
     agreements: list[Agreement] = field(default_factory=list)
     k: int = 10
+    # When the track came through the queue or the radio: why it was queued and the diversity
+    # rules that let it through (the queue entry records both).
+    queued: str | None = None
+    admitted_by: str | None = None
 
     def lines(self) -> list[str]:
         """The panel's text, also what `mrs-tui explain` prints."""
@@ -84,6 +88,9 @@ class Explanation:
                 f"also in the top {self.k} of: "
                 + (", ".join(f"{a.recommender} on {a.backend} (#{a.rank})" for a in agree) if agree else "none")
             )
+        if self.queued is not None:
+            out.append(f"in the queue: {self.queued}")
+            out.append(f"diversity rules that let it through: {self.admitted_by or 'none applied (added by hand)'}")
         return out
 
     def to_dict(self) -> dict:
@@ -101,6 +108,8 @@ class Explanation:
             "tags": [{"tag": t, "probability": p} for t, p in self.tags],
             "agreements": [a.__dict__ for a in self.agreements],
             "k": self.k,
+            "queued": self.queued,
+            "admitted_by": self.admitted_by,
         }
 
 
@@ -170,8 +179,13 @@ def explain(
     session_id: int | None = None,
     k: int = 10,
     others: bool = True,
+    queue_entry=None,
 ) -> Explanation:
-    """Why `track_id` is (or would be) suggested for `seed` and the session."""
+    """Why `track_id` is (or would be) suggested for `seed` and the session.
+
+    `queue_entry` (a `QueueEntry` of this track) adds why it was queued and which diversity
+    rules admitted it.
+    """
     from mrs_tui.evaluation.datasets import indexed_backends
     from mrs_tui.training import ModelNotTrained
 
@@ -202,6 +216,9 @@ def explain(
         _musicnn_tags(engine, track_id),
         k=k,
     )
+    if queue_entry is not None and queue_entry.track_id == track_id:
+        explanation.queued = queue_entry.why
+        explanation.admitted_by = queue_entry.rule or None
     if others:
         learned = [n for n, s in recommender_registry.REGISTRY.items() if not s.baseline]
         pairs = {(b, rec_name) for b in indexed_backends(engine.store, engine.version)} | {(name, r) for r in learned}

@@ -8,7 +8,6 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
-from textual.widgets import DataTable
 
 import backends
 from backends.base import Backend, BackendSpec
@@ -220,7 +219,7 @@ def test_previews_off_is_said_once_and_the_app_keeps_working(tmp_path, music):
 
 def test_compare_screen_shows_a_column_per_analysed_backend(tmp_path, music, monkeypatch):
     from mrs_tui.engine import Engine
-    from mrs_tui.tui.screens.compare import CompareScreen
+    from mrs_tui.tui.screens.compare import ColumnTable, CompareScreen
     from tests.test_indexing import ENERGY_SPEC
 
     monkeypatch.setitem(backends.REGISTRY, "energy", ENERGY_SPEC)
@@ -244,8 +243,8 @@ def test_compare_screen_shows_a_column_per_analysed_backend(tmp_path, music, mon
             titles = [str(column.children[0].render()) for column in columns]
             rows = [
                 [
-                    str(column.query_one(DataTable).get_row_at(i)[2])
-                    for i in range(column.query_one(DataTable).row_count)
+                    str(column.query_one(ColumnTable).get_row_at(i)[2])
+                    for i in range(column.query_one(ColumnTable).row_count)
                 ]
                 for column in columns
             ]

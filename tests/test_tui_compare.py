@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -162,6 +163,122 @@ def test_playing_liking_and_explaining_a_cell(db):
     asyncio.run(scenario())
 
 
+def test_enter_on_a_suggestion_explains_it_in_every_list_and_p_still_plays(db):
+    from mrs_tui.tui.screens.compare import CompareScreen
+    from mrs_tui.tui.screens.explain import ExplainScreen
+
+    async def scenario():
+        log = []
+        player = RecordingPlayer()
+        app = open_app(db, player)
+        async with app.run_test(size=SIZE, message_hook=log.append) as pilot:
+            await wait_for(pilot, lambda: messages_of(msg.EngineReady, log))
+            main = app.main
+            await wait_for(pilot, lambda: main.nextup.table.row_count > 0)
+            table = main.nextup.table
+            table.focus()
+            await pilot.press("down")
+            wanted = table.selected.track.id
+            await pilot.press("enter")  # the main screen's "next up" list
+            await wait_for(pilot, lambda: isinstance(app.screen, ExplainScreen) and app.screen.explanation is not None)
+            assert app.screen.track_id == wanted
+            assert not player.played  # enter explains; it no longer plays
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: app.screen is main)
+            await pilot.press("p")
+            await wait_for(pilot, lambda: player.played)
+            assert player.played[0][0] == wanted
+
+            main.library.focus()
+            await pilot.press("v")
+            await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.comparison is not None)
+            screen = app.screen
+            await pilot.press("right", "down")
+            cell = screen.selected
+            await pilot.press("enter")  # a compare column
+            await wait_for(pilot, lambda: isinstance(app.screen, ExplainScreen) and app.screen.explanation is not None)
+            assert app.screen.track_id == cell.track.id
+            assert app.screen.explanation.backend == screen.comparison.columns[1].backend
+
+    asyncio.run(scenario())
+
+
+def test_the_explain_panel_names_the_diversity_rules_that_let_a_radio_track_through(db):
+    from mrs_tui.tui.screens.explain import ExplainScreen
+    from mrs_tui.tui.screens.queue import QueueScreen
+
+    async def scenario():
+        log = []
+        app = open_app(db)
+        async with app.run_test(size=SIZE, message_hook=log.append) as pilot:
+            await wait_for(pilot, lambda: messages_of(msg.EngineReady, log))
+            library = app.screen.query_one(TrackList)
+            await wait_for(pilot, lambda: library.row_count > 0)
+            library.focus()
+            await pilot.press("R")  # radio from the highlighted track: the queue fills within the rules
+            await wait_for(pilot, lambda: len(app.queue.upcoming) > 0)
+            await pilot.press("2")
+            await wait_for(pilot, lambda: isinstance(app.screen, QueueScreen))
+            queue = app.screen
+            queue.table.move_cursor(row=len(app.queue.entries) - 1)
+            entry = app.queue.entries[-1]
+            assert entry.source == "radio" and entry.rule
+            await pilot.press("w")
+            await wait_for(pilot, lambda: isinstance(app.screen, ExplainScreen) and app.screen.explanation is not None)
+            text = str(app.screen.query_one("#explain-text").render())
+            assert app.screen.track_id == entry.track_id
+            assert f"in the queue: {entry.why}" in text
+            assert f"diversity rules that let it through: {entry.rule}" in text
+            # The same panel opened from the main screen finds the queued entry by itself.
+            await pilot.press("escape")
+            await pilot.press("1")
+            await wait_for(pilot, lambda: app.screen is app.main)
+            app.push_screen(ExplainScreen(app.engine, entry.track_id))
+            await wait_for(pilot, lambda: isinstance(app.screen, ExplainScreen) and app.screen.explanation is not None)
+            assert app.screen.explanation.admitted_by == entry.rule
+
+    asyncio.run(scenario())
+
+
+def test_a_playlist_the_queue_or_the_session_can_seed_the_comparison_in_the_app(db):
+    from mrs_tui.comparison import ComparisonSeed, compare
+    from mrs_tui.tui.screens.compare import SeedPicker
+
+    store = Store.open(db)
+    ids = [t.id for t in store.tracks()]
+    store.save_playlist("evening", ids[:3])
+    store.close()
+
+    async def scenario():
+        log = []
+        app = open_app(db)
+        async with app.run_test(size=SIZE, message_hook=log.append) as pilot:
+            screen = await open_compare(app, pilot, log)
+            app.queue.add(ids[3:5])
+            picks = {}
+            for wanted in ("playlist evening", "the queue", "this session"):
+                await pilot.press("s")
+                await wait_for(pilot, lambda: isinstance(app.screen, SeedPicker))
+                picker = app.screen
+                index = next(i for i, label in enumerate(picker.labels) if label.startswith(wanted))
+                before = screen.comparison
+                picker.query_one("OptionList").highlighted = index
+                await pilot.press("enter")
+                await wait_for(pilot, lambda b=before: app.screen is screen and screen.comparison is not b)
+                picks[wanted] = screen.seed
+                title = str(screen.query_one("#compare-title").render())
+                assert title.startswith(screen.seed.describe(app.engine.store))
+                direct = compare(app.engine, screen.seed, recommenders=[app.engine.recommender])
+                assert [c.track_ids for c in screen.comparison.columns] == [c.track_ids for c in direct.columns]
+                shown, _ = column_titles(screen, 0)
+                assert shown == [s.track.display_title for s in direct.columns[0].result.items]
+            assert picks["playlist evening"] == ComparisonSeed(tracks=tuple(ids[:3]))
+            assert picks["the queue"] == ComparisonSeed(tracks=tuple(ids[3:5]))
+            assert picks["this session"] == ComparisonSeed()
+
+    asyncio.run(scenario())
+
+
 def test_axis_switch_shows_recommenders_on_one_backend(db):
     async def scenario():
         log = []
@@ -277,6 +394,16 @@ def test_evaluate_screen_charts_the_grid_names_the_winner_and_takes_settings_in_
             # u serves each mode with the winner of the run on screen; the main list says so.
             await pilot.press("u")
             await wait_for(pilot, lambda: app.engine.served_pairs())
-            assert {p.run_id for p in app.engine.served_pairs().values()} == {run.id}
+            served = app.engine.served_pairs()
+            assert {p.run_id for p in served.values()} == {run.id}
+            # The header names the pair serving each mode and the run they won, on every screen.
+            day = time.strftime("%Y-%m-%d", time.gmtime(run.created_at))
+            await wait_for(pilot, lambda: f"evaluation #{run.id}, {day}" in app.sub_title)
+            hot = served["hot"]
+            assert f"hot: {hot.recommender} on {hot.backend}" in app.sub_title
+            if "cold" in served:
+                assert f"new files: {served['cold'].recommender} on {served['cold'].backend}" in app.sub_title
+            header = app.screen.query_one("HeaderTitle")
+            await wait_for(pilot, lambda: f"evaluation #{run.id}" in str(header.render()))
 
     asyncio.run(scenario())

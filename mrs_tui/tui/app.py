@@ -101,6 +101,7 @@ class MrsTuiApp(PlaybackMixin, WatchMixin, App):
         self.started_at = time.perf_counter()
         self.previews_reason: str | None = None
         self._suggest_request = 0
+        self._comparing = None  # the seed whose comparison is being computed before its screen opens
         self.init_playback()
 
     def on_mount(self) -> None:
@@ -128,7 +129,16 @@ class MrsTuiApp(PlaybackMixin, WatchMixin, App):
         store = Store.open(self.db_path)
         self.engine = Engine(store, self.settings)
         tracks, analysed, played = self._read_library()
-        self.post_message(msg.EngineReady(tracks, played, analysed))
+        self.post_message(msg.EngineReady(tracks, played, analysed, serving=self._serving_line()))
+
+    def _serving_line(self) -> str:
+        """(In a worker) the header's line naming the winners that serve each mode."""
+        from mrs_tui.comparison import describe_serving
+
+        return describe_serving(self.engine.store, self.engine.served_pairs())
+
+    def show_serving(self, line: str) -> None:
+        self.sub_title = line or self.SUB_TITLE
 
     @updates_main_screen
     def on_engine_ready(self, message: msg.EngineReady) -> None:
@@ -138,6 +148,7 @@ class MrsTuiApp(PlaybackMixin, WatchMixin, App):
         self.log(f"started in {(time.perf_counter() - self.started_at) * 1000:.0f} ms")
         main.show_library(message.tracks, message.analysed, message.played)
         main.show_models(self.engine.backend, self.engine.recommender)
+        self.show_serving(message.serving)
         if self.folder is not None and self.index_on_start:
             self.start_indexing()
         self.start_watching()
@@ -567,7 +578,6 @@ class MrsTuiApp(PlaybackMixin, WatchMixin, App):
         main = self.main
         if main is None:
             return
-        from mrs_tui.tui.screens.compare import CompareScreen
 
         if self.engine is None:
             return
@@ -575,7 +585,30 @@ class MrsTuiApp(PlaybackMixin, WatchMixin, App):
 
         track = self.track_info(main.selected_track_id) if main.selected_track_id is not None else None
         title = track.display_title if track is not None else None
-        self.push_screen(CompareScreen(self.engine, ComparisonSeed(track=main.selected_track_id, title=title)))
+        # Computed before the screen opens, so that it paints once, filled; a slow first one
+        # (a learned model loading) says so.
+        seed = ComparisonSeed(track=main.selected_track_id, title=title)
+        self._comparing = seed
+        self.prepare_comparison(seed, main.nextup.result)
+        self.set_timer(0.5, lambda: self._comparing is seed and self.notify("comparing…", timeout=3))
+
+    @work(thread=True, exclusive=True, group="compare", exit_on_error=False)
+    def prepare_comparison(self, seed, known) -> None:
+        from mrs_tui.tui.screens.compare import ComparisonPrepared, prepare_comparison
+
+        recommender = self.engine.recommender
+        self.post_message(
+            ComparisonPrepared(seed, prepare_comparison(self.engine, seed, recommenders=[recommender], known=known))
+        )
+
+    def on_comparison_prepared(self, message) -> None:
+        from mrs_tui.tui.screens.compare import CompareScreen
+
+        if message.seed is not self._comparing:
+            return
+        self._comparing = None
+        if self.screen is self.main:  # the user may have moved on while it was computed
+            self.push_screen(CompareScreen(self.engine, message.seed, ready=message.ready))
 
     def compare_session(self) -> None:
         from mrs_tui.comparison import ComparisonSeed
@@ -628,6 +661,7 @@ class MrsTuiApp(PlaybackMixin, WatchMixin, App):
         self.post_message(
             msg.Notice(f"now serving the winners of evaluation #{run.id}: {describe_winners(winners(run))}")
         )
+        self.call_from_thread(self.show_serving, self._serving_line())
         untrained: dict[str, list[str]] = {}
         for recommender, backend in self.engine.untrained_winners():
             untrained.setdefault(backend, []).append(recommender)

@@ -23,6 +23,7 @@ class EngineReady(Message):
     tracks: list[Track]
     played: set[int]
     analysed: set[int] = field(default_factory=set)  # tracks with a vector of the current backend
+    serving: str = ""  # which measured winners serve each mode, when the user applied them
 
 
 @dataclass

@@ -84,7 +84,7 @@ class PlaybackMixin:
         main = self.main
         run = self.run_action
         commands = [
-            ("Play highlighted track", "p / enter", lambda: main and main.action_play()),
+            ("Play highlighted track", "p (enter in the library)", lambda: main and main.action_play()),
             ("Pause or resume", "space", self.action_toggle_pause),
             ("Stop", "s: before half way it counts as a skip", self.stop_preview),
             ("Next track", "n: next in the queue, else the first suggestion", self.action_play_next),

@@ -12,7 +12,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, Static
+from textual.widgets import DataTable, Header, Label, Static
+
+from mrs_tui.tui.widgets.footer import KeyFooter
 
 if TYPE_CHECKING:
     from mrs_tui.comparison import BlindRound, ComparisonSeed
@@ -69,7 +71,7 @@ class BlindScreen(Screen):
                 yield Label("[b]Right[/b] (2)", id="ab-right-label")
                 yield DataTable(id="ab-right", cursor_type="row")
         yield Static("", id="ab-result")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         for table in self.query(DataTable):

@@ -20,14 +20,17 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import HorizontalScroll, Vertical, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, Static
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Header, Label, OptionList, Static
+from textual.widgets.option_list import Option
 
 from mrs_tui.tui.widgets.chart import Bar, MetricChart
+from mrs_tui.tui.widgets.footer import KeyFooter
+from mrs_tui.tui.widgets.ranked import RankedList
 
 if TYPE_CHECKING:
     from mrs_tui.comparison import Comparison, ComparisonSeed
-    from mrs_tui.engine import Engine, Suggestion
+    from mrs_tui.engine import Engine, Suggestion, SuggestionList
 
 K_CHOICES = (10, 20, 50)
 VISIBLE_COLUMNS = 4
@@ -41,17 +44,88 @@ class ComparisonReady(Message):
     analysed: list[str] | None = None  # the backends with vectors, read in the worker for the B picker
 
 
+@dataclass
+class SeedsReady(Message):
+    """The playlists to offer as seeds, read in a worker: (name, track ids)."""
+
+    playlists: list[tuple[str, list[int]]]
+
+
+class SeedPicker(ModalScreen[int | None]):
+    """What the columns are for: the track, the current session, the queue or a playlist."""
+
+    BINDINGS = [Binding("escape", "dismiss_none", "Close")]
+    DEFAULT_CSS = """
+    SeedPicker { align: center middle; }
+    SeedPicker > Vertical { width: 80; height: auto; max-height: 80%; border: round $accent; background: $surface;
+        padding: 0 1; }
+    SeedPicker OptionList { height: auto; max-height: 20; }
+    """
+
+    def __init__(self, seeds: list[ComparisonSeed], labels: list[str]) -> None:
+        super().__init__()
+        self.seeds = seeds
+        self.labels = labels
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("Compare for… (enter picks)")
+            yield OptionList(*(Option(label, id=str(i)) for i, label in enumerate(self.labels)))
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(int(event.option.id))
+
+    def action_dismiss_none(self) -> None:
+        self.dismiss(None)
+
+
+@dataclass
+class ComparisonPrepared(Message):
+    """For the app: the first comparison of a seed is computed, the screen can open filled."""
+
+    seed: ComparisonSeed
+    ready: ComparisonReady
+
+
+def prepare_comparison(
+    engine: Engine,
+    seed: ComparisonSeed,
+    *,
+    backends: list[str] | None = None,
+    recommenders: list[str] | None = None,
+    axis: str = "backends",
+    k: int = 10,
+    known: SuggestionList | None = None,
+    analysed: list[str] | None = None,
+) -> ComparisonReady:
+    """The comparison for a worker to post (run in a thread: it asks the engine and the store)."""
+    from mrs_tui.comparison import compare
+    from mrs_tui.errors import UserError
+    from mrs_tui.evaluation.datasets import indexed_backends
+
+    # The analysed backends are read once per screen: the B picker needs them and, on the
+    # backends axis, they are the default columns (the engine would read them again).
+    analysed = analysed or indexed_backends(engine.store, engine.version)
+    if axis == "backends" and not backends:
+        backends = analysed or None
+    try:
+        result = compare(engine, seed, backends=backends, recommenders=recommenders, axis=axis, k=k, known=known)
+    except UserError as exc:
+        return ComparisonReady(None, str(exc))
+    return ComparisonReady(result, analysed=analysed)
+
+
 def cell_suggestion(comparison: Comparison, column: int, row: int) -> Suggestion | None:
     col = comparison.columns[column]
     items = col.result.items if col.result is not None else []
     return items[row] if 0 <= row < len(items) else None
 
 
-class ColumnTable(DataTable):
+class ColumnTable(RankedList):
     """One column's list; `column` is its index in the comparison."""
 
     def __init__(self, column: int, **kwargs) -> None:
-        super().__init__(cursor_type="row", **kwargs)
+        super().__init__(flex=2, **kwargs)  # the title takes the spare width
         self.column = column
 
 
@@ -70,6 +144,7 @@ class CompareScreen(Screen):
         Binding("k", "cycle_k", "K"),
         Binding("B", "pick_backends", "Backends"),
         Binding("R", "pick_recommenders", "Recommenders"),
+        Binding("s", "pick_seed", "Seed"),
         Binding("left", "focus_column(-1)", "", show=False),
         Binding("right", "focus_column(1)", "", show=False),
     ]
@@ -81,14 +156,25 @@ class CompareScreen(Screen):
     CompareScreen .column.-narrow { width: 25%; }
     CompareScreen .column:focus-within { border: round $accent; }
     CompareScreen .column-head { height: auto; padding: 0 1; }
-    CompareScreen .column DataTable { height: 1fr; }
+    CompareScreen .column ColumnTable { height: 1fr; }
     CompareScreen #compare-below { height: auto; padding: 0 1; }
     """
 
-    def __init__(self, engine: Engine, seed: ComparisonSeed, *, axis: str = "backends", k: int = 10) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        seed: ComparisonSeed,
+        *,
+        axis: str = "backends",
+        k: int = 10,
+        known: SuggestionList | None = None,
+        ready: ComparisonReady | None = None,
+    ) -> None:
         super().__init__()
+        self.ready = ready
         self.engine = engine
         self.seed = seed
+        self.known = known  # the main screen's list for this seed: its column needs no engine call
         self.axis = axis
         self.k = k
         self.backends: list[str] | None = None
@@ -105,29 +191,38 @@ class CompareScreen(Screen):
                 yield Static("", id="overlap")
                 yield MetricChart(id="compare-chart")
                 yield Static("", id="paired")
-        yield Footer()
+        yield KeyFooter()
 
-    def on_mount(self) -> None:
-        self.refresh_comparison()
+    async def on_mount(self) -> None:
+        if self.ready is None:
+            self.refresh_comparison()
+            return
+        # Computed before the screen was pushed: the first paint is the filled screen.
+        ready, self.ready = self.ready, None
+        await self.on_comparison_ready(ready)
 
     def refresh_comparison(self) -> None:
         self.query_one("#compare-title", Static).update(
             f"comparing {self.axis} on {self.seed.describe(self.engine.store)}…"
         )
-        self.compute(self.backends, self.recommenders, self.axis, self.k)
+        # The main screen's list only for the first fill: a like or a play here makes it stale.
+        known, self.known = self.known, None
+        self.compute(self.backends, self.recommenders, self.axis, self.k, known)
 
     @work(thread=True, exclusive=True, group="compare", exit_on_error=False)
-    def compute(self, backends, recommenders, axis: str, k: int) -> None:
-        from mrs_tui.comparison import compare
-        from mrs_tui.errors import UserError
-        from mrs_tui.evaluation.datasets import indexed_backends
-
-        try:
-            result = compare(self.engine, self.seed, backends=backends, recommenders=recommenders, axis=axis, k=k)
-        except UserError as exc:
-            self.post_message(ComparisonReady(None, str(exc)))
-            return
-        self.post_message(ComparisonReady(result, analysed=indexed_backends(self.engine.store, self.engine.version)))
+    def compute(self, backends, recommenders, axis: str, k: int, known: SuggestionList | None = None) -> None:
+        self.post_message(
+            prepare_comparison(
+                self.engine,
+                self.seed,
+                backends=backends,
+                recommenders=recommenders,
+                axis=axis,
+                k=k,
+                known=known,
+                analysed=self.analysed,
+            )
+        )
 
     async def on_comparison_ready(self, message: ComparisonReady) -> None:
         if message.comparison is None:
@@ -141,33 +236,51 @@ class CompareScreen(Screen):
         if len(result.columns) < 2:
             title += "\nonly one column: analyse the library with another backend (b on the main screen) to compare"
         self.query_one("#compare-title", Static).update(title)
-        columns = self.query_one("#columns", HorizontalScroll)
-        await columns.remove_children()
-        narrow = len(result.columns) > VISIBLE_COLUMNS
-        mark_style = {t: MARK_STYLES[i % len(MARK_STYLES)] for i, t in enumerate(result.shared)}
-        for index, column in enumerate(result.columns):
-            table = ColumnTable(index, id=f"column-{index}")
-            head = Label(self.column_head(index), classes="column-head")
-            box = Vertical(head, table, classes="column -narrow" if narrow else "column")
-            await columns.mount(box)
-            table.add_columns("#", " ", "Title", "Rank")
-            items = column.result.items if column.result is not None else []
-            for rank, item in enumerate(items, 1):
-                mark = result.shared.get(item.track.id, "")
-                table.add_row(
-                    str(rank),
-                    Text(mark, style=mark_style.get(item.track.id, "")),
-                    Text(item.track.display_title, style=mark_style.get(item.track.id, "")),
-                    f"top {100 - item.percentile:.0f}%",
-                    key=str(item.track.id),
-                )
-            if not items:
-                table.add_row("", "", column.error or "no suggestions", "")
+        await self.show_columns(result)
         self.query_one("#overlap", Static).update(self.overlap_text())
         self.show_metrics()
-        first = self.query(ColumnTable)
-        if first:
-            first.first().focus()
+
+    async def show_columns(self, result: Comparison) -> None:
+        """Fill the column lists, reusing the ones on screen: mounting is what a keypress waits for."""
+        columns = self.query_one("#columns", HorizontalScroll)
+        boxes = list(columns.query(".column"))
+        if len(boxes) > len(result.columns):
+            await columns.remove_children(boxes[len(result.columns) :])
+            boxes = boxes[: len(result.columns)]
+        narrow = len(result.columns) > VISIBLE_COLUMNS
+        mark_style = {t: MARK_STYLES[i % len(MARK_STYLES)] for i, t in enumerate(result.shared)}
+        new_boxes = []
+        for index, column in enumerate(result.columns):
+            items = column.result.items if column.result is not None else []
+            rows = [
+                (
+                    str(rank),
+                    Text(result.shared.get(item.track.id, ""), style=mark_style.get(item.track.id, "")),
+                    Text(item.track.display_title, style=mark_style.get(item.track.id, "")),
+                    f"top {100 - item.percentile:.0f}%",
+                )
+                for rank, item in enumerate(items, 1)
+            ]
+            keys = [str(item.track.id) for item in items]
+            if not items:
+                rows, keys = [("", "", column.error or "no suggestions", "")], [None]
+            if index < len(boxes):
+                box = boxes[index]
+                box.query_one(".column-head", Label).update(self.column_head(index))
+                table = box.query_one(ColumnTable)
+            else:
+                table = ColumnTable(index, id=f"column-{index}")
+                table.add_columns("#", " ", "Title", "Rank")
+                box = Vertical(Label(self.column_head(index), classes="column-head"), table, classes="column")
+                new_boxes.append(box)
+            box.set_class(narrow, "-narrow")
+            table.set_rows(rows, keys)
+        if new_boxes:
+            await columns.mount_all(new_boxes)
+        if not isinstance(self.focused, ColumnTable) or self.focused.column >= len(result.columns):
+            first = self.query(ColumnTable)
+            if first:
+                first.first().focus()
 
     def column_head(self, index: int) -> str:
         result = self.comparison
@@ -231,6 +344,9 @@ class CompareScreen(Screen):
         if self.comparison is None or not isinstance(focused, ColumnTable) or focused.cursor_row is None:
             return None
         return cell_suggestion(self.comparison, focused.column, focused.cursor_row)
+
+    def on_ranked_list_selected(self, event: RankedList.Selected) -> None:
+        self.action_explain()  # enter on a cell, as on the main screen: why it is there
 
     def action_focus_column(self, step: int) -> None:
         tables = list(self.query(ColumnTable))
@@ -329,6 +445,43 @@ class CompareScreen(Screen):
             "Recommenders to compare" if self.axis == "recommenders" else "The recommender (the first checked one)"
         )
         self.app.push_screen(ChecklistPrompt(heading, [(n, n in current) for n in names]), picked)
+
+    def action_pick_seed(self) -> None:
+        """Another seed for the same columns: the track, this session, the queue or a playlist."""
+        self.read_playlists()
+
+    @work(thread=True, exclusive=True, group="seeds", exit_on_error=False)
+    def read_playlists(self) -> None:
+        store = self.engine.store
+        self.post_message(SeedsReady([(p.name, store.playlist_track_ids(p.id)) for p in store.playlists()]))
+
+    def on_seeds_ready(self, message: SeedsReady) -> None:
+        from mrs_tui.comparison import ComparisonSeed
+
+        seeds: list[ComparisonSeed] = []
+        labels: list[str] = []
+        track = self.seed.track if self.seed.tracks is None else None
+        if track is not None:
+            seeds.append(self.seed)
+            labels.append(f"the track: {self.seed.describe(self.engine.store)}")
+        seeds.append(ComparisonSeed())
+        labels.append("this session (your latest plays)")
+        queue = getattr(self.app, "queue", None)
+        queued = queue.track_ids() if queue is not None else []
+        if queued:
+            seeds.append(ComparisonSeed(tracks=tuple(queued), title="the queue"))
+            labels.append(f"the queue ({len(queued)} tracks)")
+        for name, ids in message.playlists:
+            if ids:
+                seeds.append(ComparisonSeed(tracks=tuple(ids), title=f"playlist {name}"))
+                labels.append(f"playlist {name} ({len(ids)} tracks)")
+
+        def picked(index: int | None) -> None:
+            if index is not None:
+                self.seed = seeds[index]
+                self.refresh_comparison()
+
+        self.app.push_screen(SeedPicker(seeds, labels), picked)
 
     def action_blind(self) -> None:
         if self.comparison is None or len(self.comparison.columns) < 2:

@@ -21,11 +21,12 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, OptionList, Static
+from textual.widgets import DataTable, Header, OptionList, Static
 from textual.widgets.option_list import Option
 
 from mrs_tui.progress import Throttle
 from mrs_tui.tui.widgets.chart import Bar, MetricChart
+from mrs_tui.tui.widgets.footer import KeyFooter
 from mrs_tui.tui.widgets.status import JobStatus
 
 if TYPE_CHECKING:
@@ -116,7 +117,7 @@ class EvaluateScreen(Screen):
                 with VerticalScroll(id="eval-chart-box"):
                     yield MetricChart(id="eval-chart")
         yield JobStatus(id="eval-status")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.show_settings()

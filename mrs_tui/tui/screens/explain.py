@@ -16,6 +16,18 @@ from textual.widgets import Static
 if TYPE_CHECKING:
     from mrs_tui.engine import Engine
     from mrs_tui.explain import Explanation
+    from mrs_tui.queue import QueueEntry
+
+
+def queued_entry(app, track_id: int) -> QueueEntry | None:
+    """The queue's entry of the track, if it is queued: the one playing, else the next one up."""
+    queue = getattr(app, "queue", None)
+    if queue is None:
+        return None
+    current = queue.current
+    if current is not None and current.track_id == track_id:
+        return current
+    return next((e for e in queue.upcoming if e.track_id == track_id), None)
 
 
 @dataclass
@@ -40,10 +52,12 @@ class ExplainScreen(ModalScreen):
         seed: int | None = None,
         backend: str | None = None,
         recommender: str | None = None,
+        queue_entry: QueueEntry | None = None,
     ) -> None:
         super().__init__()
         self.engine = engine
         self.track_id = track_id
+        self.queue_entry = queue_entry
         self.seed = seed
         self.backend = backend
         self.recommender = recommender
@@ -55,6 +69,8 @@ class ExplainScreen(ModalScreen):
 
     def on_mount(self) -> None:
         self.query_one("#explain-box").border_title = "Why this track · esc closes"
+        if self.queue_entry is None:
+            self.queue_entry = queued_entry(self.app, self.track_id)
         self.compute()
 
     @work(thread=True, exclusive=True, group="explain", exit_on_error=False)
@@ -66,7 +82,7 @@ class ExplainScreen(ModalScreen):
         if self.backend is not None or self.recommender is not None:
             pinned = {"backend": self.backend, "recommender": self.recommender}
         try:
-            result = explain(self.engine, self.track_id, seed=self.seed, **pinned)
+            result = explain(self.engine, self.track_id, seed=self.seed, queue_entry=self.queue_entry, **pinned)
         except UserError as exc:
             self.post_message(ExplanationReady(None, str(exc)))
             return

@@ -18,7 +18,7 @@ HELP = """
 | / | search the library (enter keeps the filter, esc clears it) |
 | 1 2 3 | main screen, queue, history |
 | ctrl+p | every action by name (command palette) |
-| enter, p | play the highlighted track (a preview, or the whole track after m) |
+| p | play the highlighted track (a preview, or the whole track after m); enter in the library too |
 | space | pause / resume |
 | ← → or , . | seek 5 s back / forward |
 | + - | volume |
@@ -35,7 +35,7 @@ HELP = """
 | b | choose the embedding backend |
 | r | choose the recommender |
 | v | compare backends side by side for the highlighted track (x there: recommenders instead; b: blind A/B) |
-| w | why this suggestion: its mode, nearest played tracks, MusiCNN tags, who else ranks it |
+| w, enter | why this suggestion (in every suggestion list): its mode, nearest played tracks, MusiCNN tags, who else ranks it, the diversity rule that let it into the queue |
 | u | serve each mode with the winner of your latest evaluation |
 | t | train the selected recommender on your history (in the background) |
 | e | evaluate backends × recommenders on your own history |

@@ -13,9 +13,10 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from mrs_tui.tui.screens.queue import NamePrompt
+from mrs_tui.tui.widgets.footer import KeyFooter
 
 SOURCES = {"app": "played here", "demo": "generated demo"}
 SERVICES = {"lastfm": "Last.fm", "listenbrainz": "ListenBrainz", "spotify": "Spotify"}
@@ -71,7 +72,7 @@ class HistoryScreen(Screen):
         yield Static("loading the history…", id="history-title")
         yield HistoryTable(cursor_type="row", id="sessions")
         yield HistoryTable(cursor_type="row", id="plays")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#sessions", DataTable).add_columns("When", "Source", "Heard", "Skips", "Likes", "Dislikes")

@@ -14,11 +14,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import Header, Input, Static
 
 from mrs_tui.tui import messages as msg
 from mrs_tui.tui.widgets.details import TrackDetails
+from mrs_tui.tui.widgets.footer import KeyFooter
 from mrs_tui.tui.widgets.library import TrackList, TrackListHeader
+from mrs_tui.tui.widgets.ranked import RankedList
 from mrs_tui.tui.widgets.status import IndexStatus, JobStatus, PlayerBar
 from mrs_tui.tui.widgets.suggestions import NextUp
 
@@ -69,7 +71,7 @@ class MainScreen(Screen):
         yield IndexStatus(id="index-status")
         yield JobStatus(id="train-status")
         yield PlayerBar(id="player")
-        yield Footer()
+        yield KeyFooter()
 
     # -- handles on widgets ----------------------------------------------------------------------
 
@@ -171,10 +173,9 @@ class MainScreen(Screen):
         if track is not None:
             self.app.play_track(track)
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        track = self.focused_track()
-        if track is not None:
-            self.app.play_track(track)
+    def on_ranked_list_selected(self, event: RankedList.Selected) -> None:
+        # enter on a suggestion says why it is there; p plays it (enter in the library plays).
+        self.app.action_explain()
 
     def on_resize(self) -> None:
         self.query_one(TrackListHeader).show_for(self.library)

@@ -8,7 +8,9 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
+
+from mrs_tui.tui.widgets.footer import KeyFooter
 
 if TYPE_CHECKING:
     from mrs_tui.store import Track
@@ -31,6 +33,7 @@ class QueueScreen(Screen):
         Binding("x,delete", "remove", "Remove"),
         Binding("D", "clear", "Clear"),
         Binding("ctrl+s", "save", "Save as playlist"),
+        Binding("w", "explain", "Why"),
         Binding("escape", "app.show_screen('main')", "Back"),
     ]
     DEFAULT_CSS = """
@@ -44,7 +47,7 @@ class QueueScreen(Screen):
         yield Static("", id="queue-title")
         yield QueueTable(cursor_type="row", id="queue-table")
         yield Static("", id="queue-why")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(QueueTable)
@@ -104,6 +107,15 @@ class QueueScreen(Screen):
     def action_play_entry(self) -> None:
         if self._entry() is not None:
             self.app.play_queue_entry(self.table.cursor_row)
+
+    def action_explain(self) -> None:
+        """Why the highlighted entry is there, with the diversity rules that let it through."""
+        entry = self._entry()
+        if entry is None or self.app.engine is None:
+            return
+        from mrs_tui.tui.screens.explain import ExplainScreen
+
+        self.app.push_screen(ExplainScreen(self.app.engine, entry.track_id, queue_entry=entry))
 
     def action_move(self, offset: int) -> None:
         row = self.table.cursor_row

@@ -6,46 +6,40 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
+
+from mrs_tui.tui.widgets.ranked import RankedList
 
 if TYPE_CHECKING:
     from mrs_tui.engine import Suggestion, SuggestionList
 
 
-class SuggestionTable(DataTable):
-    BINDINGS = [
-        Binding("j", "cursor_down", "Down", show=False),
-        Binding("k", "cursor_up", "Up", show=False),
-        Binding("g", "scroll_top", "Top", show=False),
-        Binding("G", "scroll_bottom", "Bottom", show=False),
-    ]
+class SuggestionTable(RankedList):
+    """The ranked suggestions, drawn line by line (a new seed replaces them on every cursor move)."""
 
     DEFAULT_CSS = """
     SuggestionTable { height: 1fr; }
     """
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(cursor_type="row", **kwargs)
+        super().__init__(flex=2, **kwargs)  # the title takes the spare width
         self.items: list[Suggestion] = []
-
-    def on_mount(self) -> None:
         self.add_columns("#", "Rank", "Title", "Artist", "")
 
     def show(self, items: list[Suggestion]) -> None:
         self.items = items
-        self.clear()
-        for rank, item in enumerate(items, 1):
-            badge = Text(" new ", style="bold black on bright_cyan") if item.new else Text("")
-            self.add_row(
+        rows = [
+            (
                 str(rank),
                 f"top {100 - item.percentile:.0f}%",
                 item.track.display_title,
                 item.track.artist or "",
-                badge,
-                key=str(item.track.id),
+                Text(" new ", style="bold black on bright_cyan") if item.new else "",
             )
+            for rank, item in enumerate(items, 1)
+        ]
+        self.set_rows(rows, [str(item.track.id) for item in items])
 
     @property
     def selected(self) -> Suggestion | None:
@@ -72,7 +66,10 @@ class NextUp(Vertical):
     def table(self) -> SuggestionTable:
         return self.query_one(SuggestionTable)
 
+    result: SuggestionList | None = None  # the list on screen (the compare screen reuses it)
+
     def show(self, result: SuggestionList) -> None:
+        self.result = result
         mode = result.describe()
         if result.seed is not None:
             mode += f" · seed: {result.seed.display_title}"
@@ -86,5 +83,5 @@ class NextUp(Vertical):
         item = self.table.selected
         self.query_one("#nextup-reason", Static).update(item.reason if item else "")
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+    def on_ranked_list_highlighted(self, event: RankedList.Highlighted) -> None:
         self.show_reason()
