@@ -32,6 +32,7 @@ from mrs_tui.config import Settings
 from mrs_tui.errors import AudioDecodeError, UserError
 from mrs_tui.progress import Throttle
 from mrs_tui.tui import messages as msg
+from mrs_tui.tui.jobs import JobsMixin
 from mrs_tui.tui.playback import PLAYBACK_BINDINGS, PlaybackMixin
 from mrs_tui.tui.screens.main import MainScreen
 from mrs_tui.tui.watching import WatchMixin
@@ -63,7 +64,7 @@ def updates_main_screen(handler):
     return guarded
 
 
-class MrsTuiApp(PlaybackMixin, WatchMixin, App):
+class MrsTuiApp(JobsMixin, PlaybackMixin, WatchMixin, App):
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses may live elsewhere
     TITLE = "mrs-tui"
     SUB_TITLE = "next-track suggestions from your own music"
@@ -102,12 +103,14 @@ class MrsTuiApp(PlaybackMixin, WatchMixin, App):
         self.previews_reason: str | None = None
         self._suggest_request = 0
         self.init_playback()
+        self.init_jobs()
 
     def on_mount(self) -> None:
         self.push_screen(MainScreen())
         # Paint first, then open the database: the first frame never waits for disk.
         self.call_after_refresh(self.open_engine)
         self.set_interval(0.25, self.update_player_position)
+        self.start_job_clock()
 
     @property
     def main(self) -> MainScreen | None:

@@ -45,6 +45,7 @@ PLAYBACK_BINDINGS = [
     Binding("1", "show_screen('main')", "Main", show=False),
     Binding("2", "show_screen('queue')", "Queue", show=False),
     Binding("3", "show_screen('history')", "History", show=False),
+    Binding("4", "show_screen('jobs')", "Jobs", show=False),
 ]
 
 
@@ -99,6 +100,7 @@ class PlaybackMixin:
             ("Stop the radio", "the queue stays", self.stop_radio),
             ("Show the queue", "2", lambda: self.action_show_screen("queue")),
             ("Show the history", "3", lambda: self.action_show_screen("history")),
+            ("Show running jobs", "4: progress, ETA and cancel for each", lambda: self.action_show_screen("jobs")),
             ("Show the main screen", "1", lambda: self.action_show_screen("main")),
             ("Import listening history", "Last.fm, ListenBrainz, Spotify exports", self.open_history_import),
             ("Like what is playing", "l", lambda: main and main.action_like()),
@@ -120,9 +122,10 @@ class PlaybackMixin:
 
     def action_show_screen(self, name: str) -> None:
         from mrs_tui.tui.screens.history import HistoryScreen
+        from mrs_tui.tui.screens.jobs import JobsScreen
         from mrs_tui.tui.screens.queue import QueueScreen
 
-        kinds = {"queue": QueueScreen, "history": HistoryScreen}
+        kinds = {"queue": QueueScreen, "history": HistoryScreen, "jobs": JobsScreen}
         if name != "main" and isinstance(self.screen, kinds[name]):
             return
         while len(self.screen_stack) > 1 and self.screen is not self.main:

@@ -16,7 +16,7 @@ HELP = """
 | ↑ ↓ / j k, g G | move in a list, top / bottom; the highlighted track seeds the suggestions |
 | tab | switch between the library and the suggestions |
 | / | search the library (enter keeps the filter, esc clears it) |
-| 1 2 3 | main screen, queue, history |
+| 1 2 3 4 | main screen, queue, history, running jobs (progress, ETA, x cancels one) |
 | ctrl+p | every action by name (command palette) |
 | enter, p | play the highlighted track (a preview, or the whole track after m) |
 | space | pause / resume |
