@@ -34,6 +34,7 @@ from mrs_tui.progress import Throttle
 from mrs_tui.tui import messages as msg
 from mrs_tui.tui.jobs import JobsMixin
 from mrs_tui.tui.playback import PLAYBACK_BINDINGS, PlaybackMixin
+from mrs_tui.tui.playlisting import PLAYLIST_BINDINGS, PlaylistSavingMixin
 from mrs_tui.tui.screens.main import MainScreen
 from mrs_tui.tui.watching import WatchMixin
 
@@ -64,7 +65,7 @@ def updates_main_screen(handler):
     return guarded
 
 
-class MrsTuiApp(JobsMixin, PlaybackMixin, WatchMixin, App):
+class MrsTuiApp(JobsMixin, PlaybackMixin, PlaylistSavingMixin, WatchMixin, App):
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses may live elsewhere
     TITLE = "mrs-tui"
     SUB_TITLE = "next-track suggestions from your own music"
@@ -76,6 +77,7 @@ class MrsTuiApp(JobsMixin, PlaybackMixin, WatchMixin, App):
         Binding("r", "pick_recommender", "Recommender"),
         Binding("v", "compare", "Compare backends"),
         *PLAYBACK_BINDINGS,
+        *PLAYLIST_BINDINGS,
         Binding("w", "explain", "Why this track"),
         Binding("u", "use_winners", "Use the winner", show=False),
     ]
