@@ -7,7 +7,11 @@ import asyncio
 from mrs_tui.tui.screens.playlists import PlaylistsScreen
 from mrs_tui.tui.screens.prompts import ConfirmPrompt
 from mrs_tui.tui.screens.queue import NamePrompt
-from tests.test_tui_player import SIZE, analysed_db, db, make_app, ready, wait_for  # noqa: F401 (fixtures)
+from tests import test_tui_player as player_tests
+from tests.test_tui_player import SIZE, make_app, ready, wait_for
+
+analysed_db = player_tests.analysed_db  # the same fixtures: an analysed library, copied per test
+db = player_tests.db
 
 
 def cells(table, column: int) -> list[str]:
