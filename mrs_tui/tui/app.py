@@ -32,7 +32,9 @@ from mrs_tui.config import Settings
 from mrs_tui.errors import AudioDecodeError, UserError
 from mrs_tui.progress import Throttle
 from mrs_tui.tui import messages as msg
+from mrs_tui.tui.jobs import JobsMixin
 from mrs_tui.tui.playback import PLAYBACK_BINDINGS, PlaybackMixin
+from mrs_tui.tui.playlisting import PLAYLIST_BINDINGS, PlaylistSavingMixin
 from mrs_tui.tui.screens.main import MainScreen
 from mrs_tui.tui.watching import WatchMixin
 
@@ -63,7 +65,7 @@ def updates_main_screen(handler):
     return guarded
 
 
-class MrsTuiApp(PlaybackMixin, WatchMixin, App):
+class MrsTuiApp(JobsMixin, PlaybackMixin, PlaylistSavingMixin, WatchMixin, App):
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses may live elsewhere
     TITLE = "mrs-tui"
     SUB_TITLE = "next-track suggestions from your own music"
@@ -75,6 +77,7 @@ class MrsTuiApp(PlaybackMixin, WatchMixin, App):
         Binding("r", "pick_recommender", "Recommender"),
         Binding("v", "compare", "Compare backends"),
         *PLAYBACK_BINDINGS,
+        *PLAYLIST_BINDINGS,
         Binding("w", "explain", "Why this track"),
         Binding("u", "use_winners", "Use the winner", show=False),
     ]
@@ -103,12 +106,14 @@ class MrsTuiApp(PlaybackMixin, WatchMixin, App):
         self._suggest_request = 0
         self._comparing = None  # the seed whose comparison is being computed before its screen opens
         self.init_playback()
+        self.init_jobs()
 
     def on_mount(self) -> None:
         self.push_screen(MainScreen())
         # Paint first, then open the database: the first frame never waits for disk.
         self.call_after_refresh(self.open_engine)
         self.set_interval(0.25, self.update_player_position)
+        self.start_job_clock()
 
     @property
     def main(self) -> MainScreen | None:

@@ -2,8 +2,8 @@
 
 Keys follow terminal players: `space` pauses, `←`/`→` (or `,`/`.`) seek 5 s, `+`/`-` set the
 volume, `n`/`N` go to the next/previous queue entry, `z` queues the highlighted track, `R` starts a
-radio from it, `m` switches between previews and whole tracks, `1`-`3` open the main, queue
-and history screens. A track that plays to its end moves the queue on by itself; with a radio
+radio from it, `m` switches between previews and whole tracks, `1`-`5` open the main, queue,
+history, jobs and playlists screens. A track that plays to its end moves the queue on by itself; with a radio
 the queue refills (in a worker: the recommender and the database never run on the UI thread).
 Every action is also in the command palette (ctrl+p).
 """
@@ -45,6 +45,7 @@ PLAYBACK_BINDINGS = [
     Binding("1", "show_screen('main')", "Main", show=False),
     Binding("2", "show_screen('queue')", "Queue", show=False),
     Binding("3", "show_screen('history')", "History", show=False),
+    Binding("4", "show_screen('jobs')", "Jobs", show=False),
 ]
 
 
@@ -99,6 +100,10 @@ class PlaybackMixin:
             ("Stop the radio", "the queue stays", self.stop_radio),
             ("Show the queue", "2", lambda: self.action_show_screen("queue")),
             ("Show the history", "3", lambda: self.action_show_screen("history")),
+            ("Show running jobs", "4: progress, ETA and cancel for each", lambda: self.action_show_screen("jobs")),
+            ("Show the playlists", "5: open, edit, delete, export", lambda: self.action_show_screen("playlists")),
+            ("Save the suggestions as a playlist", "ctrl+s on the main screen", self.action_save_suggestions),
+            ("Save the queue as a playlist", "ctrl+s on the queue screen", self.save_queue_as_playlist),
             ("Show the main screen", "1", lambda: self.action_show_screen("main")),
             ("Import listening history", "Last.fm, ListenBrainz, Spotify exports", self.open_history_import),
             ("Like what is playing", "l", lambda: main and main.action_like()),
@@ -120,9 +125,11 @@ class PlaybackMixin:
 
     def action_show_screen(self, name: str) -> None:
         from mrs_tui.tui.screens.history import HistoryScreen
+        from mrs_tui.tui.screens.jobs import JobsScreen
+        from mrs_tui.tui.screens.playlists import PlaylistsScreen
         from mrs_tui.tui.screens.queue import QueueScreen
 
-        kinds = {"queue": QueueScreen, "history": HistoryScreen}
+        kinds = {"queue": QueueScreen, "history": HistoryScreen, "jobs": JobsScreen, "playlists": PlaylistsScreen}
         if name != "main" and isinstance(self.screen, kinds[name]):
             return
         while len(self.screen_stack) > 1 and self.screen is not self.main:
@@ -302,14 +309,5 @@ class PlaybackMixin:
 
     # -- playlists -------------------------------------------------------------------------------
 
-    def save_queue_as_playlist(self, name: str) -> None:
-        if self.engine is not None:
-            self._save_playlist(name, self.queue.track_ids())
-
-    @work(thread=True, group="playlist", exit_on_error=False)
-    def _save_playlist(self, name: str, track_ids: list[int]) -> None:
-        from mrs_tui.playlists import check_name
-
-        name = check_name(name)
-        self.engine.store.save_playlist(name, track_ids)
-        self.call_from_thread(self.notify, f"saved {len(track_ids)} tracks as playlist {name!r}", title="Playlist")
+    def save_queue_as_playlist(self) -> None:
+        self.ask_to_save_playlist(self.queue.track_ids(), "the queue")

@@ -16,7 +16,8 @@ HELP = """
 | ↑ ↓ / j k, g G | move in a list, top / bottom; the highlighted track seeds the suggestions |
 | tab | switch between the library and the suggestions |
 | / | search the library (enter keeps the filter, esc clears it) |
-| 1 2 3 | main screen, queue, history |
+| 1 2 3 4 5 | main screen, queue, history, running jobs (progress, ETA, x cancels one), playlists |
+| ctrl+s | save the suggestions (main screen) or the queue (queue screen) as a named playlist |
 | ctrl+p | every action by name (command palette) |
 | p | play the highlighted track (a preview, or the whole track after m); enter in the library too |
 | space | pause / resume |
@@ -40,6 +41,7 @@ HELP = """
 | t | train the selected recommender on your history (in the background) |
 | e | evaluate backends × recommenders on your own history |
 | queue screen | enter plays, J/K move, x removes, D clears upcoming, ctrl+s saves as playlist |
+| playlists screen | enter adds to the queue, R radio, e renames, x deletes, E exports M3U; tab: its tracks (J/K move, x removes) |
 | history screen | x deletes the highlighted play or session, D everything, i imports an export |
 | ? | this help (? or esc closes) |
 | q | quit |

@@ -186,6 +186,9 @@ class HistoryScreen(Screen):
 
     # -- importing -------------------------------------------------------------------------------------
 
+    def on_worker_state_changed(self, event) -> None:
+        self.app.track_worker(event.worker, event.state)  # imports are listed on the jobs screen
+
     def action_import(self) -> None:
         def chosen(paths: str | None) -> None:
             if paths:

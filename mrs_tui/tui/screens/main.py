@@ -34,6 +34,7 @@ class MainScreen(Screen):
     # at 80x24 the library and the suggestions both keep a dozen rows and readable titles.
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
+    AUTO_FOCUS = "#library"  # not the search box, even with an empty library: keys stay commands
 
     BINDINGS = [
         Binding("slash", "search", "Search"),

@@ -139,11 +139,7 @@ class QueueScreen(Screen):
         self.show_queue()
 
     def action_save(self) -> None:
-        def save(name: str | None) -> None:
-            if name:
-                self.app.save_queue_as_playlist(name)
-
-        self.app.push_screen(NamePrompt("Save the queue as playlist:"), save)
+        self.app.save_queue_as_playlist()
 
 
 class NamePrompt(ModalScreen[str | None]):

@@ -38,21 +38,35 @@ class JobStatus(Horizontal):
 
 
 class IndexStatus(JobStatus):
+    """Scanning and analysis; the ETA is the jobs board's, re-read every second (`refresh_eta`),
+    so it keeps moving, and grows, while analysis reports nothing."""
+
+    _analysis: tuple[str, str, int, int] | None = None
+
     def scanning(self, done: int, total: int) -> None:
+        self._analysis = None
         self.show(f"scanning files {done}/{total}", done, total)
 
     def analysing(self, backend: str, p: IndexProgress) -> None:
-        eta = f" · ETA {fmt_duration(p.eta)}" if p.eta is not None and p.done else ""
         failed = f" · {p.failed} unreadable" if p.failed else ""
         stored = f" · {p.backends[0].done} stored" if len(p.backends) == 1 else f" · {p.describe_backends()}"
         stored += f" · {p.describe_nodes()}" if p.nodes else ""
-        self.show(
-            f"analysing with {backend}: {p.done}/{p.total}{stored} · {p.rate:.1f} tracks/s{eta}{failed} · c cancels",
-            p.done,
-            p.total,
-        )
+        head = f"analysing with {backend}: {p.done}/{p.total}{stored} · {p.rate:.1f} tracks/s"
+        self._analysis = (head, f"{failed} · c cancels · 4 lists jobs", p.done, p.total)
+        self._show_analysis()
+
+    def refresh_eta(self) -> None:
+        if self._analysis is not None and self.has_class("-active"):
+            self._show_analysis()
+
+    def _show_analysis(self) -> None:
+        head, tail, done, total = self._analysis
+        jobs = getattr(self.app, "jobs", None)
+        eta = jobs.eta_text("index") if jobs is not None else ""
+        self.show(f"{head}{' · ' + eta if eta else ''}{tail}", done, total)
 
     def finished(self, text: str) -> None:
+        self._analysis = None
         self.hide()
         self.app.notify(text, title="Indexing")
 
