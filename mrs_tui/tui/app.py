@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from mrs_tui.player import PlaybackEnded, Player
     from mrs_tui.store import Track
 
+# A big library shows this many rows first (one index seek), then reads the whole list.
+FIRST_PAGE_ROWS = 500
 JOBS = {  # worker group -> (title, what the user is told when it is cancelled)
     "index": ("Indexing", "stopping analysis; what is done is kept and resumes next time"),
     "train": ("Training", "stopping training; the previous model keeps serving"),
@@ -127,8 +129,17 @@ class MrsTuiApp(PlaybackMixin, WatchMixin, App):
             self.player = Player(on_ended=self._on_player_ended)
         store = Store.open(self.db_path)
         self.engine = Engine(store, self.settings)
-        tracks, analysed, played = self._read_library()
-        self.post_message(msg.EngineReady(tracks, played, analysed))
+        first = store.track_page(limit=FIRST_PAGE_ROWS)
+        if len(first) < FIRST_PAGE_ROWS:
+            tracks, analysed, played = self._read_library()
+            self.post_message(msg.EngineReady(tracks, played, analysed))
+            return
+        # A big library: the first screenful at once (an index seek), then the whole list.
+        ids = [t.id for t in first]
+        engine = self.engine
+        analysed = store.embedded_track_ids(engine.backend, engine.version(), include_failed=False, among=ids)
+        self.post_message(msg.EngineReady(first, store.played_among(ids), analysed, complete=False))
+        self.post_message(msg.LibraryLoaded(*self._read_library()))
 
     @updates_main_screen
     def on_engine_ready(self, message: msg.EngineReady) -> None:
@@ -136,7 +147,7 @@ class MrsTuiApp(PlaybackMixin, WatchMixin, App):
         if main is None:
             return
         self.log(f"started in {(time.perf_counter() - self.started_at) * 1000:.0f} ms")
-        main.show_library(message.tracks, message.analysed, message.played)
+        main.show_library(message.tracks, message.analysed, message.played, complete=message.complete)
         main.show_models(self.engine.backend, self.engine.recommender)
         if self.folder is not None and self.index_on_start:
             self.start_indexing()

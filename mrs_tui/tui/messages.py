@@ -23,6 +23,7 @@ class EngineReady(Message):
     tracks: list[Track]
     played: set[int]
     analysed: set[int] = field(default_factory=set)  # tracks with a vector of the current backend
+    complete: bool = True  # False: the first page only, the whole list follows (LibraryLoaded)
 
 
 @dataclass
