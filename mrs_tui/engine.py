@@ -337,7 +337,9 @@ class Engine:
             indexer = Indexer(self.store, [self.load_backend(n) for n in names], **tuning)
         report = indexer.run(track_ids, progress=progress, cancel=cancel)
         for name in names:
-            self.catalogue(name).save(self.data_folder / "indexes")
+            catalogue = self.catalogue(name)
+            catalogue.search_index(wait=True)  # a big library's HNSW graph is built (or extended) here
+            catalogue.save(self.data_folder / "indexes")
         return report
 
     def catalogue(self, backend: str | None = None) -> Catalogue:
@@ -417,7 +419,7 @@ class Engine:
             model.fit(data.interactions, catalogue.vectors)
             if hasattr(model, "use_index") and not getattr(model, "zscore", False):
                 model.use_unit(catalogue.unit)  # one copy of the normalised vectors, not two
-                model.use_index(catalogue.faiss_index)
+                model.use_index_source(catalogue.search_index)  # flat, or the HNSW graph once built
             hot_tracks: set[int] = set()
             if hasattr(model, "refit_history"):  # later plays update the mask from this set
                 hot_tracks = self.history.hot_tracks.current()

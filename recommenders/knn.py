@@ -27,6 +27,11 @@ import numpy as np
 
 from recommenders.base import Interactions, Params, ProgressCallback, Query, Recommender, l2_normalize
 
+# Through an HNSW graph, a pool of at most this many candidates is ranked exactly over its own
+# vectors: a filtered graph walk finds few of them, a scan of this many costs about a millisecond.
+EXACT_POOL = 20_000
+MAX_EF_SEARCH = 4096
+
 
 @dataclass(frozen=True)
 class KNNParams(Params):
@@ -43,6 +48,7 @@ class KNNRecommender(Recommender):
         self.unit = np.zeros((0, 0), np.float32)  # L2-normalised, what the index holds
         self._contexts: Interactions | Callable[[], Interactions] | list[np.ndarray] = []
         self._index = None
+        self._index_source: Callable[[], object] | None = None
 
     def _fit(
         self,
@@ -61,6 +67,7 @@ class KNNRecommender(Recommender):
         self.unit = l2_normalize(self.vectors)
         self._contexts = interactions
         self._index = None
+        self._index_source = None
         if progress:
             progress(1, 1, "built the vector index")
 
@@ -92,6 +99,10 @@ class KNNRecommender(Recommender):
 
     @property
     def index(self):
+        if self._index_source is not None:
+            index = self._index_source()
+            if index.ntotal == self.n_items and index.d == self.unit.shape[1]:
+                return index
         if self._index is None:
             import faiss
 
@@ -105,6 +116,11 @@ class KNNRecommender(Recommender):
         if index.ntotal != self.n_items or index.d != self.unit.shape[1]:
             raise ValueError("the index does not hold this model's item vectors")
         self._index = index
+
+    def use_index_source(self, source: Callable[[], object]) -> None:
+        """Ask `source` for the index at every search (the catalogue's: flat, or its HNSW graph once
+        built); the model's own flat index answers while the source holds other items."""
+        self._index_source = source
 
     def profile(self, query: Query) -> np.ndarray | None:
         items = query.items()
@@ -136,23 +152,53 @@ class KNNRecommender(Recommender):
         return self._search(np.stack(profiles), self.candidate_mask(queries[0]), k)
 
     def _search(self, profiles: np.ndarray, mask: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Top-k among the candidates of `mask` for each profile, through the index.
+
+        A flat index is exact. Through an HNSW graph the candidates stay exact in meaning: the
+        selector keeps every other item out of the walk, a small pool (the hot tracks, say) is
+        ranked exactly over its own vectors instead, and a row the filtered walk left short of k is
+        refilled exactly.
+        """
         n_candidates = int(mask.sum())
         k = min(k, n_candidates)
         if k <= 0:
             return [(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in profiles]
         import faiss
 
-        params = None
+        profiles = np.ascontiguousarray(profiles, np.float32)
+        index = self.index
+        graph = hasattr(index, "hnsw")
+        if graph and n_candidates <= EXACT_POOL:
+            return [self._exact(profile, mask, k) for profile in profiles]
+        selector = None
         if n_candidates < self.n_items:
             bitmap = np.packbits(mask, bitorder="little")
             selector = faiss.IDSelectorBitmap(self.n_items, faiss.swig_ptr(bitmap))
-            params = faiss.SearchParameters(sel=selector)
-        scores, ids = self.index.search(np.ascontiguousarray(profiles, np.float32), k, params=params)
+        if graph:
+            params = faiss.SearchParametersHNSW()
+            # A filter hides part of the graph from the walk: widen it by as much, so a pool of a
+            # tenth of the items is walked as deep as the whole graph would be.
+            params.efSearch = int(min(MAX_EF_SEARCH, max(index.hnsw.efSearch, k) * self.n_items / n_candidates))
+        else:
+            params = faiss.SearchParameters()
+        if selector is not None:
+            params.sel = selector
+        scores, ids = index.search(profiles, k, params=params)
         out = []
-        for row_scores, row_ids in zip(scores, ids, strict=True):
+        for profile, row_scores, row_ids in zip(profiles, scores, ids, strict=True):
             keep = row_ids >= 0
+            if graph and keep.sum() < k:
+                out.append(self._exact(profile, mask, k))
+                continue
             out.append((row_ids[keep].astype(np.int64), row_scores[keep].astype(np.float32)))
         return out
+
+    def _exact(self, profile: np.ndarray, mask: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        candidates = np.flatnonzero(mask)
+        scores = self.unit[candidates] @ profile
+        top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+        top = top[np.lexsort((candidates[top], -scores[top]))]
+        return candidates[top].astype(np.int64), scores[top].astype(np.float32)
 
     def _extend_items(self, new_vectors: np.ndarray) -> None:
         if self.zscore:

@@ -153,3 +153,30 @@ def test_history_show_limit_lists_the_latest_sessions_oldest_first(tmp_path, cap
     import json
 
     assert [s["id"] for s in json.loads(capsys.readouterr().out)] == expected
+
+
+def test_the_app_shows_a_big_librarys_first_page_then_the_whole_list(tmp_path, monkeypatch):
+    import asyncio
+
+    from mrs_tui.tui import app as app_module
+    from mrs_tui.tui import messages as msg
+    from mrs_tui.tui.app import create_app
+    from tests.test_tui import SIZE, RecordingPlayer, messages_of, wait_for
+
+    db = tmp_path / "library.db"
+    _library(db).close()
+    monkeypatch.setattr(app_module, "FIRST_PAGE_ROWS", 50)
+
+    async def scenario():
+        log = []
+        app = create_app(db_path=db, player=RecordingPlayer(), index_on_start=False)
+        async with app.run_test(size=SIZE, message_hook=log.append) as pilot:
+            await wait_for(pilot, lambda: messages_of(msg.LibraryLoaded, log))
+            ready = messages_of(msg.EngineReady, log)[0]
+            everything = Store.open(db).tracks()
+            assert not ready.complete and [t.id for t in ready.tracks] == [t.id for t in everything[:50]]
+            assert len(messages_of(msg.LibraryLoaded, log)[-1].tracks) == 400
+            await wait_for(pilot, lambda: app.main.library.row_count == 400)
+            assert "400 tracks" in str(app.main.query_one("#library-summary").render())
+
+    asyncio.run(scenario())

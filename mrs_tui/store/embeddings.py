@@ -154,11 +154,18 @@ class EmbeddingsMixin:
         extras = None if row[2] is None else json.loads(row[2])
         return EmbeddingRow(track_id, backend, version, vector, row[1], extras, row[3])
 
-    def embedded_track_ids(self, backend: str, version: str, *, include_failed: bool = True) -> set[int]:
+    def embedded_track_ids(
+        self, backend: str, version: str, *, include_failed: bool = True, among: Iterable[int] | None = None
+    ) -> set[int]:
+        """Tracks with a stored result of this model (`among`: only those of these tracks, by key)."""
         failed = "" if include_failed else "AND vector IS NOT NULL"
+        params: list = [backend, version]
+        subset = ""
+        if among is not None:
+            subset = "AND track_id IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps([int(t) for t in among]))
         cursor = self.conn.execute(
-            f"SELECT track_id FROM embeddings WHERE backend = ? AND version = ? {failed}",
-            [backend, version],
+            f"SELECT track_id FROM embeddings WHERE backend = ? AND version = ? {failed} {subset}", params
         )
         return {r[0] for r in cursor}
 

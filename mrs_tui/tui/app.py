@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from mrs_tui.player import PlaybackEnded, Player
     from mrs_tui.store import Track
 
+# A big library shows this many rows first (one index seek), then reads the whole list.
+FIRST_PAGE_ROWS = 500
 JOBS = {  # worker group -> (title, what the user is told when it is cancelled)
     "index": ("Indexing", "stopping analysis; what is done is kept and resumes next time"),
     "train": ("Training", "stopping training; the previous model keeps serving"),
@@ -133,8 +135,19 @@ class MrsTuiApp(JobsMixin, PlaybackMixin, PlaylistSavingMixin, WatchMixin, App):
             self.player = Player(on_ended=self._on_player_ended)
         store = Store.open(self.db_path)
         self.engine = Engine(store, self.settings)
-        tracks, analysed, played = self._read_library()
-        self.post_message(msg.EngineReady(tracks, played, analysed, serving=self._serving_line()))
+        first = store.track_page(limit=FIRST_PAGE_ROWS)
+        if len(first) < FIRST_PAGE_ROWS:
+            tracks, analysed, played = self._read_library()
+            self.post_message(msg.EngineReady(tracks, played, analysed, serving=self._serving_line()))
+            return
+        # A big library: the first screenful at once (an index seek), then the whole list.
+        ids = [t.id for t in first]
+        engine = self.engine
+        analysed = store.embedded_track_ids(engine.backend, engine.version(), include_failed=False, among=ids)
+        self.post_message(
+            msg.EngineReady(first, store.played_among(ids), analysed, serving=self._serving_line(), complete=False)
+        )
+        self.post_message(msg.LibraryLoaded(*self._read_library()))
 
     def _serving_line(self) -> str:
         """(In a worker) the header's line naming the winners that serve each mode."""
@@ -151,7 +164,7 @@ class MrsTuiApp(JobsMixin, PlaybackMixin, PlaylistSavingMixin, WatchMixin, App):
         if main is None:
             return
         self.log(f"started in {(time.perf_counter() - self.started_at) * 1000:.0f} ms")
-        main.show_library(message.tracks, message.analysed, message.played)
+        main.show_library(message.tracks, message.analysed, message.played, complete=message.complete)
         main.show_models(self.engine.backend, self.engine.recommender)
         self.show_serving(message.serving)
         if self.folder is not None and self.index_on_start:

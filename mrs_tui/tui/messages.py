@@ -24,6 +24,7 @@ class EngineReady(Message):
     played: set[int]
     analysed: set[int] = field(default_factory=set)  # tracks with a vector of the current backend
     serving: str = ""  # which measured winners serve each mode, when the user applied them
+    complete: bool = True  # False: the first page only, the whole list follows (LibraryLoaded)
 
 
 @dataclass

@@ -89,9 +89,10 @@ class HistoryScreen(Screen):
     def load_history(self) -> None:
         store = self.app.engine.store
         sessions = store.session_summaries()
-        titles = {t.id: t for t in store.tracks()}
+        every_play = store.plays()
+        titles = {t.id: t for t in store.tracks(ids={p.track_id for p in every_play})}  # not the whole library
         plays: dict[int, list[dict]] = {}
-        for play in store.plays():
+        for play in every_play:
             track = titles.get(play.track_id)
             plays.setdefault(play.session_id, []).append(
                 {

@@ -110,7 +110,8 @@ class MainScreen(Screen):
 
     # -- what the app tells us --------------------------------------------------------------------
 
-    def show_library(self, tracks: list[Track], analysed: set[int], played: set[int]) -> None:
+    def show_library(self, tracks: list[Track], analysed: set[int], played: set[int], *, complete: bool = True) -> None:
+        """`complete=False`: the first rows of a big library; the whole list follows."""
         first_time = not self.library.tracks
         self.library.set_tracks(tracks, analysed=analysed, played=played)
         self.query_one(TrackListHeader).show_for(self.library)
@@ -121,7 +122,10 @@ class MainScreen(Screen):
             parts.append(f"{failed} unreadable")
         if missing:
             parts.append(f"{missing} missing")
-        self.query_one("#library-summary", Static).update(" · ".join(parts))
+        summary = (
+            " · ".join(parts) if complete else f"the first {len(tracks)} tracks · reading the rest of the library…"
+        )
+        self.query_one("#library-summary", Static).update(summary)
         if first_time and tracks:
             self.library.focus()
             self.show_details()

@@ -1,0 +1,130 @@
+"""Big libraries search an HNSW graph: exact below the threshold, exact in meaning above it, rebuilt when damaged.
+
+The graph path is tested on small libraries by lowering the catalogue's threshold.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mrs_tui.catalogue import APPROXIMATE_ABOVE, Catalogue
+from mrs_tui.config import Settings
+from mrs_tui.engine import Engine
+from mrs_tui.evaluation.vector_model import VectorDistribution
+from mrs_tui.store import Store
+from mrs_tui.store.bulk import BulkPlay, BulkTrack, write_bulk_history
+from recommenders import knn
+from recommenders.base import Query, l2_normalize
+
+N = 1500
+
+
+def _clustered(n: int, dim: int = 24, seed: int = 0) -> np.ndarray:
+    """Vectors with the structure of real embeddings (clusters in a low-rank span), not uniform noise."""
+    rng = np.random.default_rng(seed)
+    real_like = rng.normal(size=(40, 6)) @ rng.normal(size=(6, dim)) + rng.normal(size=dim)
+    vectors, _ = VectorDistribution.fit(real_like).sample(n, n_clusters=max(1, n // 60), seed=seed)
+    return vectors
+
+
+@pytest.fixture
+def engine(tmp_path):
+    store = Store.open(tmp_path / "library.db")
+    rng = np.random.default_rng(5)
+    tracks = [BulkTrack(f"/m/{i:05d}.flac", f"t{i}", f"a{i % 9}") for i in range(N)]
+    plays = [
+        BulkPlay(s, int(rng.integers(0, 200)), "complete", 1e6 + s * 9000 + n) for s in range(20) for n in range(6)
+    ]
+    write_bulk_history(store, tracks, {("mfcc", "1"): _clustered(N)}, plays, source="app")
+    return Engine(store, Settings(backend="mfcc", recommender="knn"))
+
+
+def _exact_ranking(catalogue: Catalogue, profile: np.ndarray, allowed: np.ndarray, k: int) -> list[int]:
+    scores = catalogue.unit @ l2_normalize(profile)
+    scores[~allowed] = -np.inf
+    return np.argsort(-scores, kind="stable")[:k].tolist()
+
+
+def _knn(engine: Engine, threshold: int):
+    catalogue = engine.catalogue()
+    catalogue.approximate_above = threshold
+    catalogue.search_index(wait=True)
+    return catalogue, engine.fitted_model()
+
+
+def test_below_the_threshold_the_search_is_exact(engine):
+    catalogue, model = _knn(engine, APPROXIMATE_ABOVE)
+    assert not catalogue.approximate and not hasattr(catalogue.search_index(), "hnsw")
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        history = rng.integers(0, N, 4).tolist()
+        exclude = set(rng.integers(0, N, 30).tolist())
+        items, _ = model.recommend(Query(history=history, exclude=exclude), 20)
+        allowed = np.ones(N, bool)
+        allowed[list(exclude)] = False
+        assert items.tolist() == _exact_ranking(catalogue, model.vectors[history].mean(0), allowed, 20)
+
+
+@pytest.mark.parametrize("exact_pool", [50, knn.EXACT_POOL])  # the filtered graph walk; small pools ranked exactly
+@pytest.mark.parametrize("pool", ["all", "hot", "cold"])
+def test_above_the_threshold_pools_and_exclusions_hold_and_recall_is_high(engine, pool, exact_pool, monkeypatch):
+    monkeypatch.setattr(knn, "EXACT_POOL", exact_pool)
+    catalogue, model = _knn(engine, 100)
+    assert catalogue.approximate and hasattr(catalogue.search_index(), "hnsw")
+    hot = model.hot_mask
+    rng = np.random.default_rng(2)
+    recalls = []
+    for _ in range(30):
+        history = rng.integers(0, N, 3).tolist()
+        exclude = set(rng.integers(0, N, 200).tolist()) | set(history)
+        items, scores = model.recommend(Query(history=history, pool=pool, exclude=exclude), 20)
+        allowed = np.ones(N, bool) if pool == "all" else (hot.copy() if pool == "hot" else ~hot)
+        allowed[list(exclude)] = False
+        assert len(items) == min(20, int(allowed.sum()))
+        assert allowed[items].all(), "an excluded or out-of-pool track came back"
+        assert np.all(np.diff(scores) <= 1e-6)
+        exact = _exact_ranking(catalogue, model.vectors[history].mean(0), allowed, 20)
+        recalls.append(len(set(items.tolist()) & set(exact)) / len(exact))
+    assert np.mean(recalls) >= 0.95
+
+
+def test_the_engine_serves_through_the_graph_and_keeps_the_session_out(engine):
+    _knn(engine, 100)
+    for track_id in (11, 12, 13):
+        engine.record(track_id, "complete")
+    result = engine.suggest(20, k=30)
+    shown = [s.track.id for s in result.items]
+    assert len(shown) == 30 and not {11, 12, 13, 20} & set(shown)
+    cold = engine.suggest(pool="cold", k=30)
+    played = engine.store.played_track_ids()
+    assert cold.items and not played & {s.track.id for s in cold.items}
+
+
+def test_the_graph_is_saved_reloaded_and_rebuilt_when_damaged_or_stale(engine, tmp_path):
+    catalogue, _ = _knn(engine, 100)
+    folder = engine.data_folder / "indexes"
+    catalogue.save(folder)
+    path = catalogue.graph_path(folder)
+    assert path.exists()
+
+    def reload() -> Catalogue:
+        fresh = Catalogue.load(engine.store, "mfcc", "1", folder=folder)
+        fresh.approximate_above = 100
+        return fresh
+
+    assert reload()._current_graph() is not None  # read back from the file, not built again
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+    damaged = reload()
+    assert damaged._current_graph() is None  # not trusted...
+    graph = damaged.search_index(wait=True)  # ...built again, without a traceback
+    assert hasattr(graph, "hnsw") and graph.ntotal == N
+    damaged.save(folder)
+    assert reload()._current_graph() is not None
+    # A file that holds other vectors for the same tracks (say, an older analysis) is not used.
+    other = reload()
+    other.vectors = other.vectors[::-1].copy()
+    other._unit = None
+    assert other._read_graph(folder) is None
