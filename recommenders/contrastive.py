@@ -51,6 +51,8 @@ a parameter of its own:
   (``ContrastiveDataset(train)``, line 129).
 - Raw inputs (``standardize=False``): the code feeds the audio vectors as they are; by
   default we standardise them per dimension (`recommenders._torch.InputScaling`).
+- Skips (``learn_from_skips``, not in the paper, off with ``paper_compat``): the collaborative
+  view's ELSA learns from them (negative targets, see `recommenders.elsa`); the towers do not.
 - Cold items are represented by the audio ("content") tower in both: the code reports its
   cold metrics for the content view only (the ``if typ == 'content'`` logging at the end of
   ``src/train_contrast.py``; that line number was not re-checked).

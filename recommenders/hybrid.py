@@ -26,6 +26,10 @@ the code (``Darel13712/adopting-pretrained-audio``, ``src/``) where it differs:
   validation contexts when there are enough of them; the app keeps the fixed budget.
 - Raw inputs (``standardize=False``): the code feeds the audio vectors as they are; by
   default we standardise them per dimension (`recommenders._torch.InputScaling`).
+- Skips (``learn_from_skips``, not in the paper, off with ``paper_compat``): a context's skipped
+  or disliked tracks enter its target row as ``−skip_weight`` (see `recommenders.elsa`), and
+  tracks only ever skipped join the trained columns, so their audio learns factors away from
+  the contexts that turned them down.
 - Same in both: Adam at lr 0.01 (line 68), the MLP ``Linear → ReLU → Linear`` with
   normalised outputs and the NMSE loss (``src/hybrid.py``). The code evaluates with a FAISS
   search of the mean history factors; ``(x A) Aⱼᵀ`` ranks identically (rows of A are unit

@@ -48,6 +48,9 @@ where it differs; each switch is a parameter of its own:
 - Raw inputs (``standardize=False``): the code feeds the audio vectors as they are; by
   default we standardise them per dimension (`recommenders._torch.InputScaling`).
 - Adam at its default lr 1e-3 (line 184) and the hinge margin 0.2 are the same in both.
+- Skips (``learn_from_skips``, not in the paper, off with ``paper_compat``): a track skipped or
+  disliked in a context is a hard negative of each of its positive pairs, one more hinge term
+  ``max(0, margin − s(c, i⁺) + s(c, i_skip))`` weighted by ``skip_weight``.
 """
 
 from __future__ import annotations
