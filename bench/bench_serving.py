@@ -51,7 +51,9 @@ def build_library(db: Path, n_tracks: int, *, dim: int = 200, n_plays: int = 20_
     cluster = rng.integers(0, n_clusters, n_tracks)
     centres = rng.normal(size=(n_clusters, dim)).astype(np.float32)
     vectors = (centres[cluster] + 1.2 * rng.normal(size=(n_tracks, dim))).astype(np.float32)
-    tracks = [BulkTrack(f"/bench/{c}/{i}.flac", f"track {i}", f"artist {c}", f"style {c}") for i, c in enumerate(cluster)]
+    tracks = [
+        BulkTrack(f"/bench/{c}/{i}.flac", f"track {i}", f"artist {c}", f"style {c}") for i, c in enumerate(cluster)
+    ]
     # Plays concentrate on a played subset (a listener's few thousand favourites), in sessions of one style.
     played = rng.choice(n_tracks, size=min(n_tracks, 4000), replace=False)
     members = {c: played[cluster[played] == c] for c in range(n_clusters)}

@@ -259,6 +259,7 @@ class Engine:
         self._loaded_backends: dict[tuple[str, str], backend_registry.Backend] = {}
         self._lock = threading.RLock()
         self._served: dict | None = None  # the measured winners serving each mode (read once)
+        self._played: tuple[tuple[int, int], set[int]] | None = None  # ((last play id, count), tracks played)
 
     # -- where things live -------------------------------------------------------------------
 
@@ -820,7 +821,7 @@ class Engine:
     ) -> list[Suggestion]:
         track_ids = [int(catalogue.track_ids[i]) for i in items]
         tracks = {t.id: t for t in self.store.tracks(ids=track_ids)}
-        played = self.store.played_track_ids()
+        played = self._played_track_ids()
         out = []
         for rank, (track_id, score) in enumerate(zip(track_ids, scores, strict=True)):
             track = tracks.get(track_id)
@@ -837,6 +838,14 @@ class Engine:
                 )
             )
         return out
+
+    def _played_track_ids(self) -> set[int]:
+        """Every track with a positive play, re-read only when plays were recorded or deleted since."""
+        last = self.store.plays_signature()
+        with self._lock:
+            if self._played is None or self._played[0] != last:
+                self._played = (last, self.store.played_track_ids())
+            return self._played[1]
 
     def _reason(self, track: Track, percentile: float, result: SuggestionList, model_name: str) -> str:
         if model_name == "popular":
