@@ -8,6 +8,15 @@ trained, on how many positive plays, up to which play id, how many catalogue tra
 and cold for it, and its parameters. The newest row of a (recommender, backend, version)
 wins; older folders beyond the last `KEEP_MODELS` are deleted.
 
+Serving cost (`ItemSideCache`): a learned model scores by inner products with its *item
+side* (projected audio, factors, item embeddings), which depends only on the fitted weights
+and the items. It is computed once per fitted model and kept — in memory by the engine's
+`AlignedModel`, and on disk for the CLI as ``item_side.npz`` in the model's folder, keyed by
+the model row, the embedding version and a digest of the track ids it covers. Tracks analysed
+after training extend it (their rows only); a retrained model has a folder of its own; a
+damaged or foreign file is recomputed and rewritten. ``MRS_TUI_ITEM_SIDE_CACHE=0`` turns the
+disk cache and the FAISS search off (the former path: benchmarks compare the two).
+
 Serving (`AlignedModel`): the catalogue keeps growing after training — tracks analysed today
 are appended — and can lose tracks (files gone missing). The stored model is mapped onto the
 current catalogue by track id: tracks it never saw are appended with `extend_items` (they are
@@ -22,6 +31,8 @@ train on demand whatever the count.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import shutil
 import threading
@@ -42,6 +53,12 @@ KEEP_MODELS = 2
 MIN_TRAINING_PLAYS = 30
 MIN_TRAINING_SESSIONS = 5
 TRACK_IDS_FILE = "track_ids.npy"
+ITEM_SIDE_FILE = "item_side.npz"
+ITEM_SIDE_FORMAT = 1
+
+
+def item_side_cache_enabled() -> bool:
+    return os.environ.get("MRS_TUI_ITEM_SIDE_CACHE", "1").strip() != "0"
 
 
 class ModelNotTrained(UserError):
@@ -214,6 +231,63 @@ def load_record(record: ModelRecord, data_folder: Path) -> tuple[Recommender, np
 # -- serving a trained model on today's catalogue ----------------------------------------------
 
 
+class ItemSideCache:
+    """The item side of one fitted model on disk, beside its weights (see the module docstring)."""
+
+    def __init__(self, folder: Path | None, record: ModelRecord) -> None:
+        self.path = None if folder is None else folder / ITEM_SIDE_FILE
+        self.record = record
+
+    def _key(self, track_ids: np.ndarray) -> str:
+        digest = hashlib.blake2b(digest_size=16)
+        head = f"{ITEM_SIDE_FORMAT}|{self.record.id}|{self.record.path}|{self.record.version}|"
+        digest.update(head.encode())
+        digest.update(np.ascontiguousarray(track_ids, "<i8").tobytes())
+        return digest.hexdigest()
+
+    @staticmethod
+    def _checksum(matrix: np.ndarray) -> str:
+        return hashlib.blake2b(np.ascontiguousarray(matrix, "<f4").tobytes(), digest_size=16).hexdigest()
+
+    def read(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(track ids, item side) as written for this model, or None: missing, damaged or another model's."""
+        if self.path is None:
+            return None
+        try:
+            with np.load(self.path, allow_pickle=False) as data:
+                track_ids = np.asarray(data["track_ids"], np.int64)
+                matrix = np.asarray(data["item_side"], np.float32)
+                key, checksum = str(data["key"]), str(data["checksum"])
+        except Exception:  # truncated, not a zip, a folder in its place...: recomputed
+            return None
+        if matrix.ndim != 2 or len(matrix) != len(track_ids) or key != self._key(track_ids):
+            return None
+        if checksum != self._checksum(matrix):
+            return None
+        return track_ids, matrix
+
+    def write(self, track_ids: np.ndarray, matrix: np.ndarray) -> bool:
+        """Write atomically; False when it cannot be written (it is only a cache)."""
+        if self.path is None:
+            return False
+        tmp = self.path.with_name(f"{self.path.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npz")
+        try:
+            if self.path.is_dir() and not self.path.is_symlink():
+                shutil.rmtree(self.path)
+            np.savez(
+                tmp,
+                track_ids=np.asarray(track_ids, np.int64),
+                item_side=np.ascontiguousarray(matrix, np.float32),
+                key=np.str_(self._key(track_ids)),
+                checksum=np.str_(self._checksum(matrix)),
+            )
+            tmp.replace(self.path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            return False
+        return True
+
+
 class AlignedModel(Recommender):
     """A trained model seen through the current catalogue's item numbering.
 
@@ -236,6 +310,36 @@ class AlignedModel(Recommender):
         self.catalogue_key: tuple | None = None
         self.to_model = np.zeros(0, np.int64)  # catalogue index -> model item (-1: unknown to the model)
         self.to_catalogue = np.full(len(self.model_track_ids), -1, np.int64)
+        self.gone: list[int] = []  # model items no longer in the catalogue
+        self.item_side_cache: ItemSideCache | None = None
+        self.cached_item_side_ids: np.ndarray | None = None  # what the disk cache holds now
+
+    def use_item_side_cache(self, cache: ItemSideCache) -> None:
+        """Take the item side from `cache` when it was written for this model; `align` keeps it current."""
+        self.item_side_cache = cache
+        if not hasattr(self.model, "set_item_side"):
+            return
+        found = cache.read()
+        if found is None:
+            return
+        track_ids, matrix = found
+        self.cached_item_side_ids = track_ids
+        n = len(self.model_track_ids)
+        if len(track_ids) >= n and np.array_equal(track_ids[:n], self.model_track_ids):
+            try:
+                self.model.set_item_side(matrix[:n])  # rows beyond: tracks appended since, `align` adds them again
+            except ValueError:  # not this model's shape after all: computed afresh
+                self.cached_item_side_ids = None
+
+    def _store_item_side(self) -> None:
+        if self.item_side_cache is None or not hasattr(self.model, "item_side"):
+            return
+        if self.cached_item_side_ids is not None and np.array_equal(self.cached_item_side_ids, self.model_track_ids):
+            return
+        matrix = self.model.item_side()
+        fits = matrix is not None and len(matrix) == len(self.model_track_ids)
+        if fits and self.item_side_cache.write(self.model_track_ids, matrix):
+            self.cached_item_side_ids = self.model_track_ids.copy()
 
     def align(self, catalogue) -> AlignedModel:
         """Map onto `catalogue`, appending the tracks analysed since training."""
@@ -265,7 +369,9 @@ class AlignedModel(Recommender):
         hot = np.zeros(len(catalogue), bool)
         hot[known] = model_hot[self.to_model[known]]
         self.hot_mask = hot
+        self.gone = np.flatnonzero(self.to_catalogue < 0).tolist()
         self.catalogue_key = key
+        self._store_item_side()
         return self
 
     def _model_query(self, query: Query) -> Query:
@@ -280,13 +386,12 @@ class AlignedModel(Recommender):
         seed = None
         if query.seed is not None and 0 <= query.seed < len(self.to_model) and self.to_model[query.seed] >= 0:
             seed = int(self.to_model[query.seed])
-        gone = np.flatnonzero(self.to_catalogue < 0).tolist()  # items no longer in the catalogue
         return Query(
             history=mapped(query.history),
             seed=seed,
             context=None,  # app sessions are new contexts for a trained model
             pool=query.pool,
-            exclude=mapped(query.exclude) + gone,
+            exclude=mapped(query.exclude) + self.gone,
         )
 
     def fit(self, interactions, item_vectors, *, progress=None, cancel=None) -> AlignedModel:
@@ -302,7 +407,10 @@ class AlignedModel(Recommender):
         return scores
 
     def recommend(self, query: Query, k: int) -> tuple[np.ndarray, np.ndarray]:
-        items, scores = self.model.recommend(self._model_query(query), k)
+        search = getattr(self.model, "search", None)
+        if search is None or not item_side_cache_enabled():
+            search = self.model.recommend
+        items, scores = search(self._model_query(query), k)
         mapped = self.to_catalogue[items]
         keep = mapped >= 0
         return mapped[keep], scores[keep]
@@ -332,4 +440,6 @@ def serve(
                 on_error(exc)
             return cached.align(catalogue)
         cached = AlignedModel(model, track_ids, record)
+        if item_side_cache_enabled():
+            cached.use_item_side_cache(ItemSideCache(model_folder(data_folder, record.path), record))
     return cached.align(catalogue)

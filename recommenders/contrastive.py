@@ -51,6 +51,8 @@ a parameter of its own:
   (``ContrastiveDataset(train)``, line 129).
 - Raw inputs (``standardize=False``): the code feeds the audio vectors as they are; by
   default we standardise them per dimension (`recommenders._torch.InputScaling`).
+- Skips (``learn_from_skips``, not in the paper, off with ``paper_compat``): the collaborative
+  view's ELSA learns from them (negative targets, see `recommenders.elsa`); the towers do not.
 - Cold items are represented by the audio ("content") tower in both: the code reports its
   cold metrics for the content view only (the ``if typ == 'content'`` logging at the end of
   ``src/train_contrast.py``; that line number was not re-checked).
@@ -174,7 +176,6 @@ class ContrastiveRecommender(LearnedRecommender):
         self.towers: Towers | None = None
         self.audio = np.zeros((0, 0), np.float32)
         self.collaborative = np.zeros((0, 0), np.float32)  # ELSA factors of the hot items, in hot order
-        self.embeddings = np.zeros((0, 0), np.float32)
 
     def _fit(
         self,
@@ -256,6 +257,24 @@ class ContrastiveRecommender(LearnedRecommender):
         self._refresh_embeddings()
 
     def _refresh_embeddings(self) -> None:
+        self._forget_item_side()
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        """The item side: every item's representation (`_compute_item_side`)."""
+        side = self.item_side()
+        return side if side is not None else np.zeros((0, 0), np.float32)
+
+    def _ready_to_serve(self) -> bool:
+        return self.towers is not None
+
+    def _item_count(self) -> int:
+        return len(self.audio)
+
+    def query_side(self, query: Query) -> np.ndarray | None:
+        return self.profile(query)
+
+    def _compute_item_side(self) -> np.ndarray:
         """Item representations: audio tower for every item, the chosen view for hot ones."""
         with torch.no_grad():
             audio = self._audio_view(self.audio)
@@ -272,7 +291,7 @@ class ContrastiveRecommender(LearnedRecommender):
                     embeddings[hot] = l2_normalize(audio[hot] + collaborative)
                 else:
                     embeddings[hot] = (audio[hot] + collaborative) / 2
-        self.embeddings = embeddings
+        return embeddings
 
     def _audio_view(self, vectors: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -329,4 +348,4 @@ class ContrastiveRecommender(LearnedRecommender):
         new_vectors = self.scaling(new_vectors)
         self.audio = np.ascontiguousarray(np.concatenate([self.audio, new_vectors]), dtype=np.float32)
         # hot_mask grows after this hook: the new rows are cold, so only their audio view counts.
-        self.embeddings = np.concatenate([self.embeddings, self._audio_view(new_vectors)])
+        self._grow_item_side(lambda: self._audio_view(new_vectors))

@@ -37,6 +37,11 @@ never passed to ``ELSA.fit`` (line 42), so it only names the run. The package's 
 initialisation and optimizer could not be checked against its source here; we use Xavier
 initialisation and NAdam, as the existing collaborative view did.
 
+Skips (``learn_from_skips``, not in the paper, off with ``paper_compat``): the target row of a
+context carries ``−skip_weight`` at the items it skipped or disliked (the input row stays its
+positives), so the reconstruction is pushed away from them; in the ``elsa`` baseline and the
+contrastive model's collaborative view only hot items have columns.
+
 Scoring a query uses the same formula with x the query's items as a binary row. Because
 the rows of A are unit vectors, ``(x A) Aⱼᵀ`` is, up to a constant, the inner product of
 item j's factors with the sum of the history's factors, i.e. the ranking the paper's

@@ -26,6 +26,10 @@ the code (``Darel13712/adopting-pretrained-audio``, ``src/``) where it differs:
   validation contexts when there are enough of them; the app keeps the fixed budget.
 - Raw inputs (``standardize=False``): the code feeds the audio vectors as they are; by
   default we standardise them per dimension (`recommenders._torch.InputScaling`).
+- Skips (``learn_from_skips``, not in the paper, off with ``paper_compat``): a context's skipped
+  or disliked tracks enter its target row as ``−skip_weight`` (see `recommenders.elsa`), and
+  tracks only ever skipped join the trained columns, so their audio learns factors away from
+  the contexts that turned them down.
 - Same in both: Adam at lr 0.01 (line 68), the MLP ``Linear → ReLU → Linear`` with
   normalised outputs and the NMSE loss (``src/hybrid.py``). The code evaluates with a FAISS
   search of the mean history factors; ``(x A) Aⱼᵀ`` ranks identically (rows of A are unit
@@ -103,7 +107,6 @@ class HybridRecommender(LearnedRecommender):
         super().__init__(seed=seed, **params)
         self.net: AudioFactors | None = None
         self.audio = np.zeros((0, 0), np.float32)
-        self.factors = np.zeros((0, 0), np.float32)
 
     def _fit(
         self,
@@ -147,8 +150,36 @@ class HybridRecommender(LearnedRecommender):
         self._refresh_factors()
 
     def _refresh_factors(self) -> None:
+        self._forget_item_side()
+
+    @property
+    def factors(self) -> np.ndarray:
+        """The item side: ELSA factors of every item, from its audio."""
+        side = self.item_side()
+        return side if side is not None else np.zeros((0, 0), np.float32)
+
+    def _ready_to_serve(self) -> bool:
+        return self.net is not None
+
+    def _item_count(self) -> int:
+        return len(self.audio)
+
+    def _compute_item_side(self) -> np.ndarray:
+        return self._factors_of(self.audio)
+
+    def _factors_of(self, audio: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            self.factors = self.net(torch.from_numpy(self.audio)).numpy()
+            return self.net(torch.from_numpy(np.ascontiguousarray(audio, np.float32))).numpy()
+
+    def query_side(self, query: Query) -> np.ndarray | None:
+        """``x A``: the sum of the query items' factors (ELSA's ``x A Aᵀ − x`` is its inner products, minus x)."""
+        items = np.unique(np.asarray(self.sequences.query_items(query), np.int64))
+        if self.net is None or len(items) == 0:
+            return None
+        return self.factors[items].sum(axis=0)
+
+    def _query_correction(self, query: Query) -> tuple[np.ndarray, float] | None:
+        return np.unique(np.asarray(self.sequences.query_items(query), np.int64)), -1.0
 
     def score(self, query: Query) -> np.ndarray:
         if self.net is None:
@@ -179,4 +210,4 @@ class HybridRecommender(LearnedRecommender):
             raise ValueError("the hybrid recommender is not fitted yet")
         new_vectors = self.scaling(new_vectors)
         self.audio = np.ascontiguousarray(np.concatenate([self.audio, new_vectors]), dtype=np.float32)
-        self._refresh_factors()
+        self._grow_item_side(lambda: self._factors_of(new_vectors))

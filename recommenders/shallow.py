@@ -48,6 +48,9 @@ where it differs; each switch is a parameter of its own:
 - Raw inputs (``standardize=False``): the code feeds the audio vectors as they are; by
   default we standardise them per dimension (`recommenders._torch.InputScaling`).
 - Adam at its default lr 1e-3 (line 184) and the hinge margin 0.2 are the same in both.
+- Skips (``learn_from_skips``, not in the paper, off with ``paper_compat``): a track skipped or
+  disliked in a context is a hard negative of each of its positive pairs, one more hinge term
+  ``max(0, margin − s(c, i⁺) + s(c, i_skip))`` weighted by ``skip_weight``.
 """
 
 from __future__ import annotations
@@ -218,6 +221,7 @@ class ShallowRecommender(LearnedRecommender):
     def _use_module(self, module: nn.Module) -> None:
         self.net = module
         self._refresh_cache()
+        self._forget_item_side()
 
     def _initial_contexts(self, vectors: np.ndarray) -> np.ndarray:
         """Each context starts at the mean audio vector of its items (the paper's initialisation)."""
@@ -230,13 +234,13 @@ class ShallowRecommender(LearnedRecommender):
     # -- scoring -------------------------------------------------------------------------------
 
     def _refresh_cache(self) -> None:
-        """Projected, normalised item and context vectors, and the projection as numpy for queries.
+        """The projection as numpy for queries, and the projected, normalised context vectors.
 
         Queries project one vector: numpy does that in microseconds, where a torch call costs
         more in dispatch (and, on a busy machine, in waking its thread pool) than in arithmetic.
+        The projected items are the item side (`item_side`), computed on first use.
         """
         if self.net is None:
-            self.item_embeddings = np.zeros((0, 0), np.float32)
             self.context_embeddings = np.zeros((0, 0), np.float32)
             return
         linear = self.net.project[0]
@@ -244,8 +248,24 @@ class ShallowRecommender(LearnedRecommender):
         self._bias = linear.bias.detach().numpy().copy()
         self.item_inputs = self.net.items.weight.detach().numpy()
         self.context_inputs = self.net.contexts.weight.detach().numpy()
-        self.item_embeddings = self._project(self.item_inputs)
         self.context_embeddings = self._project(self.context_inputs)
+
+    @property
+    def item_embeddings(self) -> np.ndarray:
+        side = self.item_side()
+        return side if side is not None else np.zeros((0, 0), np.float32)
+
+    def _ready_to_serve(self) -> bool:
+        return self.net is not None
+
+    def _item_count(self) -> int:
+        return len(self.item_inputs) if self.net is not None else 0
+
+    def _compute_item_side(self) -> np.ndarray:
+        return self._project(self.item_inputs)
+
+    def query_side(self, query: Query) -> np.ndarray | None:
+        return self.query_vector(query) if self.net is not None else None
 
     def _project(self, inputs: np.ndarray) -> np.ndarray:
         """``normalise(ReLU(x W + b))``, the net's projection, row-wise."""
@@ -295,10 +315,13 @@ class ShallowRecommender(LearnedRecommender):
         load_module_weights(self.net, arrays)
         self.net.eval()
         self._refresh_cache()
+        self._forget_item_side()
 
     def _extend_items(self, new_vectors: np.ndarray) -> None:
         if self.net is None:
             raise ValueError("the shallow recommender is not fitted yet")
-        grown = torch.cat([self.net.items.weight.detach(), torch.from_numpy(self.scaling(new_vectors))])
+        scaled = self.scaling(new_vectors)
+        grown = torch.cat([self.net.items.weight.detach(), torch.from_numpy(scaled)])
         self.net.items = nn.Embedding.from_pretrained(grown, freeze=self.freeze_items)
         self._refresh_cache()
+        self._grow_item_side(lambda: self._project(scaled))

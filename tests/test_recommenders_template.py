@@ -93,7 +93,14 @@ def test_a_model_saved_with_the_former_parameter_list_still_loads(tmp_path):
         "threads": 1,
     }
     meta = json.loads((tmp_path / "m" / "params.json").read_text())
-    assert meta["params"] == {**former, "paper_compat": False, "freeze_contexts": False, "negatives_from": "items"}
+    assert meta["params"] == {
+        **former,
+        "paper_compat": False,
+        "freeze_contexts": False,
+        "negatives_from": "items",
+        "learn_from_skips": True,
+        "skip_weight": 1.0,
+    }
     (tmp_path / "m" / "params.json").write_text(json.dumps({**meta, "params": former}))
     loaded = recommenders.load_saved(tmp_path / "m")
     assert loaded.seed == 3 and loaded.params == meta["params"]  # parameters added since take their defaults

@@ -460,9 +460,7 @@ def _learns_from_skips(recommender: str) -> bool:
     return "learn_from_skips" in params.__dataclass_fields__
 
 
-def resolve_rows(
-    names: Sequence[str] | None, *, paper_compat: bool = False, negatives: str = "auto"
-) -> list[Row]:
+def resolve_rows(names: Sequence[str] | None, *, paper_compat: bool = False, negatives: str = "auto") -> list[Row]:
     """The recommender rows to evaluate: the chosen ones (default: all) plus every baseline.
 
     A label ``NAME+paper`` runs NAME with ``paper_compat=True``; `paper_compat` sets it on every row.
@@ -481,7 +479,9 @@ def resolve_rows(
             params = {**row.params, "learn_from_skips": True}
             out.append(Row(row.label + SKIPS_SUFFIX, row.recommender, params, row.baseline))
         else:
-            out.append(Row(row.label, row.recommender, {**row.params, "learn_from_skips": negatives == "on"}, row.baseline))
+            out.append(
+                Row(row.label, row.recommender, {**row.params, "learn_from_skips": negatives == "on"}, row.baseline)
+            )
     return out
 
 

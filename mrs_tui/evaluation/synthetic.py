@@ -43,6 +43,7 @@ def generate(
     session_length: tuple[int, int] = (3, 9),
     new_item_share: float = 0.1,
     skip_rate: float = 0.0,
+    skipped_sounds_like: float = 0.0,
     seed: int = 0,
 ) -> SyntheticData:
     """A planted log (see the module docstring).
@@ -51,7 +52,9 @@ def generate(
     after each play, with that probability, a popular track of it comes up and is skipped
     (`log.negatives`). Its tracks are still played now and then in off-taste sessions, so
     some of them are hot. The skips use their own random stream: the plays are the same as
-    without them.
+    without them. `skipped_sounds_like` (0..1) moves the first user's disliked cluster that
+    share of the way towards their first taste in every backend: a style that sounds like the
+    one they love and that they skip, which audio alone cannot tell apart.
     """
     rng = np.random.default_rng(seed)
     backends = backends or {"good": (32, 0.3), "poor": (16, 2.0)}
@@ -62,16 +65,21 @@ def generate(
     if n_new:
         release[-n_new:] = rng.uniform(days - 30, days - 1, n_new)
     popularity = 1.0 / (1.0 + rng.permutation(n_items)) ** 0.8
-    vectors = {}
+    vectors, centres = {}, {}
     for offset, (name, (dim, noise)) in enumerate(backends.items()):
         local = np.random.default_rng(seed + 1000 + offset)
-        centres = local.normal(0.0, 1.0, (n_clusters, dim))
-        vectors[name] = (centres[clusters] + local.normal(0.0, noise, (n_items, dim))).astype(np.float32)
+        centres[name] = local.normal(0.0, 1.0, (n_clusters, dim))
+        vectors[name] = (centres[name][clusters] + local.normal(0.0, noise, (n_items, dim))).astype(np.float32)
     tastes = [rng.choice(n_clusters, size=2, replace=False) for _ in range(n_users)]
     skip_rng = np.random.default_rng(seed + 7919)
     disliked = None
     if skip_rate > 0:
         disliked = np.array([skip_rng.choice(np.setdiff1d(np.arange(n_clusters), t)) for t in tastes])
+        if skipped_sounds_like > 0:
+            near, loved = int(disliked[0]), int(tastes[0][0])
+            for name, matrix in vectors.items():
+                shift = skipped_sounds_like * (centres[name][loved] - centres[name][near])
+                matrix[clusters == near] += shift.astype(np.float32)
     skipped: tuple[list, list, list, list] = ([], [], [], [])
     users, items, stamps, sessions = [], [], [], []
     session = 0
@@ -96,9 +104,8 @@ def generate(
                 pool_skip = np.flatnonzero((clusters == disliked[user]) & (release <= day))
                 if len(pool_skip):
                     weights_skip = popularity[pool_skip] / popularity[pool_skip].sum()
-                    for column, value in zip(
-                        skipped, (user, str(int(skip_rng.choice(pool_skip, p=weights_skip))), at - 60.0, session)
-                    ):
+                    item = str(int(skip_rng.choice(pool_skip, p=weights_skip)))
+                    for column, value in zip(skipped, (user, item, at - 60.0, session), strict=True):
                         column.append(value)
         session += 1
     log = PlayLog(
@@ -142,7 +149,9 @@ def write_history(store, data: SyntheticData, *, versions: dict[str, str] | None
     rows = [(int(log.sessions[r]), int(log.items[r]), "complete", float(log.timestamps[r])) for r in range(len(log))]
     if log.negatives is not None:
         skips = log.negatives
-        rows += [(int(skips.sessions[r]), int(skips.items[r]), "skip", float(skips.timestamps[r])) for r in range(len(skips))]
+        rows += [
+            (int(skips.sessions[r]), int(skips.items[r]), "skip", float(skips.timestamps[r])) for r in range(len(skips))
+        ]
     plays = [BulkPlay(*row) for row in sorted(rows, key=lambda row: row[3])]
     vectors = {(name, versions.get(name, "1")): matrix for name, matrix in data.vectors.items()}
     ids = write_bulk_history(store, tracks, vectors, plays)
