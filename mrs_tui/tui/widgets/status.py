@@ -46,6 +46,7 @@ class IndexStatus(JobStatus):
         failed = f" · {p.failed} unreadable" if p.failed else ""
         stored = f" · {p.backends[0].done} stored" if len(p.backends) == 1 else f" · {p.describe_backends()}"
         stored += f" · {p.describe_nodes()}" if p.nodes else ""
+        stored += f" · {p.decoded} decoded" if p.decoded > p.done else ""
         self.show(
             f"analysing with {backend}: {p.done}/{p.total}{stored} · {p.rate:.1f} tracks/s{eta}{failed} · c cancels",
             p.done,
