@@ -172,6 +172,7 @@ class Indexer:
         clip_position: str = "middle",
         decode_workers: int = DECODE_WORKERS,
         torch_threads: int | None = None,
+        prefetch: int | None = None,
     ) -> None:
         self.store = store
         self.backends = list(backends)
@@ -179,10 +180,13 @@ class Indexer:
         self.clip_position = clip_position
         self.decode_workers = max(1, decode_workers)
         self.torch_threads = torch_threads  # None: leave torch's own setting
+        self.prefetch = prefetch  # tracks decoded ahead; None: `prefetch_depth` decides
 
     @property
     def prefetch_depth(self) -> int:
         """Tracks decoded ahead of analysis: the largest batch plus one per decoder, bounded."""
+        if self.prefetch is not None:
+            return max(1, self.prefetch)
         largest = max((self._batch_size(b) for b in self.backends), default=1)
         return min(MAX_PREFETCH, largest + self.decode_workers)
 
