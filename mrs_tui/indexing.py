@@ -7,16 +7,26 @@ are queued; results are committed batch by batch, so a cancelled or killed run l
 most one batch and the next run starts where this one stopped (tracks with a stored vector
 or failure for a model are never recomputed).
 
-Decoding runs one track ahead in a helper thread (libsndfile, FFmpeg and soxr release the
-GIL), so the backend is rarely waiting for audio. Memory stays flat: at most
-`batch_size` waveforms per backend plus the prefetched track are alive at any time.
+Decoding and resampling run ahead of analysis in a small pool of helper threads
+(libsndfile, FFmpeg and soxr release the GIL): a bounded pipeline that keeps up to one batch
+plus one track per decoder decoded ahead, so while a backend embeds a batch the decoders are
+already filling the next one. With a single track ahead, as before, the decoder sat idle
+during every batch and the next batch's tracks were then decoded one by one while the
+backend waited. Memory stays bounded: at most `batch_size` waveforms per backend plus the
+tracks decoded ahead (`prefetch_depth`) are alive at any time. Progress reports both stages:
+`IndexProgress.decoded` (audio ready) and the tracks analysed per backend.
+
+`decode_workers` and `torch_threads` split the machine between the two stages; the defaults
+are what bench/bench_index_pipeline.py measured best on a 2-core machine (see there).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -64,6 +74,18 @@ class IndexProgress:
     current: str = ""
     backends: tuple[BackendProgress, ...] = ()
     nodes: tuple[NodeProgress, ...] = ()  # cluster runs only
+    # Tracks whose audio is decoded (or found unreadable), counting those still waiting for a
+    # backend: the first stage of the pipeline. 0 where a runner does not report it.
+    decoded: int = 0
+
+    @property
+    def analysed(self) -> int:
+        """Tracks every backend is done with (the second stage); `done` counts tracks handed over."""
+        return min((b.done for b in self.backends), default=self.done)
+
+    def describe_stages(self) -> str:
+        """ "decoded 40/60 · analysed 32/60": both stages of the pipeline."""
+        return f"decoded {max(self.decoded, self.done)}/{self.total} · analysed {self.analysed}/{self.total}"
 
     @property
     def rate(self) -> float:
@@ -129,6 +151,11 @@ class IndexReport:
 ProgressFn = Callable[[IndexProgress], None]
 
 
+# Decoder threads and tracks decoded ahead: bench/bench_index_pipeline.py chose them (2 cores).
+DECODE_WORKERS = 1
+MAX_PREFETCH = 16  # a whole-track backend's excerpt can be 100 MB: the depth needs a ceiling
+
+
 @dataclass
 class _Pending:
     track: Track
@@ -143,11 +170,25 @@ class Indexer:
         *,
         batch_size: int = 8,
         clip_position: str = "middle",
+        decode_workers: int = DECODE_WORKERS,
+        torch_threads: int | None = None,
+        prefetch: int | None = None,
     ) -> None:
         self.store = store
         self.backends = list(backends)
         self.batch_size = max(1, batch_size)
         self.clip_position = clip_position
+        self.decode_workers = max(1, decode_workers)
+        self.torch_threads = torch_threads  # None: leave torch's own setting
+        self.prefetch = prefetch  # tracks decoded ahead; None: `prefetch_depth` decides
+
+    @property
+    def prefetch_depth(self) -> int:
+        """Tracks decoded ahead of analysis: the largest batch plus one per decoder, bounded."""
+        if self.prefetch is not None:
+            return max(1, self.prefetch)
+        largest = max((self._batch_size(b) for b in self.backends), default=1)
+        return min(MAX_PREFETCH, largest + self.decode_workers)
 
     def todo(self, track_ids: Sequence[int] | None = None) -> list[tuple[Track, list[Backend]]]:
         """Tracks that still need at least one backend, with the backends they need."""
@@ -192,20 +233,51 @@ class Indexer:
                 report.elsewhere += 1
             return None
 
+        decoded_count = 0
+        count_lock = threading.Lock()
+
+        def decode_counted(track: Track, wanted: list[Backend]):
+            nonlocal decoded_count
+            result = self._decode(track, wanted)
+            with count_lock:
+                decoded_count += 1
+            return result
+
+        def progress_event(done: int, current: str = "", seconds: float | None = None) -> IndexProgress:
+            elapsed = time.perf_counter() - started if seconds is None else seconds
+            return IndexProgress(
+                done, len(work), failed, elapsed, current, per_backend(), decoded=min(decoded_count, len(work))
+            )
+
         if progress:
-            progress(IndexProgress(0, len(work), 0, 0.0, backends=per_backend()))
+            progress(progress_event(0, seconds=0.0))
+        ahead: deque[tuple[int, Future]] = deque()
         try:
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
-                position = next_claimed(0)
-                ahead: Future | None = pool.submit(self._decode, *work[position]) if position is not None else None
-                while position is not None:
-                    track, wanted = work[position]
+            with (
+                self._torch_threads(),
+                ThreadPoolExecutor(max_workers=self.decode_workers, thread_name_prefix="decode") as pool,
+            ):
+                scheduled = 0  # the position from which the next track to decode is looked for
+
+                def fill() -> None:
+                    nonlocal scheduled
+                    while len(ahead) < self.prefetch_depth and scheduled is not None:
+                        found = next_claimed(scheduled)
+                        if found is None:
+                            scheduled = None
+                            return
+                        ahead.append((found, pool.submit(decode_counted, *work[found])))
+                        scheduled = found + 1
+
+                fill()
+                while ahead:
                     if cancel is not None and cancel.is_set():
                         report.cancelled = True
                         break
-                    decoded, error, decode_time = ahead.result()
-                    following = next_claimed(position + 1)
-                    ahead = pool.submit(self._decode, *work[following]) if following is not None else None
+                    position, future = ahead.popleft()
+                    track, wanted = work[position]
+                    decoded, error, decode_time = future.result()
+                    fill()  # keep the decoders busy while this track's batch is embedded
                     report.decode_seconds += decode_time
                     if error is not None:
                         self.store.update_track(track.id, status="failed", error=error)
@@ -219,22 +291,36 @@ class Indexer:
                             if len(queues[backend.name]) >= self._batch_size(backend):
                                 stored[backend.name] += self._flush(backend, queues[backend.name], report)
                     if progress:
-                        elapsed = time.perf_counter() - started
-                        progress(IndexProgress(position + 1, len(work), failed, elapsed, track.path, per_backend()))
-                    position = following
-                if ahead is not None:
-                    ahead.cancel()
-            # On cancel, queued waveforms are dropped unembedded: a batch of a slow backend can take
-            # minutes, and nothing was stored for them, so the next run simply picks them up.
-            if not report.cancelled:
-                for backend in self.backends:
-                    stored[backend.name] += self._flush(backend, queues[backend.name], report)
+                        progress(progress_event(position + 1, track.path))
+                for _position, future in ahead:
+                    future.cancel()
+                # On cancel, queued waveforms are dropped unembedded: a batch of a slow backend can take
+                # minutes, and nothing was stored for them, so the next run simply picks them up.
+                if not report.cancelled:
+                    for backend in self.backends:
+                        stored[backend.name] += self._flush(backend, queues[backend.name], report)
         finally:
             self.store.release_claims()
         report.seconds = time.perf_counter() - started
         if progress and work:
-            progress(IndexProgress(len(work), len(work), failed, report.seconds, "", per_backend()))
+            progress(progress_event(len(work), seconds=report.seconds))
         return report
+
+    @contextlib.contextmanager
+    def _torch_threads(self) -> Iterator[None]:
+        """torch's intra-op threads set to `torch_threads` for the run (only if torch is in use)."""
+        import sys
+
+        torch = sys.modules.get("torch")  # a backend that needs torch has imported it; mfcc does not
+        if self.torch_threads is None or torch is None:
+            yield
+            return
+        before = torch.get_num_threads()
+        torch.set_num_threads(max(1, self.torch_threads))
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
     # -- steps -------------------------------------------------------------------------------
 

@@ -153,3 +153,68 @@ def test_progress_reports_rate_and_eta(store, tmp_path):
     Indexer(store, [backends.load_backend("mfcc")]).run(progress=seen.append)
     assert seen[-1].done == seen[-1].total == 3
     assert seen[-1].rate > 0 and seen[-1].eta == 0
+
+
+def test_decoders_fill_the_next_batch_while_the_backend_embeds(store, tmp_path, energy_registered, monkeypatch):
+    root = tmp_path / "music"
+    make_library(root, styles=("techno", "piano"), per_style=4, seconds=2.0)
+    scan(store, root)
+    decodes = []
+    all_decoded = threading.Event()
+    real_decode = indexing.decode_excerpt
+
+    def counting_decode(path, start=0.0, seconds=None):
+        result = real_decode(path, start, seconds)
+        decodes.append(path)
+        if len(decodes) == 8:
+            all_decoded.set()
+        return result
+
+    monkeypatch.setattr(indexing, "decode_excerpt", counting_decode)
+    overlapped = []
+
+    class Slow(BandEnergyBackend):
+        def embed(self, waveforms):
+            if not overlapped:  # the first batch: the remaining 4 tracks should decode meanwhile
+                overlapped.append(all_decoded.wait(timeout=20))
+            return super().embed(waveforms)
+
+    indexer = Indexer(store, [Slow().load()], batch_size=4)
+    assert indexer.prefetch_depth == 5  # a batch plus one track per decoder
+    seen = []
+    report = indexer.run(progress=seen.append)
+    assert report.embedded == {"energy": 8}
+    # With one track decoded ahead, the decoder idled during the batch: only 5 of 8 were ready.
+    assert overlapped == [True]
+    # Both stages are in the progress events: decoding runs ahead of what is handed over.
+    assert any(p.decoded > p.done for p in seen)
+    assert all(p.decoded >= p.done or p.done == p.total for p in seen)
+    last = seen[-1]
+    assert last.decoded == last.total == 8 and last.analysed == 8
+    assert last.describe_stages() == "decoded 8/8 · analysed 8/8"
+
+
+def test_progress_event_still_builds_as_before():
+    # Runners and screens written before the pipeline build and read it positionally.
+    p = indexing.IndexProgress(3, 10, 1, 2.0, "a.flac", (indexing.BackendProgress("mfcc", 2, 10, 1.0),))
+    assert (p.done, p.total, p.failed, p.decoded, p.analysed) == (3, 10, 1, 0, 2)
+    assert p.describe_stages() == "decoded 3/10 · analysed 2/10"
+
+
+def test_torch_threads_are_set_for_the_run_and_restored(store, tmp_path, energy_registered):
+    import torch
+
+    root = tmp_path / "music"
+    make_library(root, styles=("techno",), per_style=2, seconds=2.0)
+    scan(store, root)
+    before = torch.get_num_threads()
+    during = []
+
+    class Watching(BandEnergyBackend):
+        def embed(self, waveforms):
+            during.append(torch.get_num_threads())
+            return super().embed(waveforms)
+
+    Indexer(store, [Watching().load()], batch_size=1, torch_threads=1, decode_workers=2).run()
+    assert during and set(during) == {1}
+    assert torch.get_num_threads() == before

@@ -91,7 +91,8 @@ def run_index(args: argparse.Namespace) -> int:
         eta = f", ETA {fmt_duration(p.eta)}" if p.eta is not None else ""
         detail = f" [{p.describe_backends()}]" if len(p.backends) > 1 else ""
         detail += f" [{p.describe_nodes()}]" if p.nodes else ""
-        line(f"analysing {p.done}/{p.total} ({p.rate:.1f} tracks/s{eta}){detail}")
+        decoded = f", decoded {p.decoded}" if p.decoded > p.done else ""
+        line(f"analysing {p.done}/{p.total} ({p.rate:.1f} tracks/s{eta}{decoded}){detail}")
 
     try:
         report = engine.index(names, track_ids=ids, progress=on_progress, cancel=cancel, cluster=cluster)

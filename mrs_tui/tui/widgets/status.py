@@ -51,6 +51,7 @@ class IndexStatus(JobStatus):
         failed = f" · {p.failed} unreadable" if p.failed else ""
         stored = f" · {p.backends[0].done} stored" if len(p.backends) == 1 else f" · {p.describe_backends()}"
         stored += f" · {p.describe_nodes()}" if p.nodes else ""
+        stored += f" · {p.decoded} decoded" if p.decoded > p.done else ""
         head = f"analysing with {backend}: {p.done}/{p.total}{stored} · {p.rate:.1f} tracks/s"
         self._analysis = (head, f"{failed} · c cancels · 4 lists jobs", p.done, p.total)
         self._show_analysis()
