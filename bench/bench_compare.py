@@ -46,7 +46,6 @@ def build(db: Path, tracks: int, plays: int) -> None:
 
 def train(db: Path, plan: dict[str, tuple[str, ...]]) -> None:
     import recommenders as registry
-    from mrs_tui import training
     from mrs_tui.config import Settings
     from mrs_tui.engine import Engine
     from mrs_tui.store import Store
@@ -56,7 +55,7 @@ def train(db: Path, plan: dict[str, tuple[str, ...]]) -> None:
         for name, backends in plan.items():
             quick = getattr(registry.recommender_class(name), "quick_params", {})
             for backend in backends:
-                if training.latest_record(store, name, backend, engine.version(backend)) is not None:
+                if store.latest_model(name, backend, engine.version(backend)) is not None:
                     print(f"  {name} on {backend}: the kept model")
                     continue
                 started = time.perf_counter()
