@@ -9,7 +9,10 @@ for knn and bert4rec. The baseline in the same run is the headless core call the
 waits for (`compare()` / `Engine.suggest`), so the ratio is what the TUI adds.
 Goals: compare p95 under 300 ms; suggestion list p95 under 100 ms.
 
-    python bench/bench_compare.py [--tracks 10000] [--repeats 15] [--learned hybrid]
+    python bench/bench_compare.py [--tracks 10000] [--repeats 15] [--learned hybrid] [--keep DIR]
+
+Training the learned recommender at 10k tracks takes minutes: `--keep DIR` keeps the library
+and its trained models there, and a later run with the same DIR and sizes reuses them.
 """
 
 from __future__ import annotations
@@ -52,6 +55,9 @@ def train(db: Path, plan: dict[str, tuple[str, ...]]) -> None:
         for name, backends in plan.items():
             quick = getattr(registry.recommender_class(name), "quick_params", {})
             for backend in backends:
+                if store.latest_model(name, backend, engine.version(backend)) is not None:
+                    print(f"  {name} on {backend}: the kept model")
+                    continue
                 started = time.perf_counter()
                 engine.train(name, backend, params=dict(quick))
                 print(f"  trained {name} on {backend} in {time.perf_counter() - started:.1f} s")
@@ -128,11 +134,15 @@ def main() -> None:
     parser.add_argument(
         "--learned", default="hybrid", help="the learned recommender of the second compare run ('none': knn only)"
     )
+    parser.add_argument("--keep", type=Path, help="keep the library and trained models in this folder and reuse them")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        db = Path(folder) / "bench.db"
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = args.keep or Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        db = folder / f"bench-{args.tracks}-{args.plays}.db"
         started = time.perf_counter()
-        build(db, args.tracks, args.plays)
+        if not db.exists():
+            build(db, args.tracks, args.plays)
         print(
             f"library: {args.tracks} tracks x {len(BACKENDS)} backends, {args.plays} plays ({time.perf_counter() - started:.1f} s)"
         )

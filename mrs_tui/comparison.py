@@ -306,7 +306,8 @@ def describe_serving(store, served: dict) -> str:
     import datetime
 
     names = {"hot": "hot", "cold": "new files"}
-    parts = [f"{names.get(m, m)}: {p.recommender} on {p.backend}" for m, p in sorted(served.items())]
+    modes = sorted(served, key=lambda m: (m != "hot", m))  # hot first
+    parts = [f"{names.get(m, m)}: {served[m].recommender} on {served[m].backend}" for m in modes]
     runs = {r["id"]: r for r in list_runs(store, 200)}
     for run_id in dict.fromkeys(p.run_id for p in served.values()):
         run = runs.get(run_id)

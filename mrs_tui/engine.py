@@ -806,7 +806,7 @@ class Engine:
         for pair in self.served_pairs().values():
             spec = recommender_registry.get_spec(pair.recommender)
             version = self.version(pair.backend)
-            if spec.trainable and training.latest_record(self.store, pair.recommender, pair.backend, version) is None:
+            if spec.trainable and self.store.latest_model(pair.recommender, pair.backend, version) is None:
                 out.append((pair.recommender, pair.backend))
         return list(dict.fromkeys(out))
 

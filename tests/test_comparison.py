@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from mrs_tui.comparison import (
     ab_stats,
     blind_round,
     compare,
+    describe_serving,
     describe_winners,
     jaccard_at_k,
     rank_biased_overlap,
@@ -223,9 +225,21 @@ def test_winner_per_mode_serves_and_is_named_in_the_header(listener):
         assert result.backend == best["hot"].backend and f"winner of evaluation #{run.id}" in result.describe()
         cold = engine.suggest(None, k=5, pool="cold")
         assert cold.backend == best["cold"].backend and cold.served.startswith("cold winner")
+        # The header's line: each mode's pair and the run (id and day) they won.
+        day = time.strftime("%Y-%m-%d", time.gmtime(run.created_at))
+        line = describe_serving(engine.store, engine.served_pairs())
+        assert line == (
+            f"serving hot: {best['hot'].recommender} on {best['hot'].backend}"
+            f" · new files: {best['cold'].recommender} on {best['cold'].backend} · evaluation #{run.id}, {day}"
+        )
+        # A winner that learns from history and has no model yet is named for training.
+        with engine.store.write():
+            engine.store.set_served_pair("hot", "shallow", "mfcc", run.id)
+        assert Engine(engine.store, engine.settings).untrained_winners() == [("shallow", "mfcc")]
     finally:
         engine.stop_using_winners()
     assert engine.suggest(track_of["5"], k=5).served == ""
+    assert describe_serving(engine.store, engine.served_pairs()) == ""
 
 
 def test_compare_explain_and_ab_commands(listener, capsys):

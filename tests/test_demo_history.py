@@ -17,7 +17,7 @@ from mrs_tui.evaluation.runner import EvalSettings, run_grid
 from mrs_tui.evaluation.stats import paired_test
 from mrs_tui.store import Store
 
-LEARNED = ("shallow", "hybrid", "bert4rec")
+LEARNED = ("shallow", "hybrid", "bert4rec", "contrastive")
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,7 @@ class RankedList(ScrollView, can_focus=True):
 
     COMPONENT_CLASSES = {"ranked-list--header", "ranked-list--cursor"}
     DEFAULT_CSS = """
-    RankedList { height: 1fr; background: $surface; }
+    RankedList { height: 1fr; background: $surface; overflow-x: hidden; }
     RankedList > .ranked-list--header { text-style: bold; color: $text-accent; background: $panel; }
     RankedList > .ranked-list--cursor { background: $accent 30%; }
     RankedList:focus > .ranked-list--cursor { background: $accent; color: $text; text-style: bold; }
@@ -159,7 +159,7 @@ class RankedList(ScrollView, can_focus=True):
 
     def _rows_changed(self) -> None:
         self._widths = []
-        self.virtual_size = Size(self.size.width, len(self.rows) + 1)
+        self.virtual_size = Size(0, len(self.rows) + 1)  # no sideways scrolling: the flex column shrinks
         self.refresh()
 
     def column_widths(self, width: int) -> list[int]:
@@ -208,4 +208,4 @@ class RankedList(ScrollView, can_focus=True):
 
     def on_resize(self) -> None:
         self._widths = []
-        self.virtual_size = Size(self.size.width, len(self.rows) + 1)
+        self.virtual_size = Size(0, len(self.rows) + 1)  # no sideways scrolling: the flex column shrinks
