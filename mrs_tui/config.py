@@ -116,7 +116,11 @@ class Settings:
             variable = ENV_PREFIX + name.upper()
             if variable in environ:
                 values[name] = _checked(name, rule.from_text(environ[variable]), variable, env=True)
-        return cls(**values)
+        settings = cls(**values)
+        settings.source = path
+        return settings
+
+    source = None  # the config file these settings were loaded from (None: built in code)
 
     def as_toml(self) -> str:
         """These settings as the text of a config file."""
@@ -162,3 +166,54 @@ def _read_file(path: Path) -> dict[str, object]:
             raise UserError(f"{path}: unknown setting {key!r}", f"known settings: {', '.join(sorted(_RULES))}")
         values[name] = _checked(name, value, str(path))
     return values
+
+
+def save_settings(path: Path, values: dict[str, object]) -> None:
+    """Write `values` into the config file at `path`, keeping every other line (comments too).
+
+    A key already set is changed where it stands; a new one goes at the end of the
+    ``[mrs-tui]`` section (or of a file without sections). Each value is checked first and the
+    file is read back before it replaces the old one: a refused value changes nothing.
+    """
+    import tomli_w
+
+    for name, value in values.items():
+        if name not in _RULES:
+            raise UserError(f"unknown setting {name!r}", f"known settings: {', '.join(sorted(_RULES))}")
+        _checked(name, value, str(path))
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot be read ({exc})", "fix or delete the file") from exc
+    header = next((i for i, line in enumerate(lines) if line.strip() == f"[{APP_NAME}]"), None)
+    has_tables = any(line.strip().startswith("[") for line in lines)
+    if header is None and (has_tables or not lines):
+        lines += ([""] if lines else []) + [f"[{APP_NAME}]"]
+        header = len(lines) - 1
+    start = 0 if header is None else header + 1
+    end = next((i for i in range(start, len(lines)) if lines[i].strip().startswith("[")), len(lines))
+    for name, value in values.items():
+        line = tomli_w.dumps({name: value}).strip()
+        spelled = (name, name.replace("_", "-"))
+        at = next(
+            (i for i in range(start, end) if lines[i].split("=", 1)[0].strip() in spelled and "=" in lines[i]), None
+        )
+        if at is not None:
+            lines[at] = line
+            continue
+        insert = end
+        while insert > start and not lines[insert - 1].strip():
+            insert -= 1
+        lines.insert(insert, line)
+        end += 1
+    text = "\n".join(lines) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_name(path.name + ".new")
+    try:
+        staged.write_text(text, encoding="utf-8")
+        _read_file(staged)  # the whole file still reads as settings
+        staged.replace(path)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror}", "check the folder's permissions") from exc
+    finally:
+        staged.unlink(missing_ok=True)

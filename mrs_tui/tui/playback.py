@@ -42,6 +42,7 @@ PLAYBACK_BINDINGS = [
     Binding("m", "toggle_playback_mode", "Preview/full", show=False),
     Binding("z", "queue_highlighted", "Queue", show=False),
     Binding("R", "radio_from_highlighted", "Radio", show=False),
+    Binding("o", "diversity", "Diversity", show=False),
     Binding("1", "show_screen('main')", "Main", show=False),
     Binding("2", "show_screen('queue')", "Queue", show=False),
     Binding("3", "show_screen('history')", "History", show=False),
@@ -98,6 +99,7 @@ class PlaybackMixin:
             ("Add highlighted track to the queue", "z", self.action_queue_highlighted),
             ("Start radio from highlighted track", "R", self.action_radio_from_highlighted),
             ("Stop the radio", "the queue stays", self.stop_radio),
+            ("Diversity rules", "o: caps per artist/album, window, duplicates, exploration", self.action_diversity),
             ("Show the queue", "2", lambda: self.action_show_screen("queue")),
             ("Show the history", "3", lambda: self.action_show_screen("history")),
             ("Show running jobs", "4: progress, ETA and cancel for each", lambda: self.action_show_screen("jobs")),
@@ -299,6 +301,35 @@ class PlaybackMixin:
         self.queue_changed()
         if message.advance and report.added and not (self.player is not None and self.player.playing):
             self.advance_queue()
+
+    def action_diversity(self) -> None:
+        """`o`: change the diversity rules; the running radio uses them from its next refill."""
+        from mrs_tui.diversity import DiversityRules
+        from mrs_tui.paths import config_path
+        from mrs_tui.tui.screens.diversity import DiversityScreen
+
+        rules = self.radio.rules if self.radio is not None else DiversityRules.from_settings(self.settings)
+        where = self.settings.source or config_path()
+
+        def chosen(new: DiversityRules | None) -> None:
+            if new is None or new == rules:
+                return
+            values = {f"diversity_{name}": value for name, value in new.as_dict().items()}
+            for name, value in values.items():
+                setattr(self.settings, name, value)
+            if self.radio is not None:
+                self.radio.set_rules(new)
+            self._write_settings(where, values)
+
+        self.push_screen(DiversityScreen(rules, str(where)), chosen)
+
+    @work(thread=True, group="settings", exit_on_error=False)
+    def _write_settings(self, path, values: dict) -> None:
+        from mrs_tui.config import save_settings
+
+        save_settings(path, values)
+        radio = " the radio uses them from its next refill;" if self.radio is not None else ""
+        self.call_from_thread(self.notify, f"diversity rules changed:{radio} saved to {path}", title="Diversity")
 
     def queue_changed(self) -> None:
         from mrs_tui.tui.screens.queue import QueueScreen
