@@ -10,6 +10,7 @@ Every action is also in the command palette (ctrl+p).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,7 @@ PLAYBACK_BINDINGS = [
     Binding("full_stop", "seek(5)", "+5 s", show=False),
     Binding("plus,equals_sign", "volume(0.1)", "Vol +", show=False),
     Binding("minus", "volume(-0.1)", "Vol −", show=False),
+    Binding("n", "play_next", "Next", show=False),  # on every screen without an n of its own
     Binding("N", "previous", "Previous", show=False),
     Binding("m", "toggle_playback_mode", "Preview/full", show=False),
     Binding("z", "queue_highlighted", "Queue", show=False),
@@ -56,6 +58,12 @@ class RadioRefilled(Message):
     advance: bool  # the queue was empty: play the first new entry
 
 
+@dataclass
+class QueueRestored(Message):
+    entries: list  # SavedQueueEntry, in order
+    position: int
+
+
 class PlaybackMixin:
     """Needs the app's `engine`, `player`, `settings`, `play_track` and `main`."""
 
@@ -63,6 +71,10 @@ class PlaybackMixin:
         self.queue = PlayQueue()
         self.radio: Radio | None = None
         self._playing_entry: QueueEntry | None = None
+        self._queue_lock = threading.Lock()
+        self._queue_snapshot: tuple[int, list, int] | None = None  # (change number, entries, position) to save
+        self._queue_changes = 0
+        self._queue_saved = 0  # the change number last written
 
     # -- keys and the command palette ----------------------------------------------------------
 
@@ -337,6 +349,62 @@ class PlaybackMixin:
         for screen in self.screen_stack:
             if isinstance(screen, QueueScreen):
                 screen.show_queue()
+        self.persist_queue()
+
+    # -- the queue across restarts ----------------------------------------------------------------
+
+    def persist_queue(self) -> None:
+        """Save the queue as it is now, in a worker; the latest change wins whatever order they run in."""
+        from mrs_tui.store import SavedQueueEntry
+
+        if self.engine is None:
+            return
+        entries = [SavedQueueEntry(e.track_id, e.why, e.rule, e.source, e.score) for e in self.queue.entries]
+        with self._queue_lock:
+            self._queue_changes += 1
+            self._queue_snapshot = (self._queue_changes, entries, self.queue.position)
+        self._save_queue()
+
+    @work(thread=True, group="queue-save", exit_on_error=False)
+    def _save_queue(self) -> None:
+        self.write_queue_snapshot()
+
+    def write_queue_snapshot(self) -> None:
+        with self._queue_lock:  # held while writing: an older snapshot never lands after a newer one
+            snapshot = self._queue_snapshot
+            if snapshot is None or snapshot[0] <= self._queue_saved:
+                return
+            change, entries, position = snapshot
+            self.engine.store.save_queue(entries, position)
+            self._queue_saved = change
+
+    def on_engine_ready(self, _message) -> None:
+        self._restore_queue()
+
+    @work(thread=True, exclusive=True, group="queue-restore", exit_on_error=False)
+    def _restore_queue(self) -> None:
+        entries, position = self.engine.store.saved_queue()
+        if entries:
+            self.post_message(QueueRestored(entries, position))
+
+    def on_queue_restored(self, message: QueueRestored) -> None:
+        if self.queue.entries:  # the user started a new one meanwhile: theirs stays
+            return
+        self.queue.entries = [
+            QueueEntry(e.track_id, why=e.why, rule=e.rule, source=e.source, score=e.score) for e in message.entries
+        ]
+        self.queue.position = message.position
+        for screen in self.screen_stack:
+            if hasattr(screen, "show_queue"):
+                screen.show_queue()
+        upcoming = len(self.queue.upcoming)
+        self.notify(f"the queue from last time is back: {upcoming} up next (n plays on, 2 shows it)", title="Queue")
+
+    def on_unmount(self) -> None:
+        # A change made just before quitting may still be waiting for its worker, which the
+        # shutdown cancels: write it here (the snapshot is already taken, this is one short write).
+        if self.engine is not None:
+            self.write_queue_snapshot()
 
     # -- playlists -------------------------------------------------------------------------------
 
