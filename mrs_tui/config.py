@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from mrs_tui.errors import UserError
@@ -33,6 +33,10 @@ class _Rule:
 
     def check(self, value: object) -> tuple[object, str | None]:
         """The value as the setting's type and None, or the value and why it is refused."""
+        if self.kind is list:  # of text (folders)
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v.strip() for v in value):
+                return value, "is not a list of text"
+            return list(value), None
         if self.kind is bool:
             return value, None if isinstance(value, bool) else "is not true or false"
         if self.kind is str:
@@ -56,6 +60,8 @@ class _Rule:
         """An environment variable's text as the setting's type (checked afterwards)."""
         if self.kind is str:
             return text
+        if self.kind is list:
+            return [part for part in text.split(os.pathsep) if part.strip()]
         if self.kind is bool:
             return {"true": True, "false": False}.get(text.strip().lower(), text)
         try:
@@ -66,6 +72,8 @@ class _Rule:
 
 def _setting(default: object, **rule) -> object:
     """A field whose type is its default's, checked by a `_Rule` declared beside it."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"rule": _Rule(list, **rule)})
     return field(default=default, metadata={"rule": _Rule(type(default), **rule)})
 
 
@@ -88,6 +96,9 @@ class Settings:
     index_batch_size: int = _setting(8, minimum=1)
     # Where tracks are analysed: "" (this machine) or a Ray cluster: "auto", "local", "ray://HOST:PORT".
     ray: str = _setting("")
+    # Folders the app scans and watches when it is opened without one (`mrs-tui` alone); a
+    # folder given on the command line is opened instead. In the environment: joined by ":".
+    library_folders: list = _setting([])  # noqa: RUF009 (a field with a default factory)
     # Playback, queue and radio (mrs_tui/player.py, radio.py); diversity rules: mrs_tui/diversity.py
     playback: str = _setting("preview", choices=("preview", "full"))
     radio_refill_below: int = _setting(3, minimum=1)
@@ -116,7 +127,11 @@ class Settings:
             variable = ENV_PREFIX + name.upper()
             if variable in environ:
                 values[name] = _checked(name, rule.from_text(environ[variable]), variable, env=True)
-        return cls(**values)
+        settings = cls(**values)
+        settings.source = path
+        return settings
+
+    source = None  # the config file these settings were loaded from (None: built in code)
 
     def as_toml(self) -> str:
         """These settings as the text of a config file."""
@@ -126,6 +141,7 @@ class Settings:
 
 
 _RULES: dict[str, _Rule] = {f.name: f.metadata["rule"] for f in fields(Settings)}
+_DEFAULT_FACTORIES = {f.name for f in fields(Settings) if f.default_factory is not MISSING}
 
 
 def default_config_text() -> str:
@@ -136,7 +152,9 @@ def default_config_text() -> str:
 def _checked(name: str, value: object, where: str, env: bool = False) -> object:
     value, problem = _RULES[name].check(value)
     if problem:
-        default = Settings.__dataclass_fields__[name].default
+        default = (
+            getattr(Settings(), name) if name in _DEFAULT_FACTORIES else Settings.__dataclass_fields__[name].default
+        )
         example = f"{where}={default}" if env else f"{name} = {default!r}"
         raise UserError(f"{where}: {name} = {value!r} {problem}", f"e.g. {example}")
     return value
@@ -162,3 +180,54 @@ def _read_file(path: Path) -> dict[str, object]:
             raise UserError(f"{path}: unknown setting {key!r}", f"known settings: {', '.join(sorted(_RULES))}")
         values[name] = _checked(name, value, str(path))
     return values
+
+
+def save_settings(path: Path, values: dict[str, object]) -> None:
+    """Write `values` into the config file at `path`, keeping every other line (comments too).
+
+    A key already set is changed where it stands; a new one goes at the end of the
+    ``[mrs-tui]`` section (or of a file without sections). Each value is checked first and the
+    file is read back before it replaces the old one: a refused value changes nothing.
+    """
+    import tomli_w
+
+    for name, value in values.items():
+        if name not in _RULES:
+            raise UserError(f"unknown setting {name!r}", f"known settings: {', '.join(sorted(_RULES))}")
+        _checked(name, value, str(path))
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot be read ({exc})", "fix or delete the file") from exc
+    header = next((i for i, line in enumerate(lines) if line.strip() == f"[{APP_NAME}]"), None)
+    has_tables = any(line.strip().startswith("[") for line in lines)
+    if header is None and (has_tables or not lines):
+        lines += ([""] if lines else []) + [f"[{APP_NAME}]"]
+        header = len(lines) - 1
+    start = 0 if header is None else header + 1
+    end = next((i for i in range(start, len(lines)) if lines[i].strip().startswith("[")), len(lines))
+    for name, value in values.items():
+        line = tomli_w.dumps({name: value}).strip()
+        spelled = (name, name.replace("_", "-"))
+        at = next(
+            (i for i in range(start, end) if lines[i].split("=", 1)[0].strip() in spelled and "=" in lines[i]), None
+        )
+        if at is not None:
+            lines[at] = line
+            continue
+        insert = end
+        while insert > start and not lines[insert - 1].strip():
+            insert -= 1
+        lines.insert(insert, line)
+        end += 1
+    text = "\n".join(lines) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_name(path.name + ".new")
+    try:
+        staged.write_text(text, encoding="utf-8")
+        _read_file(staged)  # the whole file still reads as settings
+        staged.replace(path)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror}", "check the folder's permissions") from exc
+    finally:
+        staged.unlink(missing_ok=True)

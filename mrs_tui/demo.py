@@ -412,3 +412,25 @@ def write_demo_history(store, *, weeks: int = 9, seed: int = 0, now: float | Non
 def remove_demo_history(store) -> int:
     """Delete every generated session and its plays; the user's own listening is untouched."""
     return store.delete_sessions(source=DEMO_SOURCE)
+
+
+def demo_database(folder: Path, default_db: Path, own_db: Path) -> tuple[Path, str | None]:
+    """Where the demo keeps its tracks and history, and why when it is not the default database.
+
+    The demo uses the database every other command uses by default, so `mrs-tui history show`,
+    `suggest` or `playlist list` act on what the demo showed. The one exception: a default
+    database that already holds music from elsewhere (the user's own library) is left alone,
+    and the demo uses `own_db`, the reason saying how to reach it.
+    """
+    from mrs_tui.store import Store
+
+    if not default_db.exists():
+        return default_db, None
+    with Store.open(default_db) as store:
+        elsewhere = len(store.tracks()) - len(store.tracks(under=str(Path(folder).resolve())))
+    if elsewhere == 0:
+        return default_db, None
+    return own_db, (
+        f"{default_db} holds {elsewhere} tracks of your own music, so the demo keeps its own database: "
+        f"add --db {own_db} to a command (or set MRS_TUI_DB) to act on the demo"
+    )

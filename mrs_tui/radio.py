@@ -96,6 +96,11 @@ class Radio:
         self._tracks: dict[int, object] = {}
         self._centre_cache = np.zeros(0, np.float32)
 
+    def set_rules(self, rules: DiversityRules) -> None:
+        """New diversity rules from the next refill on (what is queued already stays)."""
+        self.rules = rules
+        self.filter = DiversityFilter(rules, rng=self.filter.rng)
+
     @classmethod
     def from_playlist(cls, engine, queue: PlayQueue, name: str, **options) -> Radio:
         from mrs_tui.playlists import playlist_tracks

@@ -67,3 +67,30 @@ def watch_folders(
                 on_change(paths)
     except FileNotFoundError as exc:
         raise UserError(f"stopped watching: {exc}", "the library folder was removed; restart mrs-tui on it") from exc
+
+
+def changed_since(folders: Sequence[Path], since: float, *, slack: float = 2.0) -> set[Path]:
+    """Audio files under `folders` created, changed or moved in after `since` (a wall-clock time).
+
+        The status-change time counts too: a file moved in keeps its modification time but not
+        that. `slack` seconds allow for file systems with whole-second timestamps (FAT, some network
+    mounts); a timestamp with a fraction is taken as it is.
+    """
+    import os
+
+    found: set[Path] = set()
+    for root in folders:
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            for name in files:
+                if not is_audio_path(name):
+                    continue
+                path = Path(folder) / name
+                try:
+                    stat = path.stat()
+                except OSError:  # gone again meanwhile
+                    continue
+                changed = max(stat.st_mtime, stat.st_ctime)
+                if changed >= since - (slack if changed == int(changed) else 0.0):
+                    found.add(path)
+    return found

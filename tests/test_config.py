@@ -73,11 +73,20 @@ def test_every_setting_can_come_from_the_environment_which_wins_over_the_file(tm
         "playback": "full",
         "seed_weight": "0.75",
     }
-    values |= {"diversity_exploration": "sample", "diversity_no_duplicates": "true"}
+    values |= {"diversity_exploration": "sample", "diversity_no_duplicates": "true", "library_folders": "/a:/b c"}
     environ = {var: values.get(var[8:].lower(), "3") for var in every}
-    assert asdict(Settings.load(tmp_path / "absent.toml", environ)) == {
-        f.name: type(f.default)(values.get(f.name, 3)) for f in fields(Settings)
-    }
+    expected = {f.name: type(f.default)(values.get(f.name, 3)) for f in fields(Settings) if f.name != "library_folders"}
+    assert asdict(Settings.load(tmp_path / "absent.toml", environ)) == expected | {"library_folders": ["/a", "/b c"]}
+
+
+def test_library_folders_are_a_list_of_text(tmp_path):
+    path = write_config(tmp_path, "[mrs-tui]\nlibrary_folders = ['~/Music', '/mnt/flac']\n")
+    assert Settings.load(path, environ={}).library_folders == ["~/Music", "/mnt/flac"]
+    bad = write_config(tmp_path, "[mrs-tui]\nlibrary_folders = '~/Music'\n")
+    with pytest.raises(
+        UserError, match=r"library_folders = '~/Music' is not a list of text — e.g. library_folders = \[\]"
+    ):
+        Settings.load(bad, environ={})
 
 
 def test_a_bad_environment_value_names_the_variable(tmp_path, monkeypatch):
@@ -128,3 +137,37 @@ def test_folders_follow_the_xdg_variables_and_the_overrides(isolated_dirs, monke
     monkeypatch.setenv("MRS_TUI_DB", str(tmp_path / "elsewhere.db"))
     monkeypatch.setenv("MRS_TUI_CACHE", str(tmp_path / "cache"))
     assert (default_db_path(), cache_dir()) == (tmp_path / "elsewhere.db", tmp_path / "cache")
+
+
+def test_saving_settings_changes_them_in_place_and_keeps_the_comments(tmp_path):
+    from mrs_tui.config import save_settings
+
+    path = tmp_path / "config.toml"
+    path.write_text(default_config_text().replace("# diversity_window = 10", "diversity_window = 10"), encoding="utf-8")
+    save_settings(path, {"diversity_window": 4, "diversity_artist_cap": 1, "diversity_exploration": "sample"})
+    text = path.read_text(encoding="utf-8")
+    assert "diversity_window = 4\n" in text and "diversity_window = 10" not in text  # changed where it stood
+    assert text.count("diversity_artist_cap = 1\n") == 1 and "# diversity_artist_cap = 2" in text  # comments stay
+    loaded = Settings.load(path, environ={})
+    assert (loaded.diversity_window, loaded.diversity_artist_cap, loaded.diversity_exploration) == (4, 1, "sample")
+    assert loaded.source == path
+
+
+def test_saving_a_bad_value_names_the_key_and_leaves_the_file_alone(tmp_path):
+    from mrs_tui.config import save_settings
+
+    path = tmp_path / "config.toml"
+    path.write_text("[mrs-tui]\ndiversity_window = 10\n", encoding="utf-8")
+    with pytest.raises(UserError, match="diversity_artist_cap = 0 must be at least 1"):
+        save_settings(path, {"diversity_window": 3, "diversity_artist_cap": 0})
+    assert path.read_text(encoding="utf-8") == "[mrs-tui]\ndiversity_window = 10\n"
+    fresh = tmp_path / "new" / "config.toml"  # no file yet: one with the section is written
+    save_settings(fresh, {"diversity_recent_hours": 0.5})
+    assert fresh.read_text(encoding="utf-8") == "[mrs-tui]\ndiversity_recent_hours = 0.5\n"
+
+
+def test_opening_the_app_on_a_configured_folder_that_is_gone_is_one_line(tmp_path, capsys, monkeypatch):
+    path = write_config(tmp_path, f"[mrs-tui]\nlibrary_folders = ['{tmp_path / 'gone'}']\n")
+    assert main(["--config", str(path), "--db", str(tmp_path / "lib.db")]) == 2
+    err = capsys.readouterr().err
+    assert f"library_folders: {tmp_path / 'gone'} is not a folder" in err and str(path) in err

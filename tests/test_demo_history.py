@@ -139,3 +139,36 @@ def test_the_seed_keeps_its_share_against_a_liked_track_of_another_style(demo_en
     assert percentiles == sorted(percentiles, reverse=True) and percentiles[0] > 90
     assert "top" in result.items[0].reason and "similarity" not in result.items[0].reason
     np.testing.assert_equal(len(set(s.track.id for s in result.items)), 6)
+
+
+def test_after_the_demo_the_commands_act_on_what_it_showed(isolated_dirs, tmp_path, capsys):
+    from mrs_tui.paths import default_db_path
+
+    folder = tmp_path / "demo-music"
+    assert main(["demo", "--folder", str(folder), "--create-only", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["db"] == str(default_db_path()) and out["db_note"] is None
+    assert main(["history", "--limit", "0", "--json"]) == 0  # no --db: the default database, the demo's
+    shown = json.loads(capsys.readouterr().out)
+    assert len(shown) == out["history"]["sessions"] and all(s["source"] == DEMO_SOURCE for s in shown)
+    assert main(["demo", "--folder", str(folder), "--remove-history", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["removed_sessions"] == out["history"]["sessions"]
+
+
+def test_the_demo_leaves_a_default_database_with_your_own_music_alone(isolated_dirs, tmp_path, capsys):
+    from mrs_tui.library import scan
+    from mrs_tui.paths import cache_dir, default_db_path
+    from tests.conftest import make_library
+
+    own = tmp_path / "my-music"
+    make_library(own, styles=("piano",), per_style=2, seconds=1.0, formats=(".flac",))
+    with Store.open(default_db_path()) as store:
+        scan(store, own)
+    assert main(["demo", "--folder", str(tmp_path / "demo-music"), "--create-only", "--json"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert out["db"] == str(cache_dir() / "demo.db")
+    assert f"add --db {cache_dir() / 'demo.db'}" in out["db_note"] and "2 tracks of your own music" in out["db_note"]
+    assert f"the demo uses the database {cache_dir() / 'demo.db'}" in captured.err
+    with Store.open(default_db_path()) as store:
+        assert len(store.tracks()) == 2 and store.plays() == []  # untouched

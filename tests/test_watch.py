@@ -63,3 +63,64 @@ def test_a_new_file_appears_as_a_new_suggestion_without_a_key_press(tmp_path):
             assert next(s for s in app.main.nextup.table.items if s.track.id == new.id).new
 
     asyncio.run(go())
+
+
+def test_changed_since_finds_files_written_or_moved_in_after_a_time(tmp_path):
+    import os
+
+    from mrs_tui.watch import changed_since
+
+    root = tmp_path / "music"
+    (root / "album").mkdir(parents=True)
+    old = root / "album" / "old.flac"
+    old.write_bytes(b"x")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    outside = tmp_path / "elsewhere.flac"
+    outside.write_bytes(b"y")
+    os.utime(outside, (time.time() - 3600, time.time() - 3600))  # an old file, moved in later
+    since = time.time()
+    time.sleep(0.05)
+    new = root / "album" / "new.flac"
+    new.write_bytes(b"z")
+    moved = root / "moved.flac"
+    outside.rename(moved)
+    (root / "notes.txt").write_text("not audio")
+    assert changed_since([root], since) == {new, moved}
+
+
+def test_several_folders_are_scanned_and_watched_and_a_file_arriving_before_the_watch_is_caught(tmp_path, monkeypatch):
+    import mrs_tui.watch
+
+    first, second = tmp_path / "music", tmp_path / "nas"
+    make_library(first, styles=("techno",), per_style=2, seconds=2.0, formats=(".flac",))
+    make_library(second, styles=("piano",), per_style=2, seconds=2.0, formats=(".flac",))
+    real_watch = mrs_tui.watch.watch_folders
+    watched: list[list] = []
+
+    def watch_after_a_late_arrival(folders, on_change, stop, **options):
+        # The first scan is over and the watch is not in place yet: nothing would report this file.
+        tags = {"title": "Slipped In", "artist": "Hammer & Felt", "album": "Late LP"}
+        write_track(second / "slipped.flac", synthesize(STYLES[2], 2.0, sr=FIXTURE_RATE, seed=3), FIXTURE_RATE, tags)
+        watched.append(list(folders))
+        return real_watch(folders, on_change, stop, **options)
+
+    monkeypatch.setattr(mrs_tui.watch, "watch_folders", watch_after_a_late_arrival)
+
+    async def go():
+        app = create_app(
+            db_path=tmp_path / "lib.db", folders=[first, second], settings=Settings(backend="mfcc"), player=FakeDevice()
+        )
+        async with app.run_test(size=(150, 45)) as pilot:
+
+            def titles() -> set[str]:
+                return {t.title for t in app.main.library.tracks.values()} if app.main is not None else set()
+
+            await wait_for(pilot, lambda: "Slipped In" in titles(), timeout=120)
+            assert len(titles()) == 5  # both folders, and the late file
+            assert watched == [[first.resolve(), second.resolve()]]
+            await wait_for(pilot, lambda: app.watch_ready.is_set())
+            tags = {"title": "Copied Later", "artist": "Four Floors", "album": "Techno LP"}
+            write_track(first / "later.flac", synthesize(STYLES[1], 2.0, sr=FIXTURE_RATE, seed=9), FIXTURE_RATE, tags)
+            await wait_for(pilot, lambda: "Copied Later" in titles(), timeout=120)
+
+    asyncio.run(go())

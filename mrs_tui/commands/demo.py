@@ -12,6 +12,7 @@ from mrs_tui.commands.shared import emit, run_app
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("demo", parents=[common], help="create a demo library and open it")
     p.add_argument("--folder", help="where to write the demo library (default: the user cache)")
+    # The database: the default one, as for every command, unless it already holds other music.
     p.add_argument("--create-only", action="store_true", help="only write the files, do not open the app")
     p.add_argument("--no-fetch", action="store_true", help="do not fetch the MusiCNN weights (the demo then uses mfcc)")
     p.add_argument(
@@ -26,12 +27,19 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from mrs_tui.demo import create_demo_library
-    from mrs_tui.paths import cache_dir
+    import sys
+
+    from mrs_tui.demo import create_demo_library, demo_database
+    from mrs_tui.paths import cache_dir, default_db_path
 
     folder = Path(args.folder).expanduser() if args.folder else cache_dir() / "demo-library"
     paths = create_demo_library(folder)
-    db = Path(args.db).expanduser() if args.db else cache_dir() / "demo.db"
+    note = None
+    if args.db:
+        db = Path(args.db).expanduser()
+    else:
+        db, note = demo_database(folder, default_db_path(), cache_dir() / "demo.db")
+    print(f"mrs-tui: the demo uses the database {db}" + (f" ({note})" if note else ""), file=sys.stderr)
     if args.remove_history:
         return _remove_history(args, db)
     history = None if args.no_history else _write_history(folder, db)
@@ -41,17 +49,20 @@ def run_demo(args: argparse.Namespace) -> int:
             {
                 "folder": str(folder),
                 "db": str(db),
+                "db_note": note,
                 "tracks": len(paths),
                 "history": None if history is None else dataclasses.asdict(history),
             },
             f"demo library: {len(paths)} tracks in {folder}\n"
             + (f"{history.describe()}\n" if history else "")
-            + f"open it with: mrs-tui --db {db} {folder}",
+            + (
+                f"open it with: mrs-tui {folder}"
+                if note is None and not args.db
+                else f"open it with: mrs-tui --db {db} {folder}"
+            ),
         )
         return 0
     if history is not None:
-        import sys
-
         print(f"mrs-tui: {history.describe()}", file=sys.stderr)
     if not args.no_fetch:
         _fetch_default_weights()

@@ -140,6 +140,14 @@ def run_app(args: argparse.Namespace, folder: Path | None, db: Path | None = Non
         )
     from mrs_tui.tui.app import create_app
 
-    app = create_app(db_path=db or database_path(args), folder=folder, settings=load_settings(args))
+    settings = load_settings(args)
+    folders = [] if folder is not None else [Path(f).expanduser() for f in settings.library_folders]
+    for configured in folders:
+        if not configured.is_dir():
+            raise UserError(
+                f"library_folders: {configured} is not a folder",
+                f"fix library_folders in {settings.source or 'the config file'}, or give a folder: mrs-tui ~/Music",
+            )
+    app = create_app(db_path=db or database_path(args), folder=folder, settings=settings, folders=folders)
     app.run()
     return app.return_code or 0

@@ -34,6 +34,7 @@ from mrs_tui.store.imports import ImportedPlay, ImportsMixin
 from mrs_tui.store.models import ModelsMixin
 from mrs_tui.store.playlists import PlaylistsMixin
 from mrs_tui.store.plays import PlaysMixin
+from mrs_tui.store.queue import QueueMixin, SavedQueueEntry
 from mrs_tui.store.records import (
     PLAY_EVENTS,
     POSITIVE_EVENTS,
@@ -58,6 +59,7 @@ __all__ = [
     "EmbeddingRow",
     "ImportedPlay",
     "Play",
+    "SavedQueueEntry",
     "Store",
     "Track",
     "blob_to_vector",
@@ -101,6 +103,7 @@ class Store(
     PlaylistsMixin,
     ABMixin,
     ServingMixin,
+    QueueMixin,
 ):
     """A connection to the library database. Cheap to open; safe to share between threads."""
 

@@ -228,6 +228,23 @@ def _migration_7(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX sessions_latest ON sessions(source, last_at, id)")
 
 
+def _migration_8(db: sqlite_utils.Database) -> None:
+    # The play queue, saved whenever it changes and restored when the app starts. Entries keep
+    # why they were queued; a track deleted from the library drops out of the saved queue.
+    db.execute(
+        """
+        CREATE TABLE queue_entries (
+            position INTEGER PRIMARY KEY,
+            track_id INTEGER NOT NULL REFERENCES tracks(id) ON DELETE CASCADE,
+            why TEXT NOT NULL,
+            rule TEXT NOT NULL DEFAULT '',
+            source TEXT NOT NULL DEFAULT 'user',
+            score REAL
+        )"""
+    )
+    db.execute("CREATE TABLE queue_state (id INTEGER PRIMARY KEY CHECK (id = 1), position INTEGER NOT NULL)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_1,
     _migration_2,
@@ -236,5 +253,6 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_5,
     _migration_6,
     _migration_7,
+    _migration_8,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -92,10 +92,15 @@ class MrsTuiApp(JobsMixin, PlaybackMixin, PlaylistSavingMixin, WatchMixin, App):
         settings: Settings | None = None,
         player: Player | None = None,
         index_on_start: bool = True,
+        folders: list[Path] | None = None,
     ) -> None:
         super().__init__()
         self.db_path = Path(db_path)
-        self.folder = Path(folder).resolve() if folder else None
+        # Every library folder scanned and watched; `folder` is the first (None: no folder).
+        self.folders = list(
+            dict.fromkeys(Path(f).expanduser().resolve() for f in ([folder] if folder else folders or []))
+        )
+        self.folder = self.folders[0] if self.folders else None
         self.settings = settings or Settings()
         self.player = player  # created with the engine, after the first paint, when not given
         if player is not None:
@@ -199,15 +204,18 @@ class MrsTuiApp(JobsMixin, PlaybackMixin, PlaylistSavingMixin, WatchMixin, App):
             engine = self.engine
             post = Throttle().wrap(self.post_message)
             if self.folder is not None and track_ids is None:
-                report = engine.scan(
-                    self.folder, progress=lambda d, t, _p: post(msg.ScanProgressed(d, t)), cancel=cancel
-                )
-                # The list first, then the news: whoever handles ScanFinished sees the new tracks.
-                self.post_message(msg.LibraryLoaded(*self._read_library()))
-                self.post_message(msg.ScanFinished(report))
-                if report.cancelled or cancel.is_set():
-                    return
-                track_ids = [t.id for t in engine.store.tracks(under=str(self.folder))]
+                self.scan_started_at = time.time()  # the watch catches up on what changed from here
+                track_ids = []
+                for folder in self.folders:
+                    report = engine.scan(
+                        folder, progress=lambda d, t, _p: post(msg.ScanProgressed(d, t)), cancel=cancel
+                    )
+                    # The list first, then the news: whoever handles ScanFinished sees the new tracks.
+                    self.post_message(msg.LibraryLoaded(*self._read_library()))
+                    self.post_message(msg.ScanFinished(report))
+                    if report.cancelled or cancel.is_set():
+                        return
+                    track_ids += [t.id for t in engine.store.tracks(under=str(folder))]
             backend = engine.backend
             result = engine.index(
                 [backend], track_ids=track_ids, progress=lambda p: post(msg.IndexProgressed(backend, p)), cancel=cancel
@@ -751,6 +759,17 @@ def create_app(
     settings: Settings | None = None,
     player: Player | None = None,
     index_on_start: bool = True,
+    folders: list[Path] | None = None,
 ) -> MrsTuiApp:
-    """The one place the app is built: the CLI, the tests and the benchmarks all call this."""
-    return MrsTuiApp(db_path=db_path, folder=folder, settings=settings, player=player, index_on_start=index_on_start)
+    """The one place the app is built: the CLI, the tests and the benchmarks all call this.
+
+    `folder` opens one library folder; without it, `folders` (the config's `library_folders`).
+    """
+    return MrsTuiApp(
+        db_path=db_path,
+        folder=folder,
+        settings=settings,
+        player=player,
+        index_on_start=index_on_start,
+        folders=folders,
+    )

@@ -53,8 +53,8 @@ class JobsMixin:
             return
         if state == WorkerState.RUNNING:
             title = WORKER_TITLES.get(worker.name, JOB_TITLES[group])
-            if group == "watch" and getattr(self, "folder", None) is not None:
-                title = f"Watching {self.folder}"
+            if group == "watch" and getattr(self, "folders", None):
+                title = "Watching " + ", ".join(str(f) for f in self.folders)
             self.jobs.start(group, title, self._canceller(worker))
         elif worker.is_finished:
             job = self.jobs.jobs.get(group)

@@ -10,6 +10,7 @@ Every action is also in the command palette (ctrl+p).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -38,10 +39,12 @@ PLAYBACK_BINDINGS = [
     Binding("full_stop", "seek(5)", "+5 s", show=False),
     Binding("plus,equals_sign", "volume(0.1)", "Vol +", show=False),
     Binding("minus", "volume(-0.1)", "Vol −", show=False),
+    Binding("n", "play_next", "Next", show=False),  # on every screen without an n of its own
     Binding("N", "previous", "Previous", show=False),
     Binding("m", "toggle_playback_mode", "Preview/full", show=False),
     Binding("z", "queue_highlighted", "Queue", show=False),
     Binding("R", "radio_from_highlighted", "Radio", show=False),
+    Binding("o", "diversity", "Diversity", show=False),
     Binding("1", "show_screen('main')", "Main", show=False),
     Binding("2", "show_screen('queue')", "Queue", show=False),
     Binding("3", "show_screen('history')", "History", show=False),
@@ -55,6 +58,12 @@ class RadioRefilled(Message):
     advance: bool  # the queue was empty: play the first new entry
 
 
+@dataclass
+class QueueRestored(Message):
+    entries: list  # SavedQueueEntry, in order
+    position: int
+
+
 class PlaybackMixin:
     """Needs the app's `engine`, `player`, `settings`, `play_track` and `main`."""
 
@@ -62,6 +71,10 @@ class PlaybackMixin:
         self.queue = PlayQueue()
         self.radio: Radio | None = None
         self._playing_entry: QueueEntry | None = None
+        self._queue_lock = threading.Lock()
+        self._queue_snapshot: tuple[int, list, int] | None = None  # (change number, entries, position) to save
+        self._queue_changes = 0
+        self._queue_saved = 0  # the change number last written
 
     # -- keys and the command palette ----------------------------------------------------------
 
@@ -98,6 +111,7 @@ class PlaybackMixin:
             ("Add highlighted track to the queue", "z", self.action_queue_highlighted),
             ("Start radio from highlighted track", "R", self.action_radio_from_highlighted),
             ("Stop the radio", "the queue stays", self.stop_radio),
+            ("Diversity rules", "o: caps per artist/album, window, duplicates, exploration", self.action_diversity),
             ("Show the queue", "2", lambda: self.action_show_screen("queue")),
             ("Show the history", "3", lambda: self.action_show_screen("history")),
             ("Show running jobs", "4: progress, ETA and cancel for each", lambda: self.action_show_screen("jobs")),
@@ -300,12 +314,97 @@ class PlaybackMixin:
         if message.advance and report.added and not (self.player is not None and self.player.playing):
             self.advance_queue()
 
+    def action_diversity(self) -> None:
+        """`o`: change the diversity rules; the running radio uses them from its next refill."""
+        from mrs_tui.diversity import DiversityRules
+        from mrs_tui.paths import config_path
+        from mrs_tui.tui.screens.diversity import DiversityScreen
+
+        rules = self.radio.rules if self.radio is not None else DiversityRules.from_settings(self.settings)
+        where = self.settings.source or config_path()
+
+        def chosen(new: DiversityRules | None) -> None:
+            if new is None or new == rules:
+                return
+            values = {f"diversity_{name}": value for name, value in new.as_dict().items()}
+            for name, value in values.items():
+                setattr(self.settings, name, value)
+            if self.radio is not None:
+                self.radio.set_rules(new)
+            self._write_settings(where, values)
+
+        self.push_screen(DiversityScreen(rules, str(where)), chosen)
+
+    @work(thread=True, group="settings", exit_on_error=False)
+    def _write_settings(self, path, values: dict) -> None:
+        from mrs_tui.config import save_settings
+
+        save_settings(path, values)
+        radio = " the radio uses them from its next refill;" if self.radio is not None else ""
+        self.call_from_thread(self.notify, f"diversity rules changed:{radio} saved to {path}", title="Diversity")
+
     def queue_changed(self) -> None:
         from mrs_tui.tui.screens.queue import QueueScreen
 
         for screen in self.screen_stack:
             if isinstance(screen, QueueScreen):
                 screen.show_queue()
+        self.persist_queue()
+
+    # -- the queue across restarts ----------------------------------------------------------------
+
+    def persist_queue(self) -> None:
+        """Save the queue as it is now, in a worker; the latest change wins whatever order they run in."""
+        from mrs_tui.store import SavedQueueEntry
+
+        if self.engine is None:
+            return
+        entries = [SavedQueueEntry(e.track_id, e.why, e.rule, e.source, e.score) for e in self.queue.entries]
+        with self._queue_lock:
+            self._queue_changes += 1
+            self._queue_snapshot = (self._queue_changes, entries, self.queue.position)
+        self._save_queue()
+
+    @work(thread=True, group="queue-save", exit_on_error=False)
+    def _save_queue(self) -> None:
+        self.write_queue_snapshot()
+
+    def write_queue_snapshot(self) -> None:
+        with self._queue_lock:  # held while writing: an older snapshot never lands after a newer one
+            snapshot = self._queue_snapshot
+            if snapshot is None or snapshot[0] <= self._queue_saved:
+                return
+            change, entries, position = snapshot
+            self.engine.store.save_queue(entries, position)
+            self._queue_saved = change
+
+    def on_engine_ready(self, _message) -> None:
+        self._restore_queue()
+
+    @work(thread=True, exclusive=True, group="queue-restore", exit_on_error=False)
+    def _restore_queue(self) -> None:
+        entries, position = self.engine.store.saved_queue()
+        if entries:
+            self.post_message(QueueRestored(entries, position))
+
+    def on_queue_restored(self, message: QueueRestored) -> None:
+        if self.queue.entries:  # the user started a new one meanwhile: theirs stays
+            return
+        self.queue.entries = [
+            QueueEntry(e.track_id, why=e.why, rule=e.rule, source=e.source, score=e.score) for e in message.entries
+        ]
+        self.queue.position = message.position
+        for screen in self.screen_stack:
+            if hasattr(screen, "show_queue"):
+                screen.show_queue()
+        upcoming = len(self.queue.upcoming)
+        self.notify(f"the queue from last time is back: {upcoming} up next (n plays on, 2 shows it)", title="Queue")
+
+    def on_unmount(self) -> None:
+        # A change made just before quitting may still be waiting for its worker, which the
+        # shutdown cancels: write it here (the snapshot is already taken, this is one short write).
+        if self.engine is not None:
+            self.write_queue_snapshot()
 
     # -- playlists -------------------------------------------------------------------------------
 

@@ -1,4 +1,10 @@
-"""The app's watch on its library folder: new files are analysed and suggested without a key press."""
+"""The app's watch on its library folders: new files are analysed and suggested without a key press.
+
+The watch starts once the first scan is over; a file that arrived after that scan started
+but before the watch was in place would be seen by neither, so when the watch is ready the
+folders are walked once for audio files changed since the scan started (a stat per file, no
+database) and those go through the same path as the watch's own batches.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ class LibraryFilesChanged(Message):
 
 
 class WatchMixin:
-    """Needs the app's `folder`, `engine`, `indexing` and `start_indexing`."""
+    """Needs the app's `folder`, `folders`, `engine`, `indexing` and `start_indexing`."""
 
     def start_watching(self, *, after_scan: bool = False) -> None:
         if self.folder is None or self.engine is None or getattr(self, "stop_watch", None) is not None:
@@ -26,16 +32,17 @@ class WatchMixin:
             return  # after the first scan (on_index_finished): it sees the folder as it is now anyway
         self.stop_watch = threading.Event()
         self.watch_ready = threading.Event()  # set once files written from then on are seen
-        self.watch_library(self.folder)
+        self.watch_library(list(self.folders))
 
     def on_index_finished(self, _message) -> None:
         self.start_watching(after_scan=True)  # its worker is still winding down: `indexing` is True
 
     @work(thread=True, exclusive=True, group="watch", exit_on_error=False)
-    def watch_library(self, folder: Path) -> None:
-        from mrs_tui.watch import watch_folders
+    def watch_library(self, folders: list[Path]) -> None:
+        from mrs_tui.watch import changed_since, watch_folders
 
         stop = self.stop_watch
+        since = getattr(self, "scan_started_at", None)
 
         def changed(paths: set[Path]) -> None:
             while self.indexing and not stop.is_set():  # one re-scan after the running one
@@ -43,7 +50,14 @@ class WatchMixin:
             if not stop.is_set():
                 self.post_message(LibraryFilesChanged(paths))
 
-        watch_folders([folder], changed, stop, on_ready=self.watch_ready.set)
+        def ready() -> None:
+            self.watch_ready.set()
+            if since is not None:
+                missed = changed_since(folders, since)
+                if missed:
+                    changed(missed)
+
+        watch_folders(folders, changed, stop, on_ready=ready)
 
     def on_library_files_changed(self, message: LibraryFilesChanged) -> None:
         if self.indexing:  # started meanwhile: it will see the files itself

@@ -27,6 +27,7 @@ HELP = """
 | n / N | next in the queue (else the first suggestion) / previous |
 | z | add the highlighted track to the queue |
 | R | radio from the highlighted track: the queue refills itself, within the diversity rules |
+| o | diversity rules: caps per artist and album, window, duplicates, recent plays, exploration (saved to the config file) |
 | m | previews or whole tracks |
 | l / d | like / dislike what is playing (or highlighted) |
 | f | cold-start view: only tracks the model has not learned from (for knn: never played), by their audio |

@@ -51,9 +51,10 @@ class JobsScreen(Screen):
         return self.query_one(JobsTable)
 
     def show_jobs(self) -> None:
-        table = self.table
-        if not table.columns:  # not mounted yet: on_mount shows them
+        found = self.query(JobsTable)
+        if not found or not found.first().columns:  # not mounted yet: on_mount shows them
             return
+        table = found.first()
         rows = self.app.jobs.rows()
         keep = table.cursor_row
         table.clear()

@@ -124,19 +124,19 @@ class QueueScreen(Screen):
         except IndexError:
             self.app.notify("only upcoming tracks move")
             return
-        self.show_queue()
+        self.app.queue_changed()
         self.table.move_cursor(row=target)
 
     def action_remove(self) -> None:
         if self._entry() is None:
             return
         self.app.queue.remove(self.table.cursor_row)
-        self.show_queue()
+        self.app.queue_changed()
 
     def action_clear(self) -> None:
         dropped = self.app.queue.clear()
         self.app.notify(f"removed {dropped} upcoming tracks")
-        self.show_queue()
+        self.app.queue_changed()
 
     def action_save(self) -> None:
         self.app.save_queue_as_playlist()

@@ -1,0 +1,51 @@
+"""The play queue as it stood when last changed, so it is there again after a restart."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import sqlite_utils
+
+from mrs_tui.store.connection import LockedConnection
+
+
+@dataclass(frozen=True, slots=True)
+class SavedQueueEntry:
+    track_id: int
+    why: str
+    rule: str
+    source: str
+    score: float | None
+
+
+class QueueMixin:
+    """Mixed into `Store`; uses its ``conn``, ``db`` and ``write()``."""
+
+    conn: LockedConnection
+    db: sqlite_utils.Database
+
+    def write(self) -> AbstractContextManager[LockedConnection]: ...  # provided by Store
+
+    def save_queue(self, entries: Sequence[SavedQueueEntry], position: int) -> None:
+        """Replace the saved queue with `entries`, the one at `position` playing (-1: none yet)."""
+        with self.write() as conn:
+            conn.execute("DELETE FROM queue_entries")
+            conn.executemany(
+                "INSERT INTO queue_entries (position, track_id, why, rule, source, score) VALUES (?, ?, ?, ?, ?, ?)",
+                [(i, e.track_id, e.why, e.rule, e.source, e.score) for i, e in enumerate(entries)],
+            )
+            conn.execute(
+                "INSERT INTO queue_state (id, position) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET position = ?",
+                [position, position],
+            )
+
+    def saved_queue(self) -> tuple[list[SavedQueueEntry], int]:
+        """The saved entries in order, and the position of the one that was playing (-1: none)."""
+        row = self.conn.execute("SELECT position FROM queue_state WHERE id = 1").fetchone()
+        rows = self.conn.execute(
+            "SELECT track_id, why, rule, source, score FROM queue_entries ORDER BY position"
+        ).fetchall()
+        entries = [SavedQueueEntry(*r) for r in rows]
+        return entries, min(row[0], len(entries) - 1) if row else -1

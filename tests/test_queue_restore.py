@@ -1,0 +1,46 @@
+"""The queue survives a restart: saved in the database whenever it changes, restored on start."""
+
+from __future__ import annotations
+
+import asyncio
+
+from mrs_tui.tui.screens.queue import QueueScreen
+from tests import test_tui_player as player_tests
+from tests.test_tui_player import SIZE, make_app, ready, wait_for
+
+analysed_db = player_tests.analysed_db  # the same fixtures: an analysed library, copied per test
+db = player_tests.db
+
+
+def test_the_queue_comes_back_after_a_restart_in_order_with_why_and_position(db):
+    async def first_run():
+        app, player = make_app(db)
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot, app)
+            ids = app.main.library.visible_track_ids
+            for _ in range(4):  # z queues the highlighted track; j moves down
+                await pilot.press("z", "j")
+            await pilot.press("n")  # the first one plays
+            await wait_for(pilot, lambda: player.started == [ids[0]])
+            await pilot.press("2", "j", "j", "K")  # third entry one place up
+            assert app.queue.track_ids() == [ids[0], ids[2], ids[1], ids[3]]
+            await pilot.press("q")
+        return ids
+
+    ids = asyncio.run(first_run())
+
+    async def second_run():
+        app, player = make_app(db)
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot, app)
+            await wait_for(pilot, lambda: app.queue.entries)
+            assert app.queue.track_ids() == [ids[0], ids[2], ids[1], ids[3]]
+            assert app.queue.position == 0 and [e.why for e in app.queue.entries] == ["added by you"] * 4
+            assert any("queue from last time is back: 3 up next" in n.message for n in app._notifications)
+            await pilot.press("2")
+            assert isinstance(app.screen, QueueScreen)
+            assert app.screen.table.row_count == 4
+            await pilot.press("n")  # playing goes on where it stopped
+            await wait_for(pilot, lambda: player.started == [ids[2]])
+
+    asyncio.run(second_run())
