@@ -57,6 +57,7 @@ class Catalogue:
     _faiss: object | None = field(default=None, repr=False)
     _unit: np.ndarray | None = field(default=None, repr=False)
     approximate_above: int = APPROXIMATE_ABOVE
+    build_in_background: bool = True  # False: a missing graph is built only when `search_index(wait=True)`
     folder: Path | None = None  # where the derived files live (the graph is saved there when built)
     _graph: object | None = field(default=None, repr=False)
     _graph_saved: int = field(default=0, repr=False)  # items the graph file on disk holds
@@ -119,7 +120,7 @@ class Catalogue:
         if not self.approximate:
             return self.faiss_index
         graph = self._current_graph()
-        if graph is None:
+        if graph is None and (wait or self.build_in_background):
             self._start_graph_build()
             if wait:
                 self.wait_for_graph()

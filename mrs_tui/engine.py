@@ -248,6 +248,9 @@ class Engine:
     store: Store
     settings: Settings = field(default_factory=Settings)
     backend_options: dict[str, dict] = field(default_factory=dict)
+    # A big library's HNSW graph, when missing, is built in a background thread of this process;
+    # a one-shot command turns it off (the thread would die with it) and searches exactly meanwhile.
+    background_builds: bool = True
 
     def __post_init__(self) -> None:
         self.history = History(self.store, gap_minutes=self.settings.session_gap_minutes)
@@ -349,6 +352,7 @@ class Engine:
             catalogue = self._catalogues.get(key)
             if catalogue is None:
                 catalogue = Catalogue.load(self.store, *key, folder=self.data_folder / "indexes")
+                catalogue.build_in_background = self.background_builds
                 self._catalogues[key] = catalogue
             else:
                 catalogue.refresh(self.store)

@@ -45,7 +45,7 @@ class KNNRecommender(Recommender):
     def __init__(self, *, seed: int = 0, **params: object) -> None:
         super().__init__(seed=seed, **params)
         self.vectors = np.zeros((0, 0), np.float32)  # raw (or z-scored) vectors, for profiles
-        self.unit = np.zeros((0, 0), np.float32)  # L2-normalised, what the index holds
+        self._unit: np.ndarray | None = np.zeros((0, 0), np.float32)  # L2-normalised, what the index holds
         self._contexts: Interactions | Callable[[], Interactions] | list[np.ndarray] = []
         self._index = None
         self._index_source: Callable[[], object] | None = None
@@ -64,7 +64,7 @@ class KNNRecommender(Recommender):
             std = vectors.std(axis=0)
             vectors = (vectors - mean) / np.where(std > 1e-8, std, 1.0)
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        self.unit = l2_normalize(self.vectors)
+        self._unit = None  # normalised on first use, unless the catalogue's are handed over first
         self._contexts = interactions
         self._index = None
         self._index_source = None
@@ -91,11 +91,18 @@ class KNNRecommender(Recommender):
         self._contexts = interactions
         return self
 
+    @property
+    def unit(self) -> np.ndarray:
+        unit = self._unit
+        if unit is None:
+            unit = self._unit = l2_normalize(self.vectors)
+        return unit
+
     def use_unit(self, unit: np.ndarray) -> None:
         """Take the catalogue's normalised vectors instead of a copy of our own (same rows)."""
-        if unit.shape != self.unit.shape:
+        if unit.shape != self.vectors.shape:
             raise ValueError("these normalised vectors are not this model's items")
-        self.unit = unit
+        self._unit = unit
 
     @property
     def index(self):
@@ -204,7 +211,7 @@ class KNNRecommender(Recommender):
         if self.zscore:
             raise NotImplementedError("knn with zscore=True standardised its vectors at fit time: refit it")
         self.vectors = np.ascontiguousarray(np.concatenate([self.vectors, new_vectors]), dtype=np.float32)
-        self.unit = l2_normalize(self.vectors)
+        self._unit = None
         self._index = None
 
     def _state(self) -> dict[str, np.ndarray]:
@@ -214,7 +221,7 @@ class KNNRecommender(Recommender):
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.vectors = arrays["vectors"].astype(np.float32)
-        self.unit = l2_normalize(self.vectors)
+        self._unit = None
         bounds = np.concatenate([[0], np.cumsum(arrays["context_lengths"])])
         flat = arrays["context_flat"]
         self._contexts = [flat[bounds[i] : bounds[i + 1]] for i in range(len(bounds) - 1)]
