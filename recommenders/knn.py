@@ -151,7 +151,7 @@ class KNNRecommender(Recommender):
         return self._search(profile[None, :], mask, k)[0]
 
     def recommend_batch(self, queries, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Queries with the same candidates share one search (one pass over a flat index)."""
+        """Queries with the same candidates share one candidate mask and selector."""
         profiles = [self.profile(q) for q in queries]
         shared = len({(q.pool, frozenset(int(i) for i in q.exclude)) for q in queries}) == 1
         if not queries or not shared or any(p is None for p in profiles):
@@ -190,9 +190,12 @@ class KNNRecommender(Recommender):
             params = faiss.SearchParameters()
         if selector is not None:
             params.sel = selector
-        scores, ids = index.search(profiles, k, params=params)
         out = []
-        for profile, row_scores, row_ids in zip(profiles, scores, ids, strict=True):
+        for profile in profiles:
+            # One query per call: a batch makes FAISS fan out over OpenMP threads, which on a
+            # busy machine costs tens of milliseconds of waiting for sub-millisecond searches.
+            scores, ids = index.search(profile[None, :], k, params=params)
+            row_scores, row_ids = scores[0], ids[0]
             keep = row_ids >= 0
             if graph and keep.sum() < k:
                 out.append(self._exact(profile, mask, k))
