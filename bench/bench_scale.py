@@ -252,7 +252,7 @@ def main() -> None:
         )
 
     if not args.skip_paint:
-        print(f"\nthe app (median of {args.paints} fresh processes): first paint / all rows on screen, seconds")
+        print(f"\nthe app (median of {args.paints} fresh processes): first paint / first rows on screen, seconds")
         base = None
         for n, db in dbs.items():
             runs = [paint_seconds(db) for _ in range(args.paints)]
