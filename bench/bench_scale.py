@@ -121,7 +121,11 @@ def paint_seconds(db: Path) -> tuple[float, float]:
     out = subprocess.run(
         [sys.executable, "-c", MRS, str(db)], capture_output=True, text=True, env=ENV, check=True, timeout=900
     ).stdout
-    marks = {p[0]: float(p[1]) - start for p in (line.split() for line in out.splitlines()) if len(p) == 2}
+    marks = {
+        p[0]: float(p[1]) - start
+        for p in (line.split() for line in out.splitlines())
+        if len(p) == 2 and p[0] in ("PAINT", "ROWS")
+    }
     return marks["PAINT"], marks["ROWS"]
 
 
@@ -199,7 +203,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=60, help="in-process suggestions per size")
     parser.add_argument("--paints", type=int, default=2)
     parser.add_argument("--rebuild", action="store_true", help="measure the graph's build again")
-    parser.add_argument("--skip-paint", action="store_true")
+    parser.add_argument("--only", default="cli,inprocess,paint,recall,flat", help="sections to run (comma-separated)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     dbs = {n: ensure_library(args.folder, n) for n in sizes}
@@ -211,17 +215,21 @@ def main() -> None:
         if facts["graph"]:
             print(
                 f"  {n:>9,}: built in {facts['build_s']:7.1f} s, peak memory {facts['rss_peak_mb']:7.0f} MB "
-                f"({facts['rss_peak_mb'] - facts['rss_before_mb']:+.0f} MB for the graph), file {facts['file_mb']:.0f} MB"
+                f"({facts['rss_peak_mb'] - facts['rss_before_mb']:+.0f} MB building and saving the graph), "
+                f"file {facts['file_mb']:.0f} MB"
             )
         else:
             print(f"  {n:>9,}: below the threshold: flat exact search")
 
+    only = set(args.only.split(","))
     commands = {
         "history show --limit 5": ["history", "show", "--limit", "5"],
         "library --search": ["library", "--search", "0000777 track"],
         "suggest (knn)": ["suggest", "--seed", "777", "-k", "10", "--backend", BACKEND, "--recommender", "knn"],
     }
     cli: dict[str, dict[int, list[float]]] = {name: {n: [] for n in sizes} for name in commands}
+    if "cli" not in only:
+        commands = {}
     for argv in commands.values():  # warm the page cache once
         for db in dbs.values():
             cli_seconds(db, *argv)
@@ -229,7 +237,8 @@ def main() -> None:
         for name, argv in commands.items():
             for n, db in dbs.items():
                 cli[name][n].append(cli_seconds(db, *argv))
-    print(f"\nCLI, one fresh process per call ({args.repeats} calls each), p50 / p95 seconds, x the 1k figure")
+    if commands:
+        print(f"\nCLI, one fresh process per call ({args.repeats} calls each), p50 / p95 seconds, x the 1k figure")
     for name in commands:
         base = percentiles(cli[name][sizes[0]])[0]
         row = "  ".join(
@@ -239,9 +248,10 @@ def main() -> None:
         )
         print(f"  {name:24s} {row}")
 
-    print(f"\nin process: knn suggestion (k=20) for a seed, {args.queries} queries, p50 / p95 ms")
     base_plain = base_after = None
-    for n, db in dbs.items():
+    if "inprocess" in only:
+        print(f"\nin process: knn suggestion (k=20) for a seed, {args.queries} queries, p50 / p95 ms")
+    for n, db in dbs.items() if "inprocess" in only else ():
         result = json.loads(child(IN_PROCESS, str(db), str(args.queries), BACKEND).strip().splitlines()[-1])
         plain, after = percentiles(result["plain"]), percentiles(result["after_play"])
         base_plain, base_after = base_plain or plain[1], base_after or after[1]
@@ -251,7 +261,7 @@ def main() -> None:
             f"first call (loads the catalogue) {result['first_s']:.2f} s"
         )
 
-    if not args.skip_paint:
+    if "paint" in only:
         print(f"\nthe app (median of {args.paints} fresh processes): first paint / first rows on screen, seconds")
         base = None
         for n, db in dbs.items():
@@ -260,8 +270,9 @@ def main() -> None:
             base = base or paint
             print(f"  {n:>9,}: {paint:5.2f} ({paint / base:4.2f}x)   rows {rows:6.2f}")
 
-    print("\nrecall@20 of the graph against exact search (goal >= 0.95)")
-    for n, db in dbs.items():
+    if "recall" in only:
+        print("\nrecall@20 of the graph against exact search (goal >= 0.95)")
+    for n, db in dbs.items() if "recall" in only else ():
         figures = recall_figures(db, args.queries)
         if figures:
             print(
@@ -269,8 +280,9 @@ def main() -> None:
                 f"real MusiCNN vectors (reference clips) as the queries {figures['real']:.3f}"
             )
 
-    print("\nflat exact search, one query, k=100, p50 / p95 ms (where the graph starts to pay)")
-    for n, p50, p95 in flat_latency(dbs[max(sizes)]):
+    if "flat" in only:
+        print("\nflat exact search, one query, k=100, p50 / p95 ms (where the graph starts to pay)")
+    for n, p50, p95 in flat_latency(dbs[max(sizes)]) if "flat" in only else ():
         print(f"  {n:>9,}: {p50:6.2f} / {p95:6.2f}")
 
 
