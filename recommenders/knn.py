@@ -145,42 +145,56 @@ class KNNRecommender(Recommender):
 
     def recommend(self, query: Query, k: int) -> tuple[np.ndarray, np.ndarray]:
         profile = self.profile(query)
-        mask = self.candidate_mask(query)
         if profile is None:
-            return self._top_k(np.zeros(self.n_items, np.float32), mask, k, self.query_generator(query))
-        return self._search(profile[None, :], mask, k)[0]
+            return self._top_k(
+                np.zeros(self.n_items, np.float32), self.candidate_mask(query), k, self.query_generator(query)
+            )
+        return self._search(profile[None, :], query, k)[0]
 
     def recommend_batch(self, queries, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Queries with the same candidates share one candidate mask and selector."""
+        """Queries with the same candidates share one candidate set and selector."""
         profiles = [self.profile(q) for q in queries]
         shared = len({(q.pool, frozenset(int(i) for i in q.exclude)) for q in queries}) == 1
         if not queries or not shared or any(p is None for p in profiles):
             return [self.recommend(q, k) for q in queries]
-        return self._search(np.stack(profiles), self.candidate_mask(queries[0]), k)
+        return self._search(np.stack(profiles), queries[0], k)
 
-    def _search(self, profiles: np.ndarray, mask: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Top-k among the candidates of `mask` for each profile, through the index.
+    def _search(self, profiles: np.ndarray, query: Query, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Top-k among the query's candidates for each profile, through the index.
 
         A flat index is exact. Through an HNSW graph the candidates stay exact in meaning: the
         selector keeps every other item out of the walk, a small pool (the hot tracks, say) is
         ranked exactly over its own vectors instead, and a row the filtered walk left short of k is
-        refilled exactly.
+        refilled exactly. The whole catalogue less a few exclusions costs the exclusions, not a
+        mask over every item.
         """
-        n_candidates = int(mask.sum())
+        import faiss
+
+        index = self.index
+        graph = hasattr(index, "hnsw")
+        mask, excluded = None, np.zeros(0, np.int64)
+        if query.pool == "all" and graph:
+            excluded = np.unique(np.fromiter((int(i) for i in query.exclude), np.int64, len(query.exclude)))
+            excluded = excluded[(excluded >= 0) & (excluded < self.n_items)]
+            n_candidates = self.n_items - len(excluded)
+        else:
+            mask = self.candidate_mask(query)
+            n_candidates = int(mask.sum())
         k = min(k, n_candidates)
         if k <= 0:
             return [(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in profiles]
-        import faiss
-
         profiles = np.ascontiguousarray(profiles, np.float32)
-        index = self.index
-        graph = hasattr(index, "hnsw")
         if graph and n_candidates <= EXACT_POOL:
+            mask = self.candidate_mask(query) if mask is None else mask
             return [self._exact(profile, mask, k) for profile in profiles]
+        keep_alive = []  # FAISS selectors hold raw pointers to these
         selector = None
-        if n_candidates < self.n_items:
-            bitmap = np.packbits(mask, bitorder="little")
-            selector = faiss.IDSelectorBitmap(self.n_items, faiss.swig_ptr(bitmap))
+        if mask is None and len(excluded):
+            keep_alive.append(faiss.IDSelectorBatch(len(excluded), faiss.swig_ptr(excluded)))
+            selector = faiss.IDSelectorNot(keep_alive[-1])
+        elif mask is not None and n_candidates < self.n_items:
+            keep_alive.append(np.packbits(mask, bitorder="little"))
+            selector = faiss.IDSelectorBitmap(self.n_items, faiss.swig_ptr(keep_alive[-1]))
         if graph:
             params = faiss.SearchParametersHNSW()
             # A filter hides part of the graph from the walk: widen it by as much, so a pool of a
@@ -198,6 +212,7 @@ class KNNRecommender(Recommender):
             row_scores, row_ids = scores[0], ids[0]
             keep = row_ids >= 0
             if graph and keep.sum() < k:
+                mask = self.candidate_mask(query) if mask is None else mask
                 out.append(self._exact(profile, mask, k))
                 continue
             out.append((row_ids[keep].astype(np.int64), row_scores[keep].astype(np.float32)))
