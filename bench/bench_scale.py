@@ -9,7 +9,7 @@ For each size (libraries from `big_library.py`, built once and reused from `--fo
 - in process: knn suggestions for a seed (p50/p95), and after a new play each time;
 - first paint of the app and the moment its rows are on screen (as bench_startup.py);
 - recall@20 of the graph against exact search, for session profiles of generated vectors and for
-  real MusiCNN vectors (the reference clips' patches) searched among the generated ones;
+  real MusiCNN vectors (the reference clips' patches and clip means) as the queries;
 - a flat scan's latency by size: where the approximate index starts to pay.
 
 Every figure comes with its ratio to the 1k figure. Children import this checkout.
@@ -121,7 +121,11 @@ def paint_seconds(db: Path) -> tuple[float, float]:
     out = subprocess.run(
         [sys.executable, "-c", MRS, str(db)], capture_output=True, text=True, env=ENV, check=True, timeout=900
     ).stdout
-    marks = {p[0]: float(p[1]) - start for p in (line.split() for line in out.splitlines()) if len(p) == 2}
+    marks = {
+        p[0]: float(p[1]) - start
+        for p in (line.split() for line in out.splitlines())
+        if len(p) == 2 and p[0] in ("PAINT", "ROWS")
+    }
     return marks["PAINT"], marks["ROWS"]
 
 
@@ -150,24 +154,18 @@ def recall_figures(db: Path, queries: int) -> dict:
     unit = catalogue.unit
     rng = np.random.default_rng(3)
     profiles = l2_normalize(np.stack([unit[rng.integers(0, len(unit), 4)].mean(0) for _ in range(queries)]))
-    real = l2_normalize(real_vectors()[BACKEND])
+    patches = real_vectors()[BACKEND]
+    real = l2_normalize(np.concatenate([patches, patches.reshape(-1, 10, patches.shape[1]).mean(1)]))
 
-    def recall(q: np.ndarray, index, exact) -> float:
+    def recall(queries: np.ndarray) -> float:
         params = faiss.SearchParametersHNSW()
-        params.efSearch = index.hnsw.efSearch
-        _, got = index.search(q, 20, params=params)
-        _, want = exact.search(q, 20)
-        return float(np.mean([len(set(a) & set(b)) / 20 for a, b in zip(got, want, strict=True)]))
+        params.efSearch = graph.hnsw.efSearch
+        _, got = graph.search(queries, 20, params=params)
+        exact = np.argsort(-(queries @ unit.T), axis=1)[:, :20]  # numpy: no second copy of the vectors
+        return float(np.mean([len(set(a) & set(b)) / 20 for a, b in zip(got, exact, strict=True)]))
 
-    flat = catalogue.faiss_index
-    out = {"profiles": recall(profiles, graph, flat)}
-    # Real vectors among the generated ones: the graph extended by them, queried by them.
-    mixed = faiss.clone_index(graph)
-    mixed.add(real)
-    mixed_flat = faiss.IndexFlatIP(unit.shape[1])
-    mixed_flat.add(unit)
-    mixed_flat.add(real)
-    out["real"] = recall(real, mixed, mixed_flat)
+    # Real vectors as the queries: the reference clips' patches and their means, among the generated ones.
+    out = {"profiles": recall(profiles), "real": recall(real)}
     store.close()
     return out
 
@@ -205,7 +203,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=60, help="in-process suggestions per size")
     parser.add_argument("--paints", type=int, default=2)
     parser.add_argument("--rebuild", action="store_true", help="measure the graph's build again")
-    parser.add_argument("--skip-paint", action="store_true")
+    parser.add_argument("--only", default="cli,inprocess,paint,recall,flat", help="sections to run (comma-separated)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     dbs = {n: ensure_library(args.folder, n) for n in sizes}
@@ -217,17 +215,21 @@ def main() -> None:
         if facts["graph"]:
             print(
                 f"  {n:>9,}: built in {facts['build_s']:7.1f} s, peak memory {facts['rss_peak_mb']:7.0f} MB "
-                f"({facts['rss_peak_mb'] - facts['rss_before_mb']:+.0f} MB for the graph), file {facts['file_mb']:.0f} MB"
+                f"({facts['rss_peak_mb'] - facts['rss_before_mb']:+.0f} MB building and saving the graph), "
+                f"file {facts['file_mb']:.0f} MB"
             )
         else:
             print(f"  {n:>9,}: below the threshold: flat exact search")
 
+    only = set(args.only.split(","))
     commands = {
         "history show --limit 5": ["history", "show", "--limit", "5"],
         "library --search": ["library", "--search", "0000777 track"],
         "suggest (knn)": ["suggest", "--seed", "777", "-k", "10", "--backend", BACKEND, "--recommender", "knn"],
     }
     cli: dict[str, dict[int, list[float]]] = {name: {n: [] for n in sizes} for name in commands}
+    if "cli" not in only:
+        commands = {}
     for argv in commands.values():  # warm the page cache once
         for db in dbs.values():
             cli_seconds(db, *argv)
@@ -235,7 +237,8 @@ def main() -> None:
         for name, argv in commands.items():
             for n, db in dbs.items():
                 cli[name][n].append(cli_seconds(db, *argv))
-    print(f"\nCLI, one fresh process per call ({args.repeats} calls each), p50 / p95 seconds, x the 1k figure")
+    if commands:
+        print(f"\nCLI, one fresh process per call ({args.repeats} calls each), p50 / p95 seconds, x the 1k figure")
     for name in commands:
         base = percentiles(cli[name][sizes[0]])[0]
         row = "  ".join(
@@ -245,9 +248,10 @@ def main() -> None:
         )
         print(f"  {name:24s} {row}")
 
-    print(f"\nin process: knn suggestion (k=20) for a seed, {args.queries} queries, p50 / p95 ms")
     base_plain = base_after = None
-    for n, db in dbs.items():
+    if "inprocess" in only:
+        print(f"\nin process: knn suggestion (k=20) for a seed, {args.queries} queries, p50 / p95 ms")
+    for n, db in dbs.items() if "inprocess" in only else ():
         result = json.loads(child(IN_PROCESS, str(db), str(args.queries), BACKEND).strip().splitlines()[-1])
         plain, after = percentiles(result["plain"]), percentiles(result["after_play"])
         base_plain, base_after = base_plain or plain[1], base_after or after[1]
@@ -257,8 +261,8 @@ def main() -> None:
             f"first call (loads the catalogue) {result['first_s']:.2f} s"
         )
 
-    if not args.skip_paint:
-        print(f"\nthe app (median of {args.paints} fresh processes): first paint / all rows on screen, seconds")
+    if "paint" in only:
+        print(f"\nthe app (median of {args.paints} fresh processes): first paint / first rows on screen, seconds")
         base = None
         for n, db in dbs.items():
             runs = [paint_seconds(db) for _ in range(args.paints)]
@@ -266,17 +270,19 @@ def main() -> None:
             base = base or paint
             print(f"  {n:>9,}: {paint:5.2f} ({paint / base:4.2f}x)   rows {rows:6.2f}")
 
-    print("\nrecall@20 of the graph against exact search (goal >= 0.95)")
-    for n, db in dbs.items():
+    if "recall" in only:
+        print("\nrecall@20 of the graph against exact search (goal >= 0.95)")
+    for n, db in dbs.items() if "recall" in only else ():
         figures = recall_figures(db, args.queries)
         if figures:
             print(
                 f"  {n:>9,}: session profiles of generated vectors {figures['profiles']:.3f}; "
-                f"real MusiCNN patch vectors among them {figures['real']:.3f}"
+                f"real MusiCNN vectors (reference clips) as the queries {figures['real']:.3f}"
             )
 
-    print("\nflat exact search, one query, k=100, p50 / p95 ms (where the graph starts to pay)")
-    for n, p50, p95 in flat_latency(dbs[max(sizes)]):
+    if "flat" in only:
+        print("\nflat exact search, one query, k=100, p50 / p95 ms (where the graph starts to pay)")
+    for n, p50, p95 in flat_latency(dbs[max(sizes)]) if "flat" in only else ():
         print(f"  {n:>9,}: {p50:6.2f} / {p95:6.2f}")
 
 

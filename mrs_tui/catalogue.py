@@ -57,11 +57,13 @@ class Catalogue:
     _faiss: object | None = field(default=None, repr=False)
     _unit: np.ndarray | None = field(default=None, repr=False)
     approximate_above: int = APPROXIMATE_ABOVE
+    build_in_background: bool = True  # False: a missing graph is built only when `search_index(wait=True)`
     folder: Path | None = None  # where the derived files live (the graph is saved there when built)
     _graph: object | None = field(default=None, repr=False)
     _graph_saved: int = field(default=0, repr=False)  # items the graph file on disk holds
     _graph_looked: bool = field(default=False, repr=False)  # the file on disk was tried
     _graph_builder: threading.Thread | None = field(default=None, repr=False)
+    graph_error: str | None = None  # why the last background build failed (searches stay exact)
     _generation: int = field(default=0, repr=False)  # moves on every rebuild: a graph of older items is void
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -119,7 +121,7 @@ class Catalogue:
         if not self.approximate:
             return self.faiss_index
         graph = self._current_graph()
-        if graph is None:
+        if graph is None and (wait or self.build_in_background):
             self._start_graph_build()
             if wait:
                 self.wait_for_graph()
@@ -156,6 +158,12 @@ class Catalogue:
             self._graph_builder.start()
 
     def _build_graph(self) -> None:
+        try:
+            self._build_graph_now()
+        except Exception as exc:  # noqa: BLE001 - out of memory, say: the flat index keeps answering, exactly
+            self.graph_error = f"the search graph of {self.backend} could not be built ({exc})"
+
+    def _build_graph_now(self) -> None:
         import faiss
 
         with self._lock:
@@ -202,10 +210,10 @@ class Catalogue:
             data = faiss.serialize_index(graph)
         path = self.graph_path(folder)
         tmp = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
-        facts["file_digest"] = hashlib.blake2b(data.tobytes(), digest_size=16).hexdigest()
+        facts["file_digest"] = hashlib.blake2b(data, digest_size=16).hexdigest()  # the buffer, not a copy
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(data.tobytes())
+            data.tofile(tmp)
             tmp.replace(path)
             path.with_name(path.name + ".json").write_text(json.dumps(facts))
         except OSError:
@@ -223,7 +231,7 @@ class Catalogue:
         try:
             facts = json.loads(path.with_name(path.name + ".json").read_text())
             data = np.fromfile(path, np.uint8)
-            if hashlib.blake2b(data.tobytes(), digest_size=16).hexdigest() != facts["file_digest"]:
+            if hashlib.blake2b(data, digest_size=16).hexdigest() != facts["file_digest"]:
                 return None  # damaged or replaced: built again
             if facts != {**self._graph_facts(int(facts["items"])), "file_digest": facts["file_digest"]}:
                 return None  # another database, other items, another format

@@ -248,6 +248,9 @@ class Engine:
     store: Store
     settings: Settings = field(default_factory=Settings)
     backend_options: dict[str, dict] = field(default_factory=dict)
+    # A big library's HNSW graph, when missing, is built in a background thread of this process;
+    # a one-shot command turns it off (the thread would die with it) and searches exactly meanwhile.
+    background_builds: bool = True
 
     def __post_init__(self) -> None:
         self.history = History(self.store, gap_minutes=self.settings.session_gap_minutes)
@@ -349,6 +352,7 @@ class Engine:
             catalogue = self._catalogues.get(key)
             if catalogue is None:
                 catalogue = Catalogue.load(self.store, *key, folder=self.data_folder / "indexes")
+                catalogue.build_in_background = self.background_builds
                 self._catalogues[key] = catalogue
             else:
                 catalogue.refresh(self.store)
@@ -845,6 +849,7 @@ class Engine:
         track_ids = [int(catalogue.track_ids[i]) for i in items]
         tracks = {t.id: t for t in self.store.tracks(ids=track_ids)}
         played = self.store.played_among(track_ids)
+        tags = self.tracks_tags(track_ids, result.backend) if model_name != "popular" else {}
         out = []
         for rank, (track_id, score) in enumerate(zip(track_ids, scores, strict=True)):
             track = tracks.get(track_id)
@@ -856,13 +861,15 @@ class Engine:
                     track,
                     float(score),
                     track_id not in played,
-                    self._reason(track, percentile, result, model_name),
+                    self._reason(track, percentile, result, model_name, tags.get(track_id)),
                     percentile,
                 )
             )
         return out
 
-    def _reason(self, track: Track, percentile: float, result: SuggestionList, model_name: str) -> str:
+    def _reason(
+        self, track: Track, percentile: float, result: SuggestionList, model_name: str, tags: list[str] | None = None
+    ) -> str:
         if model_name == "popular":
             return "often played"
         basis = []
@@ -873,10 +880,20 @@ class Engine:
         if session:
             basis.append(f"{session} track{'s' if session != 1 else ''} {where}")
         text = f"{format_percentile(percentile)} for {' and '.join(basis)}" if basis else format_percentile(percentile)
-        tags = self.track_tags(track.id, result.backend)
+        tags = self.track_tags(track.id, result.backend) if tags is None else tags
         if tags:
             text += f" · sounds like {', '.join(tags[:3])}"
         return text
+
+    def tracks_tags(self, track_ids: list[int], backend: str | None = None) -> dict[int, list[str]]:
+        """`track_tags` of several tracks in one query per backend (a suggestion list's reasons)."""
+        out: dict[int, list[str]] = {}
+        for name in dict.fromkeys([backend or self.backend, "musicnn"]):
+            wanted = [t for t in track_ids if t not in out]
+            for track_id, extras in self.store.embedding_extras(wanted, name, self.version(name)).items():
+                if extras.get("tags"):
+                    out[track_id] = [tag for tag, _ in extras["tags"]]
+        return {t: out.get(t, []) for t in track_ids}
 
     def track_tags(self, track_id: int, backend: str | None = None) -> list[str]:
         """Descriptive tags a backend stored for a track (MusiCNN's taggram), best first."""

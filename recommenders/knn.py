@@ -45,7 +45,7 @@ class KNNRecommender(Recommender):
     def __init__(self, *, seed: int = 0, **params: object) -> None:
         super().__init__(seed=seed, **params)
         self.vectors = np.zeros((0, 0), np.float32)  # raw (or z-scored) vectors, for profiles
-        self.unit = np.zeros((0, 0), np.float32)  # L2-normalised, what the index holds
+        self._unit: np.ndarray | None = np.zeros((0, 0), np.float32)  # L2-normalised, what the index holds
         self._contexts: Interactions | Callable[[], Interactions] | list[np.ndarray] = []
         self._index = None
         self._index_source: Callable[[], object] | None = None
@@ -64,7 +64,7 @@ class KNNRecommender(Recommender):
             std = vectors.std(axis=0)
             vectors = (vectors - mean) / np.where(std > 1e-8, std, 1.0)
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        self.unit = l2_normalize(self.vectors)
+        self._unit = None  # normalised on first use, unless the catalogue's are handed over first
         self._contexts = interactions
         self._index = None
         self._index_source = None
@@ -91,11 +91,18 @@ class KNNRecommender(Recommender):
         self._contexts = interactions
         return self
 
+    @property
+    def unit(self) -> np.ndarray:
+        unit = self._unit
+        if unit is None:
+            unit = self._unit = l2_normalize(self.vectors)
+        return unit
+
     def use_unit(self, unit: np.ndarray) -> None:
         """Take the catalogue's normalised vectors instead of a copy of our own (same rows)."""
-        if unit.shape != self.unit.shape:
+        if unit.shape != self.vectors.shape:
             raise ValueError("these normalised vectors are not this model's items")
-        self.unit = unit
+        self._unit = unit
 
     @property
     def index(self):
@@ -138,42 +145,56 @@ class KNNRecommender(Recommender):
 
     def recommend(self, query: Query, k: int) -> tuple[np.ndarray, np.ndarray]:
         profile = self.profile(query)
-        mask = self.candidate_mask(query)
         if profile is None:
-            return self._top_k(np.zeros(self.n_items, np.float32), mask, k, self.query_generator(query))
-        return self._search(profile[None, :], mask, k)[0]
+            return self._top_k(
+                np.zeros(self.n_items, np.float32), self.candidate_mask(query), k, self.query_generator(query)
+            )
+        return self._search(profile[None, :], query, k)[0]
 
     def recommend_batch(self, queries, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Queries with the same candidates share one search (one pass over a flat index)."""
+        """Queries with the same candidates share one candidate set and selector."""
         profiles = [self.profile(q) for q in queries]
         shared = len({(q.pool, frozenset(int(i) for i in q.exclude)) for q in queries}) == 1
         if not queries or not shared or any(p is None for p in profiles):
             return [self.recommend(q, k) for q in queries]
-        return self._search(np.stack(profiles), self.candidate_mask(queries[0]), k)
+        return self._search(np.stack(profiles), queries[0], k)
 
-    def _search(self, profiles: np.ndarray, mask: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Top-k among the candidates of `mask` for each profile, through the index.
+    def _search(self, profiles: np.ndarray, query: Query, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Top-k among the query's candidates for each profile, through the index.
 
         A flat index is exact. Through an HNSW graph the candidates stay exact in meaning: the
         selector keeps every other item out of the walk, a small pool (the hot tracks, say) is
         ranked exactly over its own vectors instead, and a row the filtered walk left short of k is
-        refilled exactly.
+        refilled exactly. The whole catalogue less a few exclusions costs the exclusions, not a
+        mask over every item.
         """
-        n_candidates = int(mask.sum())
+        import faiss
+
+        index = self.index
+        graph = hasattr(index, "hnsw")
+        mask, excluded = None, np.zeros(0, np.int64)
+        if query.pool == "all" and graph:
+            excluded = np.unique(np.fromiter((int(i) for i in query.exclude), np.int64, len(query.exclude)))
+            excluded = excluded[(excluded >= 0) & (excluded < self.n_items)]
+            n_candidates = self.n_items - len(excluded)
+        else:
+            mask = self.candidate_mask(query)
+            n_candidates = int(mask.sum())
         k = min(k, n_candidates)
         if k <= 0:
             return [(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in profiles]
-        import faiss
-
         profiles = np.ascontiguousarray(profiles, np.float32)
-        index = self.index
-        graph = hasattr(index, "hnsw")
         if graph and n_candidates <= EXACT_POOL:
+            mask = self.candidate_mask(query) if mask is None else mask
             return [self._exact(profile, mask, k) for profile in profiles]
+        keep_alive = []  # FAISS selectors hold raw pointers to these
         selector = None
-        if n_candidates < self.n_items:
-            bitmap = np.packbits(mask, bitorder="little")
-            selector = faiss.IDSelectorBitmap(self.n_items, faiss.swig_ptr(bitmap))
+        if mask is None and len(excluded):
+            keep_alive.append(faiss.IDSelectorBatch(len(excluded), faiss.swig_ptr(excluded)))
+            selector = faiss.IDSelectorNot(keep_alive[-1])
+        elif mask is not None and n_candidates < self.n_items:
+            keep_alive.append(np.packbits(mask, bitorder="little"))
+            selector = faiss.IDSelectorBitmap(self.n_items, faiss.swig_ptr(keep_alive[-1]))
         if graph:
             params = faiss.SearchParametersHNSW()
             # A filter hides part of the graph from the walk: widen it by as much, so a pool of a
@@ -183,11 +204,15 @@ class KNNRecommender(Recommender):
             params = faiss.SearchParameters()
         if selector is not None:
             params.sel = selector
-        scores, ids = index.search(profiles, k, params=params)
         out = []
-        for profile, row_scores, row_ids in zip(profiles, scores, ids, strict=True):
+        for profile in profiles:
+            # One query per call: a batch makes FAISS fan out over OpenMP threads, which on a
+            # busy machine costs tens of milliseconds of waiting for sub-millisecond searches.
+            scores, ids = index.search(profile[None, :], k, params=params)
+            row_scores, row_ids = scores[0], ids[0]
             keep = row_ids >= 0
             if graph and keep.sum() < k:
+                mask = self.candidate_mask(query) if mask is None else mask
                 out.append(self._exact(profile, mask, k))
                 continue
             out.append((row_ids[keep].astype(np.int64), row_scores[keep].astype(np.float32)))
@@ -204,7 +229,7 @@ class KNNRecommender(Recommender):
         if self.zscore:
             raise NotImplementedError("knn with zscore=True standardised its vectors at fit time: refit it")
         self.vectors = np.ascontiguousarray(np.concatenate([self.vectors, new_vectors]), dtype=np.float32)
-        self.unit = l2_normalize(self.vectors)
+        self._unit = None
         self._index = None
 
     def _state(self) -> dict[str, np.ndarray]:
@@ -214,7 +239,7 @@ class KNNRecommender(Recommender):
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.vectors = arrays["vectors"].astype(np.float32)
-        self.unit = l2_normalize(self.vectors)
+        self._unit = None
         bounds = np.concatenate([[0], np.cumsum(arrays["context_lengths"])])
         flat = arrays["context_flat"]
         self._contexts = [flat[bounds[i] : bounds[i + 1]] for i in range(len(bounds) - 1)]

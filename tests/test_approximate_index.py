@@ -128,3 +128,18 @@ def test_the_graph_is_saved_reloaded_and_rebuilt_when_damaged_or_stale(engine, t
     other.vectors = other.vectors[::-1].copy()
     other._unit = None
     assert other._read_graph(folder) is None
+
+
+def test_a_graph_that_cannot_be_built_leaves_the_exact_search_answering(engine, monkeypatch):
+    import faiss
+
+    def no_memory(*args):
+        raise MemoryError("no room for the graph")
+
+    monkeypatch.setattr(faiss, "IndexHNSWFlat", no_memory)
+    catalogue = engine.catalogue()
+    catalogue.approximate_above = 100
+    index = catalogue.search_index(wait=True)
+    assert not hasattr(index, "hnsw") and index.ntotal == N
+    assert "could not be built" in catalogue.graph_error
+    assert len(engine.suggest(3, k=10).items) == 10

@@ -67,3 +67,22 @@ def test_a_seed_and_session_blend_matches_single_searches(tmp_path):
         assert items.tolist() == single_items.tolist()
         assert np.allclose(scores, single_scores)
         assert not {1, 2} & set(items.tolist())
+
+
+def test_each_suggestion_explains_itself_with_its_own_tags(tmp_path):
+    from mrs_tui.store import EmbeddingRow
+
+    engine = _engine(tmp_path)
+    tagged = {7: [["rock", 0.9], ["guitar", 0.5]], 8: [["piano", 0.8]]}
+    musicnn = engine.version("musicnn")
+    engine.store.put_embeddings(
+        [
+            EmbeddingRow(t, "musicnn", musicnn, np.ones(4, np.float32), extras={"tags": tags})
+            for t, tags in tagged.items()
+        ]
+    )
+    result = engine.suggest(k=120, tracks=[5, 6])
+    reasons = {s.track.id: s.reason for s in result.items}
+    assert "sounds like rock, guitar" in reasons[7] and "sounds like piano" in reasons[8]
+    assert all("sounds like" not in r for t, r in reasons.items() if t not in tagged)
+    assert engine.tracks_tags(list(reasons), "mfcc") == {t: engine.track_tags(t, "mfcc") for t in reasons}

@@ -79,7 +79,9 @@ def open_engine(args: argparse.Namespace):
         options["paper_compat"] = True
     targets = names or [default_backend_name(settings.backend)]
     store = Store.open(database_path(args))
-    return Engine(store, settings, backend_options={name: dict(options) for name in targets} if options else {})
+    options_by_backend = {name: dict(options) for name in targets} if options else {}
+    # `index` builds a big library's search graph itself; other commands never start one that would die with them.
+    return Engine(store, settings, backend_options=options_by_backend, background_builds=False)
 
 
 def emit(args: argparse.Namespace, data: object, text: str | Callable[[], str]) -> None:

@@ -154,6 +154,15 @@ class EmbeddingsMixin:
         extras = None if row[2] is None else json.loads(row[2])
         return EmbeddingRow(track_id, backend, version, vector, row[1], extras, row[3])
 
+    def embedding_extras(self, track_ids: Iterable[int], backend: str, version: str) -> dict[int, dict]:
+        """Extras (such as tags) stored with the vectors of these tracks, looked up by key."""
+        cursor = self.conn.execute(
+            """SELECT track_id, extras FROM embeddings
+               WHERE track_id IN (SELECT value FROM json_each(?)) AND backend = ? AND version = ? AND extras IS NOT NULL""",
+            [json.dumps([int(t) for t in track_ids]), backend, version],
+        )
+        return {track_id: json.loads(extras) for track_id, extras in cursor}
+
     def embedded_track_ids(
         self, backend: str, version: str, *, include_failed: bool = True, among: Iterable[int] | None = None
     ) -> set[int]:
