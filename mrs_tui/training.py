@@ -313,6 +313,13 @@ class AlignedModel(Recommender):
         self.gone: list[int] = []  # model items no longer in the catalogue
         self.item_side_cache: ItemSideCache | None = None
         self.cached_item_side_ids: np.ndarray | None = None  # what the disk cache holds now
+        self.light = False  # answering from the cached item side alone (`recommenders.serving`)
+
+    def covers(self, catalogue) -> bool:
+        """Whether every catalogue track is one of the model's items (nothing to append)."""
+        if self.catalogue_key == (len(catalogue), catalogue.last_change):
+            return True
+        return bool(np.isin(catalogue.track_ids, self.model_track_ids).all())
 
     def use_item_side_cache(self, cache: ItemSideCache) -> None:
         """Take the item side from `cache` when it was written for this model; `align` keeps it current."""
@@ -419,6 +426,31 @@ class AlignedModel(Recommender):
         return [self.recommend(q, k) for q in queries]
 
 
+def _light_model(record: ModelRecord, data_folder: Path, catalogue) -> AlignedModel | None:
+    """The model served from its cached item side without torch, when the cache covers the catalogue."""
+    from recommenders.serving import ItemSideModel
+
+    folder = model_folder(data_folder, record.path)
+    cache = ItemSideCache(folder, record)
+    found = cache.read()
+    if found is None:
+        return None
+    track_ids, matrix = found
+    if not np.isin(catalogue.track_ids, track_ids).all():
+        return None
+    try:
+        model = ItemSideModel.open(folder, matrix)
+    except Exception:  # unreadable model files: the full load reports them
+        return None
+    if model is None:
+        return None
+    aligned = AlignedModel(model, track_ids, record)
+    aligned.light = True
+    aligned.item_side_cache = cache
+    aligned.cached_item_side_ids = track_ids
+    return aligned
+
+
 def serve(
     record: ModelRecord,
     data_folder: Path,
@@ -430,6 +462,12 @@ def serve(
 
     If a newer record cannot be loaded, the cached (previous) model keeps serving.
     """
+    if cached is not None and cached.record.id == record.id and cached.light and not cached.covers(catalogue):
+        cached = None  # tracks analysed since: the full model appends them (`extend_items`)
+    if (cached is None or cached.record.id != record.id) and item_side_cache_enabled():
+        light = _light_model(record, data_folder, catalogue)
+        if light is not None:
+            return light.align(catalogue)
     if cached is None or cached.record.id != record.id:
         try:
             model, track_ids = load_record(record, data_folder)
