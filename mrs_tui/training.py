@@ -245,10 +245,6 @@ class ItemSideCache:
         digest.update(np.ascontiguousarray(track_ids, "<i8").tobytes())
         return digest.hexdigest()
 
-    @staticmethod
-    def _checksum(matrix: np.ndarray) -> str:
-        return hashlib.blake2b(np.ascontiguousarray(matrix, "<f4").tobytes(), digest_size=16).hexdigest()
-
     def read(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(track ids, item side) as written for this model, or None: missing, damaged or another model's."""
         if self.path is None:
@@ -257,12 +253,12 @@ class ItemSideCache:
             with np.load(self.path, allow_pickle=False) as data:
                 track_ids = np.asarray(data["track_ids"], np.int64)
                 matrix = np.asarray(data["item_side"], np.float32)
-                key, checksum = str(data["key"]), str(data["checksum"])
-        except Exception:  # truncated, not a zip, a folder in its place...: recomputed
+                key = str(data["key"])
+        except Exception:  # truncated, garbled (the zip's CRC-32 catches it), a folder...: recomputed
             return None
         if matrix.ndim != 2 or len(matrix) != len(track_ids) or key != self._key(track_ids):
             return None
-        if checksum != self._checksum(matrix):
+        if not np.isfinite(matrix).all():
             return None
         return track_ids, matrix
 
@@ -279,13 +275,22 @@ class ItemSideCache:
                 track_ids=np.asarray(track_ids, np.int64),
                 item_side=np.ascontiguousarray(matrix, np.float32),
                 key=np.str_(self._key(track_ids)),
-                checksum=np.str_(self._checksum(matrix)),
             )
             tmp.replace(self.path)
         except OSError:
             tmp.unlink(missing_ok=True)
             return False
         return True
+
+
+def _positions(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Index in `keys` (unique ids) of each of `wanted`, -1 where absent; vectorised for 100k-track catalogues."""
+    keys = np.asarray(keys, np.int64)
+    if len(keys) == 0:
+        return np.full(len(wanted), -1, np.int64)
+    order = np.argsort(keys, kind="stable")
+    at = np.minimum(np.searchsorted(keys[order], wanted), len(keys) - 1)
+    return np.where(keys[order][at] == wanted, order[at], -1).astype(np.int64)
 
 
 class AlignedModel(Recommender):
@@ -353,17 +358,15 @@ class AlignedModel(Recommender):
         key = (len(catalogue), catalogue.last_change)
         if key == self.catalogue_key:
             return self
-        position = {int(t): i for i, t in enumerate(self.model_track_ids)}
-        new = [i for i, t in enumerate(catalogue.track_ids) if int(t) not in position]
+        catalogue_ids = np.asarray(catalogue.track_ids, np.int64)
+        new = np.flatnonzero(_positions(self.model_track_ids, catalogue_ids) < 0)
         extend = getattr(self.model, "extend_items", None)
-        if new and extend is not None:
+        if len(new) and extend is not None:
             extend(np.ascontiguousarray(catalogue.vectors[new], dtype=np.float32))
-            added = np.asarray(catalogue.track_ids[new], np.int64)
-            start = len(self.model_track_ids)
+            added = catalogue_ids[new]
             self.model_track_ids = np.concatenate([self.model_track_ids, added])
-            position.update({int(t): start + j for j, t in enumerate(added)})
             self.extended += len(added)
-        self.to_model = np.fromiter((position.get(int(t), -1) for t in catalogue.track_ids), np.int64, len(catalogue))
+        self.to_model = _positions(self.model_track_ids, catalogue_ids)
         self.to_catalogue = np.full(len(self.model_track_ids), -1, np.int64)
         known = self.to_model >= 0
         self.to_catalogue[self.to_model[known]] = np.flatnonzero(known)
