@@ -128,6 +128,7 @@ def main() -> None:
             print(f"\n{size} tracks: library written in {time.perf_counter() - start:.1f} s")
             with Store.open(db) as store:
                 engine = Engine(store, Settings(backend=BACKEND))
+                engine.catalogue().save(engine.data_folder / "indexes")  # as `mrs-tui index` leaves it
                 for name in names:
                     start = time.perf_counter()
                     engine.train(name, params=dict(recommenders.recommender_class(name).quick_params))
