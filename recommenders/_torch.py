@@ -106,6 +106,10 @@ class LearnedParams(Params):
     standardize: bool = True  # per-dimension standardisation of the audio inputs (`InputScaling`)
     device: str | None = None  # "cpu", "cuda", "cuda:N"; None or "auto": the best one torch sees
     threads: int | None = None  # cap on torch's CPU threads while training (None: torch's setting)
+    # The training budget (`EpochLoop`); each model declares its own defaults.
+    epochs: int = 10
+    batch_size: int = 128
+    min_steps: int = 0
     # Skips and dislikes as negatives (`Interactions.negative_matrix`); the paper had none.
     learn_from_skips: bool = True
     skip_weight: float = 1.0  # weight of the skip terms against the model's own loss
@@ -142,6 +146,21 @@ class LearnedRecommender(Recommender):
             finally:
                 self.generator = None
                 self.train_device = None
+
+    def _epoch_loop(
+        self, n_examples: int, label: str, progress: ProgressCallback | None, cancel: threading.Event | None
+    ) -> EpochLoop:
+        """The training loop over `n_examples`, with this model's budget (epochs, batch size, min_steps)."""
+        return EpochLoop(
+            n_examples=n_examples,
+            batch_size=self.batch_size,
+            epochs=self.epochs,
+            generator=self.generator,
+            progress=progress,
+            cancel=cancel,
+            label=label,
+            min_steps=self.min_steps,
+        )
 
     def _prepare(self, interactions: Interactions, item_vectors: np.ndarray) -> np.ndarray:
         """The input scaling and the training sequences; returns the scaled audio."""
