@@ -245,10 +245,6 @@ class ItemSideCache:
         digest.update(np.ascontiguousarray(track_ids, "<i8").tobytes())
         return digest.hexdigest()
 
-    @staticmethod
-    def _checksum(matrix: np.ndarray) -> str:
-        return hashlib.blake2b(np.ascontiguousarray(matrix, "<f4").tobytes(), digest_size=16).hexdigest()
-
     def read(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(track ids, item side) as written for this model, or None: missing, damaged or another model's."""
         if self.path is None:
@@ -257,12 +253,12 @@ class ItemSideCache:
             with np.load(self.path, allow_pickle=False) as data:
                 track_ids = np.asarray(data["track_ids"], np.int64)
                 matrix = np.asarray(data["item_side"], np.float32)
-                key, checksum = str(data["key"]), str(data["checksum"])
-        except Exception:  # truncated, not a zip, a folder in its place...: recomputed
+                key = str(data["key"])
+        except Exception:  # truncated, garbled (the zip's CRC-32 catches it), a folder...: recomputed
             return None
         if matrix.ndim != 2 or len(matrix) != len(track_ids) or key != self._key(track_ids):
             return None
-        if checksum != self._checksum(matrix):
+        if not np.isfinite(matrix).all():
             return None
         return track_ids, matrix
 
@@ -279,13 +275,22 @@ class ItemSideCache:
                 track_ids=np.asarray(track_ids, np.int64),
                 item_side=np.ascontiguousarray(matrix, np.float32),
                 key=np.str_(self._key(track_ids)),
-                checksum=np.str_(self._checksum(matrix)),
             )
             tmp.replace(self.path)
         except OSError:
             tmp.unlink(missing_ok=True)
             return False
         return True
+
+
+def _positions(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Index in `keys` (unique ids) of each of `wanted`, -1 where absent; vectorised for 100k-track catalogues."""
+    keys = np.asarray(keys, np.int64)
+    if len(keys) == 0:
+        return np.full(len(wanted), -1, np.int64)
+    order = np.argsort(keys, kind="stable")
+    at = np.minimum(np.searchsorted(keys[order], wanted), len(keys) - 1)
+    return np.where(keys[order][at] == wanted, order[at], -1).astype(np.int64)
 
 
 class AlignedModel(Recommender):
@@ -313,6 +318,13 @@ class AlignedModel(Recommender):
         self.gone: list[int] = []  # model items no longer in the catalogue
         self.item_side_cache: ItemSideCache | None = None
         self.cached_item_side_ids: np.ndarray | None = None  # what the disk cache holds now
+        self.light = False  # answering from the cached item side alone (`recommenders.serving`)
+
+    def covers(self, catalogue) -> bool:
+        """Whether every catalogue track is one of the model's items (nothing to append)."""
+        if self.catalogue_key == (len(catalogue), catalogue.last_change):
+            return True
+        return bool(np.isin(catalogue.track_ids, self.model_track_ids).all())
 
     def use_item_side_cache(self, cache: ItemSideCache) -> None:
         """Take the item side from `cache` when it was written for this model; `align` keeps it current."""
@@ -346,17 +358,15 @@ class AlignedModel(Recommender):
         key = (len(catalogue), catalogue.last_change)
         if key == self.catalogue_key:
             return self
-        position = {int(t): i for i, t in enumerate(self.model_track_ids)}
-        new = [i for i, t in enumerate(catalogue.track_ids) if int(t) not in position]
+        catalogue_ids = np.asarray(catalogue.track_ids, np.int64)
+        new = np.flatnonzero(_positions(self.model_track_ids, catalogue_ids) < 0)
         extend = getattr(self.model, "extend_items", None)
-        if new and extend is not None:
+        if len(new) and extend is not None:
             extend(np.ascontiguousarray(catalogue.vectors[new], dtype=np.float32))
-            added = np.asarray(catalogue.track_ids[new], np.int64)
-            start = len(self.model_track_ids)
+            added = catalogue_ids[new]
             self.model_track_ids = np.concatenate([self.model_track_ids, added])
-            position.update({int(t): start + j for j, t in enumerate(added)})
             self.extended += len(added)
-        self.to_model = np.fromiter((position.get(int(t), -1) for t in catalogue.track_ids), np.int64, len(catalogue))
+        self.to_model = _positions(self.model_track_ids, catalogue_ids)
         self.to_catalogue = np.full(len(self.model_track_ids), -1, np.int64)
         known = self.to_model >= 0
         self.to_catalogue[self.to_model[known]] = np.flatnonzero(known)
@@ -419,6 +429,31 @@ class AlignedModel(Recommender):
         return [self.recommend(q, k) for q in queries]
 
 
+def _light_model(record: ModelRecord, data_folder: Path, catalogue) -> AlignedModel | None:
+    """The model served from its cached item side without torch, when the cache covers the catalogue."""
+    from recommenders.serving import ItemSideModel
+
+    folder = model_folder(data_folder, record.path)
+    cache = ItemSideCache(folder, record)
+    found = cache.read()
+    if found is None:
+        return None
+    track_ids, matrix = found
+    if not np.isin(catalogue.track_ids, track_ids).all():
+        return None
+    try:
+        model = ItemSideModel.open(folder, matrix)
+    except Exception:  # unreadable model files: the full load reports them
+        return None
+    if model is None:
+        return None
+    aligned = AlignedModel(model, track_ids, record)
+    aligned.light = True
+    aligned.item_side_cache = cache
+    aligned.cached_item_side_ids = track_ids
+    return aligned
+
+
 def serve(
     record: ModelRecord,
     data_folder: Path,
@@ -430,6 +465,12 @@ def serve(
 
     If a newer record cannot be loaded, the cached (previous) model keeps serving.
     """
+    if cached is not None and cached.record.id == record.id and cached.light and not cached.covers(catalogue):
+        cached = None  # tracks analysed since: the full model appends them (`extend_items`)
+    if (cached is None or cached.record.id != record.id) and item_side_cache_enabled():
+        light = _light_model(record, data_folder, catalogue)
+        if light is not None:
+            return light.align(catalogue)
     if cached is None or cached.record.id != record.id:
         try:
             model, track_ids = load_record(record, data_folder)

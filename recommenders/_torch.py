@@ -61,6 +61,7 @@ from recommenders.base import (
     Query,
     Recommender,
 )
+from recommenders.serving import inner_product_search
 
 
 def resolve_device(requested: str | None = None) -> torch.device:
@@ -105,6 +106,10 @@ class LearnedParams(Params):
     standardize: bool = True  # per-dimension standardisation of the audio inputs (`InputScaling`)
     device: str | None = None  # "cpu", "cuda", "cuda:N"; None or "auto": the best one torch sees
     threads: int | None = None  # cap on torch's CPU threads while training (None: torch's setting)
+    # The training budget (`EpochLoop`); each model declares its own defaults.
+    epochs: int = 10
+    batch_size: int = 128
+    min_steps: int = 0
     # Skips and dislikes as negatives (`Interactions.negative_matrix`); the paper had none.
     learn_from_skips: bool = True
     skip_weight: float = 1.0  # weight of the skip terms against the model's own loss
@@ -126,7 +131,7 @@ class LearnedRecommender(Recommender):
         self.skips = None
         # Serving: the item side (`item_side`), computed on first use and kept, and a FAISS index over it.
         self._item_side: np.ndarray | None = None
-        self._item_index = None
+        self._item_index: dict = {}  # {"index": FAISS index over the item side}, see `inner_product_search`
         # Set while `_fit` runs: the CPU generator of every random draw, and the training device.
         self.generator: torch.Generator | None = None
         self.train_device: torch.device | None = None
@@ -141,6 +146,21 @@ class LearnedRecommender(Recommender):
             finally:
                 self.generator = None
                 self.train_device = None
+
+    def _epoch_loop(
+        self, n_examples: int, label: str, progress: ProgressCallback | None, cancel: threading.Event | None
+    ) -> EpochLoop:
+        """The training loop over `n_examples`, with this model's budget (epochs, batch size, min_steps)."""
+        return EpochLoop(
+            n_examples=n_examples,
+            batch_size=self.batch_size,
+            epochs=self.epochs,
+            generator=self.generator,
+            progress=progress,
+            cancel=cancel,
+            label=label,
+            min_steps=self.min_steps,
+        )
 
     def _prepare(self, interactions: Interactions, item_vectors: np.ndarray) -> np.ndarray:
         """The input scaling and the training sequences; returns the scaled audio."""
@@ -174,18 +194,18 @@ class LearnedRecommender(Recommender):
         if matrix.ndim != 2 or len(matrix) != self._item_count():
             raise ValueError(f"an item side of {len(matrix)} rows does not fit a model of {self._item_count()} items")
         self._item_side = matrix
-        self._item_index = None
+        self._item_index.clear()
 
     def _forget_item_side(self) -> None:
         """The weights changed: the item side is computed again on first use."""
         self._item_side = None
-        self._item_index = None
+        self._item_index.clear()
 
     def _grow_item_side(self, new_rows: Callable[[], np.ndarray]) -> None:
         """Items were appended: extend a computed item side by their rows only (nothing to do when lazy)."""
         if self._item_side is not None:
             self._item_side = np.ascontiguousarray(np.concatenate([self._item_side, new_rows()]), dtype=np.float32)
-            self._item_index = None
+            self._item_index.clear()
 
     def _ready_to_serve(self) -> bool:
         return False
@@ -214,40 +234,7 @@ class LearnedRecommender(Recommender):
         vector = None if side is None or len(side) != self.n_items else self.query_side(query)
         if vector is None:
             return self.recommend(query, k)
-        mask = self.candidate_mask(query)
-        n_candidates = int(np.count_nonzero(mask))
-        k = min(int(k), n_candidates)
-        if k <= 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        correction = self._query_correction(query)
-        fetch = min(k + (len(correction[0]) if correction is not None else 0), n_candidates)
-        import faiss
-
-        if self._item_index is None:
-            index = faiss.IndexFlatIP(side.shape[1])
-            index.add(side)
-            self._item_index = index
-        params = None
-        if n_candidates < self.n_items:
-            bitmap = np.packbits(mask, bitorder="little")
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(self.n_items, faiss.swig_ptr(bitmap)))
-        query_matrix = np.ascontiguousarray(vector, dtype=np.float32)[None, :]
-        # One query is one pass over the matrix: OpenMP threads only add hand-off latency, and on a
-        # busy 2-core machine a descheduled one cost 4x (p50 84 ms against 21 ms at 100k x 200).
-        threads = faiss.omp_get_max_threads()
-        faiss.omp_set_num_threads(1)
-        try:
-            scores, ids = self._item_index.search(query_matrix, fetch, params=params)
-        finally:
-            faiss.omp_set_num_threads(threads)
-        keep = ids[0] >= 0
-        ids, scores = ids[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)
-        if correction is not None:
-            # The corrected items can only lose score: the true top k lies within the k + m fetched.
-            scores = scores + np.where(np.isin(ids, correction[0]), np.float32(correction[1]), np.float32(0))
-            order = np.argsort(-scores, kind="stable")
-            ids, scores = ids[order], scores[order]
-        return ids[:k], scores[:k]
+        return inner_product_search(self, self._item_index, side, vector, query, k, self._query_correction(query))
 
     def skip_columns(self, columns: np.ndarray) -> dict[str, object]:
         """`train_autoencoder`'s skip arguments for a matrix restricted to `columns` (none without skips)."""

@@ -71,7 +71,7 @@ from torch import nn
 from recommenders._torch import (
     SINGLE_THREAD_QUERIES,
     CheckpointSelection,
-    EpochLoop,
+    EpochLoop,  # noqa: F401 - the loop `_epoch_loop` builds, named here for callers that hook into it
     InputScaling,
     LearnedParams,
     LearnedRecommender,
@@ -254,16 +254,7 @@ class Bert4RecRecommender(LearnedRecommender):
         vocab_index = torch.from_numpy(vocab).to(device)
         vocab_audio = audio_all[vocab_index]
         optimizer = torch.optim.Adam(net.parameters(), lr=self.lr)
-        loop = EpochLoop(
-            n_examples=len(examples),
-            batch_size=self.batch_size,
-            epochs=self.epochs,
-            generator=generator,
-            progress=progress,
-            cancel=cancel,
-            label="BERT4Rec",
-            min_steps=self.min_steps,
-        )
+        loop = self._epoch_loop(len(examples), "BERT4Rec", progress, cancel)
 
         def step(batch: torch.Tensor) -> float:
             tokens, targets = self._masked_batch(

@@ -69,7 +69,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from recommenders._torch import (
-    EpochLoop,
     InputScaling,
     LearnedParams,
     LearnedRecommender,
@@ -240,16 +239,7 @@ class ContrastiveRecommender(LearnedRecommender):
         optimizer = torch.optim.Adam(towers.parameters(), lr=self.lr)
         audio_hot = torch.from_numpy(self.audio[hot]).to(device)
         collaborative_hot = torch.from_numpy(self.collaborative).to(device)
-        loop = EpochLoop(
-            n_examples=len(hot),
-            batch_size=self.batch_size,
-            epochs=self.epochs,
-            generator=generator,
-            progress=stage(elsa_share, 100.0 - elsa_share),
-            cancel=cancel,
-            label="contrastive towers",
-            min_steps=self.min_steps,
-        )
+        loop = self._epoch_loop(len(hot), "contrastive towers", stage(elsa_share, 100.0 - elsa_share), cancel)
 
         def step(batch: torch.Tensor) -> float:
             if len(batch) < 2:  # a lone item has no negatives: the loss is undefined

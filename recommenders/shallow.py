@@ -65,7 +65,6 @@ from torch import nn
 
 from recommenders._torch import (
     CheckpointSelection,
-    EpochLoop,
     InputScaling,
     LearnedParams,
     LearnedRecommender,
@@ -179,16 +178,7 @@ class ShallowRecommender(LearnedRecommender):
             self.freeze_contexts,
         ).to(device)
         optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=self.lr)
-        loop = EpochLoop(
-            n_examples=len(items),
-            batch_size=self.batch_size,
-            epochs=self.epochs,
-            generator=generator,
-            progress=progress,
-            cancel=cancel,
-            label="shallow net",
-            min_steps=self.min_steps,
-        )
+        loop = self._epoch_loop(len(items), "shallow net", progress, cancel)
 
         def step(batch: torch.Tensor) -> float:
             context = net.embed_contexts(contexts[batch].to(device))

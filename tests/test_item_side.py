@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -13,6 +17,7 @@ from mrs_tui.engine import Engine
 from mrs_tui.evaluation import synthetic
 from mrs_tui.store import EmbeddingRow, Store
 from recommenders.base import Interactions, Query
+from tests.faults_helpers import child_env
 
 LEARNED = ("shallow", "hybrid", "contrastive", "bert4rec")
 VERSION = embedding_version("mfcc")
@@ -165,3 +170,24 @@ def test_a_damaged_item_side_file_is_recomputed_and_rewritten(listener, damage, 
     assert path.is_file()
     with np.load(path) as data:
         np.testing.assert_allclose(data["item_side"], recommenders.load_saved(path.parent).item_side(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["shallow", "contrastive", "hybrid"])
+def test_with_the_item_side_on_disk_a_suggestion_loads_no_torch(listener, name):
+    store, track_of = listener
+    quick = dict(recommenders.recommender_class(name).quick_params)
+    fresh_engine(store).train(name, params=quick)
+    seed = int(track_of["3"])
+    expected = [s.track.id for s in fresh_engine(store).suggest(seed, k=8, recommender=name).items]
+    script = (
+        "import sys, json\n"
+        "from mrs_tui.config import Settings\nfrom mrs_tui.engine import Engine\nfrom mrs_tui.store import Store\n"
+        f"engine = Engine(Store.open({str(store.path)!r}), Settings(backend='mfcc'))\n"
+        f"result = engine.suggest({seed}, k=8, recommender={name!r})\n"
+        "print(json.dumps([[s.track.id for s in result.items], 'torch' in sys.modules]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=child_env(), timeout=120)
+    assert out.returncode == 0, out.stderr
+    ids, torch_loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert ids == expected
+    assert torch_loaded is False
