@@ -119,7 +119,7 @@ def quantize_int8(model):
         warnings.filterwarnings("ignore", category=UserWarning, message=".*quantize_per_tensor.*")
         from torch.ao.quantization import quantize_dynamic
 
-        return quantize_dynamic(model.eval(), {nn.Linear}, dtype=torch.qint8, inplace=False)
+        return quantize_dynamic(model.eval(), {nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
 def linearise_convolutions(model, *, min_taps: int = 64) -> int:
