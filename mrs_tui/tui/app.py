@@ -576,10 +576,7 @@ class MrsTuiApp(PlaybackMixin, WatchMixin, App):
 
     def action_compare(self) -> None:
         main = self.main
-        if main is None:
-            return
-
-        if self.engine is None:
+        if main is None or self.engine is None:
             return
         from mrs_tui.comparison import ComparisonSeed
 
