@@ -602,10 +602,7 @@ class MrsTuiApp(JobsMixin, PlaybackMixin, PlaylistSavingMixin, WatchMixin, App):
 
     def action_compare(self) -> None:
         main = self.main
-        if main is None:
-            return
-
-        if self.engine is None:
+        if main is None or self.engine is None:
             return
         from mrs_tui.comparison import ComparisonSeed
 

@@ -15,7 +15,7 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
@@ -159,13 +159,17 @@ class TrackList(ScrollView, can_focus=True):
             self.cursor = max(0, min(index, len(self._rows) - 1))
 
     def watch_cursor(self, old: int, new: int) -> None:
-        self.refresh()
-        # keep the cursor on screen
+        # keep the cursor on screen; a move within the page repaints only the two rows it touches
         height = max(self.scrollable_content_region.height, 1)
         if new < self.scroll_y:
             self.scroll_to(y=new, animate=False)
+            self.refresh()
         elif new >= self.scroll_y + height:
             self.scroll_to(y=new - height + 1, animate=False)
+            self.refresh()
+        else:
+            for row in (old, new):
+                self.refresh(Region(0, row - int(self.scroll_y), self.size.width, 1))
         if old != new:
             self._announce()
 

@@ -77,7 +77,8 @@ class NextUp(Vertical):
             mode += f"\n{result.note}"
         self.query_one("#nextup-mode", Static).update(mode)
         self.table.show(result.items)
-        self.show_reason()
+        if not result.items:  # otherwise the list's Highlighted (first row) shows the reason
+            self.show_reason()
 
     def show_reason(self) -> None:
         item = self.table.selected
