@@ -108,6 +108,9 @@ async def listen(db: Path, seed: int, minutes: float, preview_seconds: float) ->
             if n == warm_at:  # first-use costs (faiss, the recommender, decoders) are behind us
                 gc.collect()
                 figures["warm"] = memory_mib()
+            if n == plays // 2 + 3:  # the second backend is loaded and in use too
+                gc.collect()
+                figures["both"] = memory_mib()
             if n == plays // 2:  # the other backend, as `b` and then `R` would
                 app.stop_radio()
                 app.engine.backend = SECOND_BACKEND
@@ -159,11 +162,14 @@ def main() -> None:
         f"growth over the listening   {growth:+7.1f} MiB  (after / ready {f['after'] / f['ready']:.3f}, "
         f"{growth * 1024 / max(f['plays'], 1):+.1f} KiB per track)"
     )
-    steady = f["after"] - f["warm"]
-    later = f["plays"] - max(3, int(args.minutes * 60 / args.preview_seconds) // 10)
+    first_half = f["both"] - f["warm"]
+    steady = f["after"] - f["both"]
+    later = f["plays"] - (int(args.minutes * 60 / args.preview_seconds) // 2 + 3)
     print(
-        f"  of it after the first tracks {steady:+7.1f} MiB  ({steady * 1024 / max(later, 1):+.1f} KiB per track over the "
-        f"last {later:.0f}; includes loading the second backend)"
+        f"  from the first tracks to both backends in use {first_half:+7.1f} MiB (the second backend's vectors and index)"
+    )
+    print(
+        f"  over the last {later:.0f} tracks, both in use   {steady:+7.1f} MiB  ({steady * 1024 / max(later, 1):+.1f} KiB per track)"
     )
     print(f"peak RSS (VmHWM)            {peak:7.1f} MiB")
 
