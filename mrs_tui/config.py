@@ -33,6 +33,12 @@ class _Rule:
 
     def check(self, value: object) -> tuple[object, str | None]:
         """The value as the setting's type and None, or the value and why it is refused."""
+        if self.kind is dict:  # text to text (action names to keys)
+            if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in value.items()
+            ):
+                return value, 'is not a table of text (e.g. like = "L")'
+            return dict(value), None
         if self.kind is list:  # of text (folders)
             if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v.strip() for v in value):
                 return value, "is not a list of text"
@@ -62,6 +68,9 @@ class _Rule:
             return text
         if self.kind is list:
             return [part for part in text.split(os.pathsep) if part.strip()]
+        if self.kind is dict:  # "like=L;quit=ctrl+q"
+            pairs = [part.split("=", 1) for part in text.split(";") if part.strip()]
+            return {k.strip(): v.strip() for k, v in pairs} if all(len(p) == 2 for p in pairs) else text
         if self.kind is bool:
             return {"true": True, "false": False}.get(text.strip().lower(), text)
         try:
@@ -72,8 +81,8 @@ class _Rule:
 
 def _setting(default: object, **rule) -> object:
     """A field whose type is its default's, checked by a `_Rule` declared beside it."""
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"rule": _Rule(list, **rule)})
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata={"rule": _Rule(type(default), **rule)})
     return field(default=default, metadata={"rule": _Rule(type(default), **rule)})
 
 
@@ -99,6 +108,11 @@ class Settings:
     # Folders the app scans and watches when it is opened without one (`mrs-tui` alone); a
     # folder given on the command line is opened instead. In the environment: joined by ":".
     library_folders: list = _setting([])  # noqa: RUF009 (a field with a default factory)
+    # Keys: action name -> key(s), e.g. {like = "L", quit = "ctrl+q"} (the `[mrs-tui.keys]`
+    # table); the names are checked against the app's actions when it starts (mrs_tui/tui/keymap.py).
+    keys: dict = _setting({})  # noqa: RUF009 (a field with a default factory)
+    # One of Textual's themes ("textual-dark", "nord", "gruvbox", ...), checked when the app starts.
+    theme: str = _setting("textual-dark")
     # Playback, queue and radio (mrs_tui/player.py, radio.py); diversity rules: mrs_tui/diversity.py
     playback: str = _setting("preview", choices=("preview", "full"))
     radio_refill_below: int = _setting(3, minimum=1)

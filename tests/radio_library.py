@@ -26,6 +26,7 @@ def build_radio_library(
     copies: int = 3,
     dim: int = 32,
     seed: int = 0,
+    root: str = "/music",
 ) -> dict[str, list[int]]:
     rng = np.random.default_rng(seed)
     version = backend_registry.embedding_version(BACKEND)
@@ -39,7 +40,7 @@ def build_radio_library(
                 for t in range(per_album):
                     n = len(made["tracks"])
                     track_id = store.add_track(
-                        f"/music/artist{a}/album{b}/{t}.flac",
+                        f"{root}/artist{a}/album{b}/{t}.flac",
                         artist=f"Artist {a}",
                         album=f"Album {a}-{b}",
                         title=f"Song {a}-{b}-{t}",
@@ -54,7 +55,7 @@ def build_radio_library(
             source = originals[i * 7]
             original = store.track(source.track_id)
             track_id = store.add_track(
-                f"/music/rips/{i}.mp3",
+                f"{root}/rips/{i}.mp3",
                 artist=original.artist,
                 album="Greatest Hits",
                 title=original.title,
@@ -68,7 +69,7 @@ def build_radio_library(
             source = originals[i * 11 + 3]
             original = store.track(source.track_id)
             track_id = store.add_track(
-                f"/music/copies/{i}.flac",
+                f"{root}/copies/{i}.flac",
                 artist=original.artist,
                 album=f"Copy {i}",
                 title=original.title,

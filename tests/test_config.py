@@ -74,9 +74,11 @@ def test_every_setting_can_come_from_the_environment_which_wins_over_the_file(tm
         "seed_weight": "0.75",
     }
     values |= {"diversity_exploration": "sample", "diversity_no_duplicates": "true", "library_folders": "/a:/b c"}
+    values |= {"keys": "like=L; quit = ctrl+q"}
     environ = {var: values.get(var[8:].lower(), "3") for var in every}
-    expected = {f.name: type(f.default)(values.get(f.name, 3)) for f in fields(Settings) if f.name != "library_folders"}
-    assert asdict(Settings.load(tmp_path / "absent.toml", environ)) == expected | {"library_folders": ["/a", "/b c"]}
+    tables = {"library_folders": ["/a", "/b c"], "keys": {"like": "L", "quit": "ctrl+q"}}
+    expected = {f.name: type(f.default)(values.get(f.name, 3)) for f in fields(Settings) if f.name not in tables}
+    assert asdict(Settings.load(tmp_path / "absent.toml", environ)) == expected | tables
 
 
 def test_library_folders_are_a_list_of_text(tmp_path):

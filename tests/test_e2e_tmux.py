@@ -25,6 +25,8 @@ from tests.conftest import make_library
 REPO = Path(__file__).resolve().parent.parent
 WIDTH, HEIGHT = 120, 36
 pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.playback,
     pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt-get install tmux)"),
     pytest.mark.skipif(ctypes.util.find_library("portaudio") is None, reason="PortAudio is not installed"),
 ]

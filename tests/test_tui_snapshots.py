@@ -36,3 +36,38 @@ def test_queue_screen_snapshot(db, snap_compare, size):  # noqa: F811
 def test_main_screen_snapshot_at_80x24(db, snap_compare):  # noqa: F811
     app, _player = make_app(db)
     assert snap_compare(app, terminal_size=(80, 24), run_before=_ready(app, queue=False))
+
+
+def test_playlists_screen_snapshot_at_80x24(db, snap_compare):  # noqa: F811
+    from mrs_tui.store import Store
+
+    with Store.open(db) as store:
+        ids = [t.id for t in store.tracks()]
+        store.save_playlist("dinner", ids[:4])
+        store.save_playlist("a long evening of quiet piano and chiptune", ids[4:9])
+    app, _player = make_app(db)
+
+    async def run_before(pilot) -> None:
+        await _ready(app, queue=False)(pilot)
+        await pilot.press("5")
+        await wait_for(pilot, lambda: app.screen.names.row_count == 2 and app.screen.tracks.row_count > 0)
+        app.screen.set_focus(None)
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_diversity_settings_snapshot_at_80x24(db, snap_compare):  # noqa: F811
+    from pathlib import Path
+
+    app, _player = make_app(db)
+    app.settings.source = Path("config.toml")  # the form says where it saves: the same words every run
+
+    async def run_before(pilot) -> None:
+        await _ready(app, queue=False)(pilot)
+        await pilot.press("o")
+        await wait_for(pilot, lambda: app.screen.query("#artist_cap"))
+        app.screen.set_focus(None)
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     what.add_argument("--default", action="store_true", help="print the commented default config file")
     what.add_argument("--init", action="store_true", help="write the commented default config file (never overwrites)")
     what.add_argument("--path", action="store_true", help="print where the config file is read from")
+    what.add_argument("--keys", action="store_true", help="list the action names the keys table can remap")
     p.set_defaults(run=run_config)
 
 
@@ -32,6 +33,21 @@ def run_config(args: argparse.Namespace) -> int:
         return 0
     if args.path:
         emit(args, {"path": str(path), "exists": path.exists()}, str(path))
+        return 0
+    if args.keys:
+        from mrs_tui.tui.keymap import check_ui_settings, remappable
+
+        settings = load_settings(args)
+        keymap = check_ui_settings(settings, str(path))
+        actions = remappable()
+        rows = {
+            name: {"key": keymap.get(name, key), "default": key, "does": does} for name, (key, does) in actions.items()
+        }
+        emit(
+            args,
+            rows,
+            lambda: "\n".join(f"{name:22} {row['key']:18} {row['does']}" for name, row in sorted(rows.items())),
+        )
         return 0
     if args.init:
         if path.exists():

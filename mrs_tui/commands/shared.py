@@ -141,6 +141,7 @@ def run_app(args: argparse.Namespace, folder: Path | None, db: Path | None = Non
             "give the folder that holds your music",
         )
     from mrs_tui.tui.app import create_app
+    from mrs_tui.tui.keymap import check_ui_settings
 
     settings = load_settings(args)
     folders = [] if folder is not None else [Path(f).expanduser() for f in settings.library_folders]
@@ -150,6 +151,7 @@ def run_app(args: argparse.Namespace, folder: Path | None, db: Path | None = Non
                 f"library_folders: {configured} is not a folder",
                 f"fix library_folders in {settings.source or 'the config file'}, or give a folder: mrs-tui ~/Music",
             )
+    check_ui_settings(settings, str(settings.source or "settings"))  # a bad key or theme: one line, before the app
     app = create_app(db_path=db or database_path(args), folder=folder, settings=settings, folders=folders)
     app.run()
     return app.return_code or 0

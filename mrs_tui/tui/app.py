@@ -33,6 +33,7 @@ from mrs_tui.errors import AudioDecodeError, UserError
 from mrs_tui.progress import Throttle
 from mrs_tui.tui import messages as msg
 from mrs_tui.tui.jobs import JobsMixin
+from mrs_tui.tui.keymap import RemappableBindings, UiSettingsMixin
 from mrs_tui.tui.playback import PLAYBACK_BINDINGS, PlaybackMixin
 from mrs_tui.tui.playlisting import PLAYLIST_BINDINGS, PlaylistSavingMixin
 from mrs_tui.tui.screens.main import MainScreen
@@ -67,7 +68,7 @@ def updates_main_screen(handler):
     return guarded
 
 
-class MrsTuiApp(JobsMixin, PlaybackMixin, PlaylistSavingMixin, WatchMixin, App):
+class MrsTuiApp(RemappableBindings, JobsMixin, PlaybackMixin, PlaylistSavingMixin, UiSettingsMixin, WatchMixin, App):
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses may live elsewhere
     TITLE = "mrs-tui"
     SUB_TITLE = "next-track suggestions from your own music"
@@ -116,6 +117,7 @@ class MrsTuiApp(JobsMixin, PlaybackMixin, PlaylistSavingMixin, WatchMixin, App):
         self.init_jobs()
 
     def on_mount(self) -> None:
+        self.apply_ui_settings()
         self.push_screen(MainScreen())
         # Paint first, then open the database: the first frame never waits for disk.
         self.call_after_refresh(self.open_engine)

@@ -30,25 +30,25 @@ if TYPE_CHECKING:
 SEEK_SECONDS = 5.0
 VOLUME_STEP = 0.1
 
-PLAYBACK_BINDINGS = [
-    Binding("space", "toggle_pause", "Pause"),
+PLAYBACK_BINDINGS = [  # ids: the names the config's `keys` table remaps
+    Binding("space", "toggle_pause", "Pause", id="toggle_pause"),
     # priority: the lists use ←/→ for scrolling; `check_action` hands them back to a text field
-    Binding("left", "arrow_seek(-5)", "−5 s", show=False, priority=True),
-    Binding("right", "arrow_seek(5)", "+5 s", show=False, priority=True),
-    Binding("comma", "seek(-5)", "−5 s", show=False),
-    Binding("full_stop", "seek(5)", "+5 s", show=False),
-    Binding("plus,equals_sign", "volume(0.1)", "Vol +", show=False),
-    Binding("minus", "volume(-0.1)", "Vol −", show=False),
+    Binding("left", "arrow_seek(-5)", "−5 s", show=False, priority=True, id="seek-back-arrow"),
+    Binding("right", "arrow_seek(5)", "+5 s", show=False, priority=True, id="seek-forward-arrow"),
+    Binding("comma", "seek(-5)", "−5 s", show=False, id="seek-back"),
+    Binding("full_stop", "seek(5)", "+5 s", show=False, id="seek-forward"),
+    Binding("plus,equals_sign", "volume(0.1)", "Vol +", show=False, id="volume-up"),
+    Binding("minus", "volume(-0.1)", "Vol −", show=False, id="volume-down"),
     Binding("n", "play_next", "Next", show=False),  # on every screen without an n of its own
     Binding("N", "previous", "Previous", show=False),
     Binding("m", "toggle_playback_mode", "Preview/full", show=False),
     Binding("z", "queue_highlighted", "Queue", show=False),
     Binding("R", "radio_from_highlighted", "Radio", show=False),
     Binding("o", "diversity", "Diversity", show=False),
-    Binding("1", "show_screen('main')", "Main", show=False),
-    Binding("2", "show_screen('queue')", "Queue", show=False),
-    Binding("3", "show_screen('history')", "History", show=False),
-    Binding("4", "show_screen('jobs')", "Jobs", show=False),
+    Binding("1", "show_screen('main')", "Main", show=False, id="screen-main"),
+    Binding("2", "show_screen('queue')", "Queue", show=False, id="screen-queue"),
+    Binding("3", "show_screen('history')", "History", show=False, id="screen-history"),
+    Binding("4", "show_screen('jobs')", "Jobs", show=False, id="screen-jobs"),
 ]
 
 

@@ -14,8 +14,8 @@ from textual.binding import Binding
 from textual.message import Message
 
 PLAYLIST_BINDINGS = [
-    Binding("5", "show_screen('playlists')", "Playlists", show=False),
-    Binding("ctrl+s", "save_suggestions", "Save as playlist", show=False),
+    Binding("5", "show_screen('playlists')", "Playlists", show=False, id="screen-playlists"),
+    Binding("ctrl+s", "save_suggestions", "Save as playlist", show=False, id="save_suggestions"),
 ]
 
 

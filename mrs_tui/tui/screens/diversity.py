@@ -39,9 +39,13 @@ class DiversityScreen(ModalScreen[DiversityRules | None]):
     DiversityScreen { align: center middle; }
     DiversityScreen > VerticalScroll { width: 76; height: auto; max-height: 90%; border: round $accent;
         background: $surface; padding: 0 1; }
-    DiversityScreen Horizontal { height: 3; }
-    DiversityScreen Horizontal > Label { width: 44; padding: 1 1 0 0; }
+    DiversityScreen Horizontal { height: 1; margin-bottom: 1; }
+    DiversityScreen Horizontal > Label { width: 42; padding: 0 1 0 0; }
     DiversityScreen Horizontal > Input, DiversityScreen Horizontal > Select { width: 1fr; }
+    DiversityScreen Input { height: 1; border: none; padding: 0 1; }
+    DiversityScreen Switch { height: 1; border: none; padding: 0; }
+    DiversityScreen Select { height: 1; }
+    DiversityScreen SelectCurrent { height: 1; border: none; padding: 0 1; }
     DiversityScreen #diversity-error { color: $error; height: auto; }
     """
 

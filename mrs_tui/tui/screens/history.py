@@ -15,6 +15,7 @@ from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Header, Static
 
+from mrs_tui.tui.keymap import RemappableBindings
 from mrs_tui.tui.screens.queue import NamePrompt
 from mrs_tui.tui.widgets.footer import KeyFooter
 
@@ -49,12 +50,12 @@ class ImportPlanned(Message):
     plan: object  # mrs_tui.imports.ImportPlan
 
 
-class HistoryScreen(Screen):
+class HistoryScreen(RemappableBindings, Screen):
     BINDINGS = [
         Binding("x,delete", "delete", "Delete"),
         Binding("D", "delete_all", "Delete all"),
         Binding("i", "import", "Import export"),
-        Binding("escape", "app.show_screen('main')", "Back"),
+        Binding("escape", "app.show_screen('main')", "Back", id="back"),
     ]
     DEFAULT_CSS = """
     HistoryScreen #history-title { height: 1; padding: 0 1; }

@@ -7,6 +7,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from mrs_tui.tui.keymap import RemappableBindings
+
 BAR_WIDTH = 12
 
 
@@ -24,10 +26,10 @@ class JobsTable(DataTable):
     ]
 
 
-class JobsScreen(Screen):
+class JobsScreen(RemappableBindings, Screen):
     BINDINGS = [
         Binding("x,c,delete", "cancel_job", "Cancel job"),
-        Binding("escape", "app.show_screen('main')", "Back"),
+        Binding("escape", "app.show_screen('main')", "Back", id="back"),
     ]
     DEFAULT_CSS = """
     JobsScreen #jobs-title { height: 1; padding: 0 1; }

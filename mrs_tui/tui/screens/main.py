@@ -17,6 +17,7 @@ from textual.screen import Screen
 from textual.widgets import Header, Input, Static
 
 from mrs_tui.tui import messages as msg
+from mrs_tui.tui.keymap import RemappableBindings
 from mrs_tui.tui.widgets.details import TrackDetails
 from mrs_tui.tui.widgets.footer import KeyFooter
 from mrs_tui.tui.widgets.library import TrackList, TrackListHeader
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from mrs_tui.store import Track
 
 
-class MainScreen(Screen):
+class MainScreen(RemappableBindings, Screen):
     # Below these sizes the panes share the width and the details pane folds away (app.tcss):
     # at 80x24 the library and the suggestions both keep a dozen rows and readable titles.
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]

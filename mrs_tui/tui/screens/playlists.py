@@ -19,6 +19,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from mrs_tui.tui.keymap import RemappableBindings
 from mrs_tui.tui.screens.prompts import ConfirmPrompt
 from mrs_tui.tui.screens.queue import NamePrompt
 
@@ -38,16 +39,16 @@ class PlaylistTable(DataTable):
     ]
 
 
-class PlaylistsScreen(Screen):
+class PlaylistsScreen(RemappableBindings, Screen):
     BINDINGS = [
         Binding("a", "queue_playlist", "Add to queue"),
         Binding("R", "radio", "Radio"),
         Binding("e", "rename", "Rename"),
         Binding("x,delete", "remove", "Delete/remove"),
-        Binding("J", "move(1)", "Move down", show=False),
-        Binding("K", "move(-1)", "Move up", show=False),
+        Binding("J", "move(1)", "Move down", id="move-down", show=False),
+        Binding("K", "move(-1)", "Move up", id="move-up", show=False),
         Binding("E", "export", "Export M3U"),
-        Binding("escape", "app.show_screen('main')", "Back"),
+        Binding("escape", "app.show_screen('main')", "Back", id="back"),
     ]
     DEFAULT_CSS = """
     PlaylistsScreen #playlists-title { height: 1; padding: 0 1; }

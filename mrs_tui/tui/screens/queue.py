@@ -10,6 +10,7 @@ from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Header, Input, Static
 
+from mrs_tui.tui.keymap import RemappableBindings
 from mrs_tui.tui.widgets.footer import KeyFooter
 
 if TYPE_CHECKING:
@@ -25,16 +26,16 @@ class QueueTable(DataTable):
     ]
 
 
-class QueueScreen(Screen):
+class QueueScreen(RemappableBindings, Screen):
     BINDINGS = [
         Binding("enter", "play_entry", "Play"),
-        Binding("J", "move(1)", "Move down"),
-        Binding("K", "move(-1)", "Move up"),
+        Binding("J", "move(1)", "Move down", id="move-down"),
+        Binding("K", "move(-1)", "Move up", id="move-up"),
         Binding("x,delete", "remove", "Remove"),
         Binding("D", "clear", "Clear"),
         Binding("ctrl+s", "save", "Save as playlist"),
         Binding("w", "explain", "Why"),
-        Binding("escape", "app.show_screen('main')", "Back"),
+        Binding("escape", "app.show_screen('main')", "Back", id="back"),
     ]
     DEFAULT_CSS = """
     QueueScreen #queue-title { height: 1; padding: 0 1; }
