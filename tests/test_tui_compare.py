@@ -199,6 +199,12 @@ def test_enter_on_a_suggestion_explains_it_in_every_list_and_p_still_plays(db):
             await wait_for(pilot, lambda: isinstance(app.screen, ExplainScreen) and app.screen.explanation is not None)
             assert app.screen.track_id == cell.track.id
             assert app.screen.explanation.backend == screen.comparison.columns[1].backend
+            # With a column focused, k still cycles K (the lists leave letter keys to the screen).
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: app.screen is screen)
+            await pilot.press("k")
+            await wait_for(pilot, lambda: screen.comparison.k == 20)
+            assert "top 20" in str(screen.query_one("#compare-title").render())
 
     asyncio.run(scenario())
 

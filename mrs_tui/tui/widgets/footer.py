@@ -4,7 +4,8 @@ Textual's Footer re-creates one widget per key whenever the screen's bindings *m
 changed: every focus move, screen push and pop. Each rebuild mounts and styles a few dozen
 widgets, and at 10k tracks that was the largest part of a keypress on the compare screen.
 Most of those moves leave the shown keys as they were, so this footer compares what it would
-show with what it shows and keeps its widgets when nothing changed.
+show with what it shows and keeps its widgets when nothing changed; and it shows the keys from
+its first compose instead of composing once empty and again after the first paint.
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ class KeyFooter(Footer):
         return keys, self.show_command_palette and self.app.ENABLE_COMMAND_PALETTE, self.compact
 
     def compose(self) -> ComposeResult:
-        self._shown = self.shown_keys() if self._bindings_ready else None
+        # Textual's footer composes empty and fills itself after the screen's first refresh: one
+        # more mount, layout and paint for every screen opened. The screen's bindings are known
+        # when the footer is composed; a focus change that alters them recomposes it below.
+        self.set_reactive(Footer._bindings_ready, True)
+        self._shown = self.shown_keys()
         yield from super().compose()
 
     def bindings_changed(self, screen: Screen) -> None:
@@ -40,5 +45,7 @@ class KeyFooter(Footer):
             self.call_after_refresh(self._recompose_if_changed)
 
     async def _recompose_if_changed(self) -> None:
-        if self.is_attached and self.shown_keys() != self._shown:
+        # A screen under another one reads the bindings of the one on top: it waits until it is
+        # shown again (a stack change tells it), when its keys are usually the ones it shows.
+        if self.is_attached and self.screen is self.app.screen and self.shown_keys() != self._shown:
             await self.recompose()

@@ -42,13 +42,15 @@ class RankedList(ScrollView, can_focus=True):
     RankedList > .ranked-list--cursor { background: $accent 30%; }
     RankedList:focus > .ranked-list--cursor { background: $accent; color: $text; text-style: bold; }
     """
+    # No letter keys here: the screens give letters their own meanings (k cycles K on the
+    # compare screen); a list that wants vi keys adds them.
     BINDINGS = [
-        Binding("up,k", "cursor(-1)", "Up", show=False),
-        Binding("down,j", "cursor(1)", "Down", show=False),
+        Binding("up", "cursor(-1)", "Up", show=False),
+        Binding("down", "cursor(1)", "Down", show=False),
         Binding("pageup", "page(-1)", "Page up", show=False),
         Binding("pagedown", "page(1)", "Page down", show=False),
-        Binding("home,g", "jump(0)", "Top", show=False),
-        Binding("end,G", "jump(-1)", "Bottom", show=False),
+        Binding("home", "jump(0)", "Top", show=False),
+        Binding("end", "jump(-1)", "Bottom", show=False),
         Binding("enter", "select", "Select", show=False),
     ]
 

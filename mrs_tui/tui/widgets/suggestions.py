@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Static
 
@@ -18,6 +19,12 @@ if TYPE_CHECKING:
 class SuggestionTable(RankedList):
     """The ranked suggestions, drawn line by line (a new seed replaces them on every cursor move)."""
 
+    BINDINGS = [
+        Binding("j", "cursor(1)", "Down", show=False),
+        Binding("k", "cursor(-1)", "Up", show=False),
+        Binding("g", "jump(0)", "Top", show=False),
+        Binding("G", "jump(-1)", "Bottom", show=False),
+    ]
     DEFAULT_CSS = """
     SuggestionTable { height: 1fr; }
     """
