@@ -72,6 +72,7 @@ class PlaybackMixin:
         self.radio: Radio | None = None
         self._playing_entry: QueueEntry | None = None
         self._queue_lock = threading.Lock()
+        self._queue_write_lock = threading.Lock()
         self._queue_snapshot: tuple[int, list, int] | None = None  # (change number, entries, position) to save
         self._queue_changes = 0
         self._queue_saved = 0  # the change number last written
@@ -370,8 +371,9 @@ class PlaybackMixin:
         self.write_queue_snapshot()
 
     def write_queue_snapshot(self) -> None:
-        with self._queue_lock:  # held while writing: an older snapshot never lands after a newer one
-            snapshot = self._queue_snapshot
+        with self._queue_write_lock:  # one writer at a time: an older snapshot never lands after a newer one
+            with self._queue_lock:  # the UI thread only ever waits for this swap, never for the disk
+                snapshot = self._queue_snapshot
             if snapshot is None or snapshot[0] <= self._queue_saved:
                 return
             change, entries, position = snapshot
