@@ -64,11 +64,14 @@ class JobBoard:
         title: str | None = None,
         parent: str | None = None,
     ) -> None:
-        """Move job `key`; a job not seen yet joins the board, cancelled with its `parent`'s cancel."""
+        """Move job `key`. A part of a running job (`parent`) joins the board, cancelled with it;
+        news of a job that is not running (a late message, after it finished) changes nothing."""
         job = self.jobs.get(key)
         if job is None:
             owner = self.jobs.get(parent) if parent else None
-            job = self.start(key, title or key, owner.cancel if owner else None)
+            if owner is None:
+                return
+            job = self.start(key, title or key, owner.cancel)
         if title:
             job.title = title
         job.done, job.total, job.detail = done, total, detail

@@ -151,7 +151,7 @@ def test_a_fresh_library_to_a_played_queue_an_explanation_and_an_exported_playli
 
     # The queue as a playlist, then exported by the command line from the same database.
     terminal.keys("2", "C-s")
-    terminal.wait_for("Save the queue as playlist")
+    terminal.wait_for("Save the queue (3 tracks) as playlist")
     terminal.keys(*"evening", "Enter")
     terminal.wait_for("saved 3 tracks as playlist 'evening'")
     terminal.keys("q")

@@ -87,6 +87,9 @@ def test_board_rows_cancel_through_the_owner_and_finish_its_parts():
     assert board.cancel("watch") is None
     board.finish("index")
     assert [row.key for row in board.rows()] == ["watch"]
+    board.progress("index", 10, 10)  # a late report of the finished job: no ghost row
+    board.progress("index/mfcc", 10, 10, parent="index")
+    assert [row.key for row in board.rows()] == ["watch"]
 
 
 def test_clock_text():

@@ -44,3 +44,27 @@ def test_the_queue_comes_back_after_a_restart_in_order_with_why_and_position(db)
             await wait_for(pilot, lambda: player.started == [ids[2]])
 
     asyncio.run(second_run())
+
+
+def test_the_queue_screen_marks_the_current_entry_playing_or_stopped(db):
+    async def go():
+        app, player = make_app(db)
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot, app)
+            ids = app.main.library.visible_track_ids
+            app.queue.add(ids[:2])
+            await pilot.press("n", "2")
+            await wait_for(pilot, lambda: player.started == [ids[0]])
+            screen = app.screen
+
+            def marks() -> list[str]:
+                return [str(screen.table.get_row_at(i)[1]) for i in range(screen.table.row_count)]
+
+            await wait_for(pilot, lambda: marks() == ["▶", ""])
+            player.run_out()
+            await wait_for(pilot, lambda: player.started == [ids[0], ids[1]])
+            await wait_for(pilot, lambda: marks() == ["·", "▶"])
+            player.run_out()  # the last one ends: the queue stands on it, stopped
+            await wait_for(pilot, lambda: marks() == ["·", "■"])
+
+    asyncio.run(go())

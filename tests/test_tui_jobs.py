@@ -122,3 +122,43 @@ def test_unreadable_files_are_named_in_a_notification(tmp_path):
             assert "Traceback" not in text
 
     asyncio.run(go())
+
+
+def test_training_and_an_import_are_listed_and_an_import_cannot_be_stopped_half_way(tmp_path):
+    async def go():
+        app = create_app(
+            db_path=tmp_path / "lib.db", settings=Settings(backend="mfcc"), player=FakeDevice(), index_on_start=False
+        )
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.engine is not None)
+            release = threading.Event()
+            stopped = threading.Event()
+
+            def training():  # a real worker of the training group, reporting like one
+                with app._job("train") as cancel:
+                    app.post_message(msg.TrainProgressed("shallow", 3, 10, "epoch 3 of 10"))
+                    cancel.wait(60)
+                stopped.set()
+
+            app.run_worker(training, thread=True, group="train", exit_on_error=False)
+            app.run_worker(release.wait, thread=True, group="import", name="apply_import", exit_on_error=False)
+            await pilot.press("4")
+            screen = app.screen
+            await wait_for(pilot, lambda: {"train", "import"} <= set(screen_rows(screen)))
+            await wait_for(pilot, lambda: screen_rows(screen)["train"][2] == "3/10")
+            rows = screen_rows(screen)
+            assert rows["train"][0] == "Training shallow" and rows["train"][5] == "epoch 3 of 10"
+            assert rows["import"][0] == "Import: writing the plays"
+            keys = list(screen_rows(screen))
+            screen.table.move_cursor(row=keys.index("import"))
+            await pilot.press("x")
+            assert any(n.message == "that job cannot be cancelled" for n in app._notifications)
+            assert not release.is_set() and "import" in screen_rows(screen)
+            screen.table.move_cursor(row=keys.index("train"))
+            await pilot.press("x")
+            await wait_for(pilot, stopped.is_set)
+            await wait_for(pilot, lambda: "train" not in screen_rows(screen))
+            release.set()
+            await wait_for(pilot, lambda: "import" not in screen_rows(screen))
+
+    asyncio.run(go())

@@ -41,6 +41,8 @@ class JobsMixin:
     def _canceller(self, worker: Worker):
         if worker.group == "watch":
             return self.stop_watching
+        if worker.name == "apply_import":  # one transaction: it cannot stop half way
+            return None
         return worker.cancel
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

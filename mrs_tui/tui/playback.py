@@ -72,6 +72,7 @@ class PlaybackMixin:
         self.radio: Radio | None = None
         self._playing_entry: QueueEntry | None = None
         self._queue_lock = threading.Lock()
+        self._queue_write_lock = threading.Lock()
         self._queue_snapshot: tuple[int, list, int] | None = None  # (change number, entries, position) to save
         self._queue_changes = 0
         self._queue_saved = 0  # the change number last written
@@ -242,6 +243,7 @@ class PlaybackMixin:
         if ended is None:
             return
         if not ended.reached_end:
+            self.show_queue_screens()  # ▶ becomes ■: stopped where it stands
             return
         if self.advance_queue():
             if self.radio is not None and self.radio.needs_refill():
@@ -249,6 +251,8 @@ class PlaybackMixin:
             return
         if self.radio is not None:
             self.refill_radio(advance=True)
+        else:
+            self.show_queue_screens()  # the end of the queue: nothing plays on
 
     def track_info(self, track_id: int) -> Track | None:
         """From the library the main screen holds: no database query on the UI thread."""
@@ -344,12 +348,18 @@ class PlaybackMixin:
         self.call_from_thread(self.notify, f"diversity rules changed:{radio} saved to {path}", title="Diversity")
 
     def queue_changed(self) -> None:
+        self.show_queue_screens()
+        self.persist_queue()
+
+    def on_preview_started(self, _message) -> None:
+        self.show_queue_screens()  # ■ becomes ▶ once the audio is actually playing
+
+    def show_queue_screens(self) -> None:
         from mrs_tui.tui.screens.queue import QueueScreen
 
         for screen in self.screen_stack:
             if isinstance(screen, QueueScreen):
                 screen.show_queue()
-        self.persist_queue()
 
     # -- the queue across restarts ----------------------------------------------------------------
 
@@ -370,8 +380,9 @@ class PlaybackMixin:
         self.write_queue_snapshot()
 
     def write_queue_snapshot(self) -> None:
-        with self._queue_lock:  # held while writing: an older snapshot never lands after a newer one
-            snapshot = self._queue_snapshot
+        with self._queue_write_lock:  # one writer at a time: an older snapshot never lands after a newer one
+            with self._queue_lock:  # the UI thread only ever waits for this swap, never for the disk
+                snapshot = self._queue_snapshot
             if snapshot is None or snapshot[0] <= self._queue_saved:
                 return
             change, entries, position = snapshot

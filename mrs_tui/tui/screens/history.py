@@ -3,6 +3,7 @@ came from, deleting (it is personal data) and importing listening exports."""
 
 from __future__ import annotations
 
+import functools
 import shlex
 import time
 from dataclasses import dataclass
@@ -213,13 +214,24 @@ class HistoryScreen(RemappableBindings, Screen):
 
         self.app.push_screen(ImportReport(plan.text(), importable=plan.matched > 0), confirmed)
 
-    @work(thread=True, exclusive=True, group="import", exit_on_error=False)
     def apply_import(self, plan) -> None:
+        """Write the plan in the app's worker: it goes on (and stays on the jobs screen) if this screen closes."""
+        self.app.run_worker(
+            functools.partial(self._write_import, plan),
+            thread=True,
+            exclusive=True,
+            group="import",
+            exit_on_error=False,
+            name="apply_import",
+        )
+
+    def _write_import(self, plan) -> None:
         from mrs_tui.imports import apply_import
 
         result = apply_import(self.app.engine.store, plan, gap_minutes=self.app.settings.session_gap_minutes)
         self.app.call_from_thread(self.app.notify, result.text(), title="Import")
-        self.load_history()
+        if self.is_attached:
+            self.load_history()
 
 
 class ImportReport(ModalScreen[bool]):

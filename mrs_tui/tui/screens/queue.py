@@ -65,9 +65,11 @@ class QueueScreen(RemappableBindings, Screen):
         table = self.table
         row = table.cursor_row
         table.clear()
+        playing = self.app.player is not None and self.app.player.playing
         for index, entry in enumerate(queue.entries):
             track = self.app.track_info(entry.track_id)
-            mark = "▶" if index == queue.position else ("·" if index < queue.position else "")
+            current = "▶" if playing else "■"  # the entry the queue stands on, playing or not
+            mark = current if index == queue.position else ("·" if index < queue.position else "")
             table.add_row(
                 str(index + 1),
                 mark,
