@@ -128,11 +128,6 @@ class PlaysMixin:
         )
         return [track_id for (track_id,) in cursor.fetchall()]
 
-    def plays_signature(self) -> tuple[int, int]:
-        """(largest play id, number of plays): changes whenever a play is added or deleted."""
-        row = self.conn.execute("SELECT coalesce(max(id), 0), count(*) FROM plays").fetchone()
-        return int(row[0]), int(row[1])
-
     def played_track_ids(self) -> set[int]:
         marks = ", ".join("?" for _ in POSITIVE_EVENTS)
         cursor = self.conn.execute(
