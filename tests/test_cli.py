@@ -165,3 +165,24 @@ def test_index_with_several_backends_and_a_backend_option(tmp_path, capsys, monk
     assert code != 0 and "KEY=VALUE" in err
     code, _, err = run(capsys, "--db", db, "suggest", "--backend", "mfcc", "--backend-option", "flavour=x")
     assert code != 0 and "has no option flavour" in err
+
+
+def test_index_without_a_folder_scans_every_configured_library_folder(tmp_path, capsys, monkeypatch):
+    import os
+
+    first, second = tmp_path / "flac", tmp_path / "mp3"
+    make_library(first, styles=("piano",), per_style=2, seconds=2.0)
+    make_library(second, styles=("techno",), per_style=1, seconds=2.0)
+    db = str(tmp_path / "lib.db")
+    monkeypatch.setenv("MRS_TUI_LIBRARY_FOLDERS", "")
+    code, _, err = run(capsys, "--db", db, "index")
+    assert code == 2 and "library_folders is empty" in err and "mrs-tui index ~/Music" in err
+    monkeypatch.setenv("MRS_TUI_LIBRARY_FOLDERS", f"{first}{os.pathsep}{tmp_path / 'gone'}")
+    code, _, err = run(capsys, "--db", db, "index")
+    assert code == 2 and f"library_folders: {tmp_path / 'gone'} is not a folder" in err
+    monkeypatch.setenv("MRS_TUI_LIBRARY_FOLDERS", f"{first}{os.pathsep}{second}")
+    code, out, err = run(capsys, "--db", db, "index", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["folders"] == [str(first.resolve()), str(second.resolve())]
+    assert data["scan"]["added"] == 3 and data["index"]["embedded"] == {"mfcc": 3}

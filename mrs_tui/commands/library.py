@@ -5,14 +5,26 @@ from __future__ import annotations
 import argparse
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mrs_tui.commands.shared import ProgressLine, emit, fmt_duration, open_engine, open_store, track_json
+from mrs_tui.commands.shared import (
+    ProgressLine,
+    emit,
+    fmt_duration,
+    load_settings,
+    open_engine,
+    open_store,
+    track_json,
+)
 from mrs_tui.errors import UserError
+
+if TYPE_CHECKING:
+    from mrs_tui.library import ScanReport
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("index", parents=[common], help="scan a folder and analyse its tracks")
-    p.add_argument("folder")
+    p.add_argument("folder", nargs="?", help="default: every folder of library_folders in the config")
     p.add_argument("--backend", help="backend name, or several separated by commas")
     p.add_argument("--paper-compat", action="store_true", help="reproduce the paper's extraction quirks")
     p.add_argument(
@@ -52,13 +64,47 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.set_defaults(run=run_library)
 
 
-def run_index(args: argparse.Namespace) -> int:
-    folder = Path(args.folder).expanduser()
-    if not folder.is_dir():
+def index_folders(args: argparse.Namespace) -> list[Path]:
+    """The folder given, or else the config's `library_folders`; each one checked."""
+    if args.folder is not None:
+        folder = Path(args.folder).expanduser()
+        if not folder.is_dir():
+            raise UserError(
+                f"folder {folder} does not exist" if not folder.exists() else f"{folder} is not a folder",
+                "give the folder that holds your music",
+            )
+        return [folder]
+    settings = load_settings(args)
+    where = settings.source or "the config file"
+    folders = [Path(f).expanduser() for f in settings.library_folders]
+    if not folders:
         raise UserError(
-            f"folder {folder} does not exist" if not folder.exists() else f"{folder} is not a folder",
-            "give the folder that holds your music",
+            "no folder given, and library_folders is empty",
+            f"give the folder that holds your music (mrs-tui index ~/Music), or set library_folders in {where}",
         )
+    for folder in folders:
+        if not folder.is_dir():
+            raise UserError(f"library_folders: {folder} is not a folder", f"fix library_folders in {where}")
+    return folders
+
+
+def combined_scan(scans: list[ScanReport]) -> ScanReport:
+    """One report for scans of several folders, as a single folder's would read."""
+    from mrs_tui.library import ScanReport
+
+    if len(scans) == 1:
+        return scans[0]
+    total = ScanReport(root=", ".join(s.root for s in scans))
+    for s in scans:
+        for name in ("added", "changed", "moved", "missing", "failed", "retried"):
+            getattr(total, name).extend(getattr(s, name))
+        total.unchanged += s.unchanged
+        total.cancelled = total.cancelled or s.cancelled
+    return total
+
+
+def run_index(args: argparse.Namespace) -> int:
+    folders = index_folders(args)
     cluster = None
     if args.ship_audio and not args.ray:
         raise UserError("--ship-audio only applies to a cluster run", "add --ray auto (or local, or ray://HOST:PORT)")
@@ -81,9 +127,14 @@ def run_index(args: argparse.Namespace) -> int:
             )
     line = ProgressLine(args.json or args.quiet)
     cancel = threading.Event()
-    scan = engine.scan(folder, progress=lambda d, t, p: line(f"scanning {d}/{t}"), retry_failed=args.retry_failed)
-    line(f"scan: {scan.summary()}", final=True)
-    ids = [t.id for t in engine.store.tracks(under=str(folder.resolve()))]
+    scans, ids = [], []
+    for folder in folders:
+        scans.append(
+            engine.scan(folder, progress=lambda d, t, p: line(f"scanning {d}/{t}"), retry_failed=args.retry_failed)
+        )
+        line(f"scan{f' of {folder}' if len(folders) > 1 else ''}: {scans[-1].summary()}", final=True)
+        ids += [t.id for t in engine.store.tracks(under=str(folder.resolve()))]
+    scan = combined_scan(scans)
     if args.retry_failed:
         engine.store.delete_failed_embeddings(ids)
 
@@ -103,7 +154,8 @@ def run_index(args: argparse.Namespace) -> int:
     from mrs_tui.store.records import readable_path
 
     data = {
-        "folder": str(folder.resolve()),
+        "folder": str(folders[0].resolve()),
+        "folders": [str(f.resolve()) for f in folders],
         "scan": {
             "added": len(scan.added),
             "changed": len(scan.changed),
