@@ -13,7 +13,7 @@ before half its length is recorded as a skip.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,11 +86,7 @@ class History:
         contexts, items, stamps = [], [], []
         negative_contexts, negative_items = [], []
         for session_id, plays in by_session.items():
-            first_at: dict[int, float] = {}  # in order of first play
-            verdict: dict[int, bool] = {}
-            for track_id, event, at in plays:
-                first_at.setdefault(track_id, at)
-                verdict[track_id] = event not in NEGATIVE_EVENTS
+            first_at, verdict = first_and_last(plays)
             rows = [(item_index[t], at) for t, at in first_at.items() if verdict[t] and t in item_index]
             if not rows:
                 continue  # a session of skips only says what was not wanted, but not against what
@@ -164,24 +160,28 @@ class HotTracks:
                 del self._pairs_of[track]
 
 
-def _verdicts(plays: list[Play]) -> tuple[list[int], dict[int, bool]]:
-    """Tracks in order of first event, and whether each one's last event is positive."""
+def first_and_last(events: Iterable[tuple[int, str, float]]) -> tuple[dict[int, float], dict[int, bool]]:
+    """For (track, event, at) in time order: when each track was first heard (in that order), and
+    whether its last event is positive."""
+    first_at: dict[int, float] = {}
     verdict: dict[int, bool] = {}
-    order: list[int] = []
-    for play in sorted(plays, key=lambda p: (p.at, p.id)):
-        if play.track_id not in verdict:
-            order.append(play.track_id)
-        verdict[play.track_id] = play.event not in NEGATIVE_EVENTS
-    return order, verdict
+    for track_id, event, at in events:
+        first_at.setdefault(track_id, at)
+        verdict[track_id] = event not in NEGATIVE_EVENTS
+    return first_at, verdict
+
+
+def _verdicts(plays: list[Play]) -> tuple[dict[int, float], dict[int, bool]]:
+    return first_and_last((p.track_id, p.event, p.at) for p in sorted(plays, key=lambda p: (p.at, p.id)))
 
 
 def positive_sequence(plays: list[Play]) -> list[int]:
     """Tracks whose last verdict in these plays is positive, ordered by first play."""
-    order, verdict = _verdicts(plays)
-    return [t for t in order if verdict[t]]
+    first_at, verdict = _verdicts(plays)
+    return [t for t in first_at if verdict[t]]
 
 
 def negative_tracks(plays: list[Play]) -> list[int]:
     """Tracks whose last verdict in these plays is a skip or a dislike, ordered by first event."""
-    order, verdict = _verdicts(plays)
-    return [t for t in order if not verdict[t]]
+    first_at, verdict = _verdicts(plays)
+    return [t for t in first_at if not verdict[t]]
