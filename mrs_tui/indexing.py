@@ -429,38 +429,25 @@ def _finite_or_failure(row: EmbeddingRow) -> EmbeddingRow:
 
 
 def _analyse(backend: Backend, track_ids: Sequence[int], waveforms: Sequence[np.ndarray]) -> list[EmbeddingRow]:
+    """One call for the batch; when it fails, each track alone, so one bad track fails by itself."""
+
+    def row(track_id: int, analysis, seconds: float) -> EmbeddingRow:
+        vector = analysis.vector.astype(np.float32)
+        return EmbeddingRow(track_id, backend.name, backend.version, vector, extras=analysis.extras, seconds=seconds)
+
     started = time.perf_counter()
-    rows: list[EmbeddingRow] = []
     try:
         analyses = backend.analyze(list(waveforms))
         per_item = (time.perf_counter() - started) / len(waveforms)
-        return [
-            EmbeddingRow(
-                track_id,
-                backend.name,
-                backend.version,
-                a.vector.astype(np.float32),
-                extras=a.extras,
-                seconds=per_item,
-            )
-            for track_id, a in zip(track_ids, analyses, strict=True)
-        ]
+        return [row(track_id, a, per_item) for track_id, a in zip(track_ids, analyses, strict=True)]
     except Exception:
+        rows: list[EmbeddingRow] = []
         for track_id, waveform in zip(track_ids, waveforms, strict=True):
             one = time.perf_counter()
             try:
                 (analysis,) = backend.analyze([waveform])
-                rows.append(
-                    EmbeddingRow(
-                        track_id,
-                        backend.name,
-                        backend.version,
-                        analysis.vector.astype(np.float32),
-                        extras=analysis.extras,
-                        seconds=time.perf_counter() - one,
-                    )
-                )
+                rows.append(row(track_id, analysis, time.perf_counter() - one))
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"[:300]
                 rows.append(EmbeddingRow(track_id, backend.name, backend.version, None, error=reason))
-    return rows
+        return rows
