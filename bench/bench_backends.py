@@ -163,10 +163,11 @@ def measure(name: str, folder: str | None, args: argparse.Namespace) -> dict:
 # -- driver --------------------------------------------------------------------------------
 
 
-def _subprocess(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
+def _subprocess(argv: list[str], timeout: float, script: str = __file__) -> subprocess.CompletedProcess:
+    """`script` (this file by default) again in a fresh interpreter, on this checkout's code."""
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), *argv],
+        [sys.executable, str(Path(script).resolve()), *argv],
         cwd=ROOT,
         env=env,
         capture_output=True,

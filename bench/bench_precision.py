@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +36,7 @@ for path in (ROOT, Path(__file__).resolve().parent):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from bench_backends import _clips, _peak_rss_mb, _rss_mb  # noqa: E402
+from bench_backends import _clips, _peak_rss_mb, _rss_mb, _subprocess  # noqa: E402
 
 # (label, backend, options) of the heavy backends that take a precision option.
 TARGETS = {
@@ -126,27 +125,13 @@ def measure(label: str, folder: str, args: argparse.Namespace) -> dict:
     }
 
 
-def _subprocess(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
-    import os
-
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), *argv],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def run_one(label: str, args: argparse.Namespace, common: list[str]) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"bench-precision-{label}-") as tmp:
         folder = Path(tmp) / "weights"
-        done = _subprocess(["--write", label, str(folder), "--size", "tiny" if args.quick else "real"], 1800)
+        done = _subprocess(["--write", label, str(folder), "--size", "tiny" if args.quick else "real"], 1800, __file__)
         if done.returncode != 0:
             return {"label": label, "error": "writing the checkpoint failed: " + done.stderr.strip()[-200:]}
-        done = _subprocess(["--worker", label, "--weights", str(folder), *common], args.timeout)
+        done = _subprocess(["--worker", label, "--weights", str(folder), *common], args.timeout, __file__)
         if done.returncode != 0:
             return {"label": label, "error": done.stderr.strip()[-300:]}
         return json.loads(done.stdout.strip().splitlines()[-1])
