@@ -861,15 +861,13 @@ class Engine:
                     track,
                     float(score),
                     track_id not in played,
-                    self._reason(track, percentile, result, model_name, tags.get(track_id)),
+                    self._reason(percentile, result, model_name, tags.get(track_id, [])),
                     percentile,
                 )
             )
         return out
 
-    def _reason(
-        self, track: Track, percentile: float, result: SuggestionList, model_name: str, tags: list[str] | None = None
-    ) -> str:
+    def _reason(self, percentile: float, result: SuggestionList, model_name: str, tags: list[str]) -> str:
         if model_name == "popular":
             return "often played"
         basis = []
@@ -880,13 +878,13 @@ class Engine:
         if session:
             basis.append(f"{session} track{'s' if session != 1 else ''} {where}")
         text = f"{format_percentile(percentile)} for {' and '.join(basis)}" if basis else format_percentile(percentile)
-        tags = self.track_tags(track.id, result.backend) if tags is None else tags
         if tags:
             text += f" · sounds like {', '.join(tags[:3])}"
         return text
 
     def tracks_tags(self, track_ids: list[int], backend: str | None = None) -> dict[int, list[str]]:
-        """`track_tags` of several tracks in one query per backend (a suggestion list's reasons)."""
+        """Descriptive tags a backend stored for each track (else MusiCNN's taggram), best first;
+        one query per backend however many tracks (a suggestion list's reasons)."""
         out: dict[int, list[str]] = {}
         for name in dict.fromkeys([backend or self.backend, "musicnn"]):
             wanted = [t for t in track_ids if t not in out]
@@ -896,13 +894,8 @@ class Engine:
         return {t: out.get(t, []) for t in track_ids}
 
     def track_tags(self, track_id: int, backend: str | None = None) -> list[str]:
-        """Descriptive tags a backend stored for a track (MusiCNN's taggram), best first."""
-        candidates = [backend or self.backend, "musicnn"]
-        for name in dict.fromkeys(candidates):
-            row = self.store.embedding(track_id, name, self.version(name))
-            if row is not None and row.extras and row.extras.get("tags"):
-                return [tag for tag, _ in row.extras["tags"]]
-        return []
+        """`tracks_tags` of one track."""
+        return self.tracks_tags([track_id], backend)[track_id]
 
     # -- evaluation ------------------------------------------------------------------------------
 
