@@ -323,8 +323,10 @@ class Catalogue:
         digest = hashlib.blake2b(digest_size=16)
         digest.update(f"{CACHE_FORMAT}|{self.backend}|{self.version}|{self.database_uid}|{self.last_change}|".encode())
         # The arrays' own buffers (no copies: a million vectors are 800 MB).
-        digest.update(memoryview(np.ascontiguousarray(self.track_ids, "<i8")).cast("B"))
-        digest.update(memoryview(np.ascontiguousarray(self.vectors, "<f4")).cast("B"))
+        # Flat byte views, not memoryview casts: a cast refuses an empty (0, dim) array, which is
+        # what an indexer that found nothing left to analyse saves.
+        digest.update(np.ascontiguousarray(self.track_ids, "<i8").reshape(-1).view(np.uint8))
+        digest.update(np.ascontiguousarray(self.vectors, "<f4").reshape(-1).view(np.uint8))
         digest.update(str(self.vectors.shape).encode())
         return digest.hexdigest()
 

@@ -143,3 +143,14 @@ def test_a_graph_that_cannot_be_built_leaves_the_exact_search_answering(engine, 
     assert not hasattr(index, "hnsw") and index.ntotal == N
     assert "could not be built" in catalogue.graph_error
     assert len(engine.suggest(3, k=10).items) == 10
+
+
+def test_a_catalogue_without_vectors_saves_and_loads(tmp_path):
+    # An indexer that finds every track claimed by another one saves an empty catalogue.
+
+    store = Store.open(tmp_path / "lib.db")
+    folder = tmp_path / "indexes"
+    empty = Catalogue.load(store, "mfcc", "1", folder=folder)
+    assert len(empty) == 0
+    empty.save(folder)
+    assert len(Catalogue.load(store, "mfcc", "1", folder=folder)) == 0
