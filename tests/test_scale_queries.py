@@ -180,3 +180,31 @@ def test_the_app_shows_a_big_librarys_first_page_then_the_whole_list(tmp_path, m
             assert "400 tracks" in str(app.main.query_one("#library-summary").render())
 
     asyncio.run(scenario())
+
+
+def test_embedding_counts_come_from_the_index_and_follow_every_write(tmp_path):
+    """The compare screen asks for them on every opening: no read of the vectors, and never stale."""
+    db = tmp_path / "library.db"
+    store = _library(db)
+    with Recorder(store) as counting:
+        assert store.embedding_counts() == {("mfcc", "1"): (400, 0)}
+    plans = counting.plans()
+    assert any("INDEX embeddings_stored" in line for lines in plans.values() for line in lines), plans
+    with Recorder(store) as again:
+        store.embedding_counts()
+    assert not [s for s in again.statements if "FROM embeddings" in s], "a second ask reads the table again"
+
+    other = Store.open(db)  # an indexer in another process writes a vector and a failure
+    track_id = other.track_page(limit=1)[0].id
+    other.conn.execute(
+        "INSERT INTO embeddings (track_id, backend, version, dim, vector, created_at) VALUES (?, 'musicnn', 'x', 2, ?, 0)",
+        [track_id, np.zeros(2, np.float32).tobytes()],
+    )
+    other.conn.execute(
+        "INSERT INTO embeddings (track_id, backend, version, dim, vector, created_at) VALUES (?, 'musicnn', 'y', 0, NULL, 0)",
+        [track_id],
+    )
+    other.conn.commit()
+    assert store.embedding_counts() == {("mfcc", "1"): (400, 0), ("musicnn", "x"): (1, 0), ("musicnn", "y"): (0, 1)}
+    store.delete_embeddings(track_id)  # this connection's own write
+    assert store.embedding_counts() == {("mfcc", "1"): (399, 0)}

@@ -114,11 +114,19 @@ class Store(
         raw.create_function("track_matches", 6, search_matches, deterministic=True)
         self.conn = LockedConnection(raw, self._lock)
         self.db = sqlite_utils.Database(self.conn)
+        self._embedding_counts: tuple[tuple[int, int], dict] | None = None  # (write token, counts)
         self._migrate()
 
     @classmethod
     def open(cls, path: Path | str) -> Store:
         return cls(path)
+
+    def write_token(self) -> tuple[int, int]:
+        """Moves on whenever anything is written to the database, by this connection or another:
+        a key for answers worth keeping until then."""
+        with self._lock:
+            version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+            return version, self.conn.total_changes
 
     @classmethod
     def memory(cls) -> Store:

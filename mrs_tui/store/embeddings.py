@@ -185,12 +185,20 @@ class EmbeddingsMixin:
         return [t for t in candidates if t.id not in done]
 
     def embedding_counts(self) -> dict[tuple[str, str], tuple[int, int]]:
-        """(backend, version) -> (vectors stored, failures)."""
-        cursor = self.conn.execute(
-            """SELECT backend, version, count(vector), count(*) - count(vector)
-               FROM embeddings GROUP BY backend, version"""
-        )
-        return {(b, v): (ok, bad) for b, v, ok, bad in cursor}
+        """(backend, version) -> (vectors stored, failures), kept until the database is written."""
+        token = self.write_token()
+        cached = self._embedding_counts
+        if cached is not None and cached[0] == token:
+            return dict(cached[1])
+        counts: dict[tuple[str, str], list[int]] = {}
+        for backend, version, failed, n in self.conn.execute(
+            """SELECT backend, version, vector IS NULL, count(*) FROM embeddings
+               GROUP BY backend, version, vector IS NULL"""  # answered by the embeddings_stored index
+        ):
+            counts.setdefault((backend, version), [0, 0])[1 if failed else 0] = n
+        result = {key: (ok, bad) for key, (ok, bad) in counts.items()}
+        self._embedding_counts = (token, result)
+        return dict(result)
 
     def vector_count(self, backend: str, version: str) -> int:
         """Stored vectors of one model for tracks whose status is ok."""
