@@ -381,6 +381,8 @@ class Catalogue:
             catalogue = cls(backend, version)
             catalogue.rebuild(store)
             catalogue._graph_looked = False  # a rebuild from the same items may still match the graph file
+            if folder is not None and len(catalogue):
+                catalogue.save(folder)  # missing or damaged: the next start reads it instead of the store
         else:
             catalogue.refresh(store)
         catalogue.folder = folder

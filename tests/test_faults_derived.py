@@ -118,6 +118,19 @@ def test_a_damaged_vector_cache_is_rebuilt_by_every_command(indexed, capsys, dam
     assert_equals_a_rebuild(db)
 
 
+def test_a_command_that_rebuilt_the_cache_writes_it_back(indexed, capsys, monkeypatch):
+    """The next start reads the repaired file: it does not read every vector from the store again."""
+    db, _, _ = indexed
+    healthy = suggestions(capsys, db)
+    cache_file(db).unlink()
+    assert suggestions(capsys, db) == healthy
+    assert cache_file(db).is_file()
+    rebuilds = []
+    monkeypatch.setattr(Catalogue, "rebuild", lambda self, store: rebuilds.append(self.backend))
+    assert suggestions(capsys, db) == healthy
+    assert rebuilds == []
+
+
 # -- trained models --------------------------------------------------------------------------
 
 QUICK_SHALLOW = {"epochs": 2, "batch_size": 256, "min_steps": 0, "threads": 1}
