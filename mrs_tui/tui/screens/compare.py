@@ -131,6 +131,7 @@ class ColumnTable(RankedList):
 
 class CompareScreen(Screen):
     USES_ARROWS = True  # ← → move between columns, not through the playing track (`,` `.` still seek)
+    AUTO_FOCUS = "ColumnTable"  # the first column, not the scrolling containers around it
     BINDINGS = [
         Binding("escape,v", "app.pop_screen", "Back"),
         Binding("x", "switch_axis", "Backends/recommenders"),
@@ -183,23 +184,31 @@ class CompareScreen(Screen):
         self.comparison: Comparison | None = None
 
     def compose(self) -> ComposeResult:
+        # A comparison computed before the screen was pushed is composed into the first layout:
+        # filling an empty screen afterwards costs a layout pass per part, and a keypress waits
+        # for all of them.
+        ready, self.ready = self.ready, None
+        self._prepared = ready is not None
+        result = self._accept(ready) if ready is not None and ready.comparison is not None else None
         yield Header()
-        yield Static("comparing…", id="compare-title")
+        title = self.title_text(result) if result else (ready.error if ready else None) or "comparing…"
+        yield Static(title, id="compare-title")
         with VerticalScroll(id="compare-body"):
-            yield HorizontalScroll(id="columns")
+            with HorizontalScroll(id="columns"):
+                if result is not None:
+                    yield from self.column_boxes(result)
             with Vertical(id="compare-below"):
-                yield Static("", id="overlap")
-                yield MetricChart(id="compare-chart")
-                yield Static("", id="paired")
+                yield Static(self.overlap_text() if result else "", id="overlap")
+                chart = MetricChart(id="compare-chart")
+                if result is not None:
+                    chart.show(*self.chart_bars())
+                yield chart
+                yield Static(self.paired_text() if result else "", id="paired")
         yield KeyFooter()
 
-    async def on_mount(self) -> None:
-        if self.ready is None:
+    def on_mount(self) -> None:
+        if not self._prepared:
             self.refresh_comparison()
-            return
-        # Computed before the screen was pushed: the first paint is the filled screen.
-        ready, self.ready = self.ready, None
-        await self.on_comparison_ready(ready)
 
     def refresh_comparison(self) -> None:
         self.query_one("#compare-title", Static).update(
@@ -224,21 +233,60 @@ class CompareScreen(Screen):
             )
         )
 
+    def _accept(self, message: ComparisonReady) -> Comparison:
+        self.comparison = result = message.comparison
+        self.analysed = message.analysed or [c.backend for c in result.columns]
+        return result
+
     async def on_comparison_ready(self, message: ComparisonReady) -> None:
         if message.comparison is None:
             self.query_one("#compare-title", Static).update(message.error or "cannot compare")
             return
-        self.comparison = result = message.comparison
-        self.analysed = message.analysed or [c.backend for c in result.columns]
-        store = self.engine.store
-        other = "recommenders" if result.axis == "backends" else "backends"
-        title = f"{result.seed.describe(store)} · {result.axis} × {result.fixed} · top {result.k} · x: compare {other}"
-        if len(result.columns) < 2:
-            title += "\nonly one column: analyse the library with another backend (b on the main screen) to compare"
-        self.query_one("#compare-title", Static).update(title)
+        result = self._accept(message)
+        self.query_one("#compare-title", Static).update(self.title_text(result))
         await self.show_columns(result)
         self.query_one("#overlap", Static).update(self.overlap_text())
-        self.show_metrics()
+        self.query_one("#compare-chart", MetricChart).show(*self.chart_bars())
+        self.query_one("#paired", Static).update(self.paired_text())
+
+    def title_text(self, result: Comparison) -> str:
+        other = "recommenders" if result.axis == "backends" else "backends"
+        title = (
+            f"{result.seed.describe(self.engine.store)} · {result.axis} × {result.fixed} · top {result.k}"
+            f" · x: compare {other}"
+        )
+        if len(result.columns) < 2:
+            title += "\nonly one column: analyse the library with another backend (b on the main screen) to compare"
+        return title
+
+    def column_rows(self, result: Comparison, index: int) -> tuple[list[tuple], list[str | None]]:
+        """One column's rows (rank, shared mark, title, rank percentile) and their track keys."""
+        column = result.columns[index]
+        items = column.result.items if column.result is not None else []
+        if not items:
+            return [("", "", column.error or "no suggestions", "")], [None]
+        mark_style = {t: MARK_STYLES[i % len(MARK_STYLES)] for i, t in enumerate(result.shared)}
+        rows = [
+            (
+                str(rank),
+                Text(result.shared.get(item.track.id, ""), style=mark_style.get(item.track.id, "")),
+                Text(item.track.display_title, style=mark_style.get(item.track.id, "")),
+                f"top {100 - item.percentile:.0f}%",
+            )
+            for rank, item in enumerate(items, 1)
+        ]
+        return rows, [str(item.track.id) for item in items]
+
+    def column_box(self, result: Comparison, index: int) -> Vertical:
+        table = ColumnTable(index, id=f"column-{index}")
+        table.add_columns("#", " ", "Title", "Rank")
+        table.set_rows(*self.column_rows(result, index))
+        box = Vertical(Label(self.column_head(index), classes="column-head"), table, classes="column")
+        box.set_class(len(result.columns) > VISIBLE_COLUMNS, "-narrow")
+        return box
+
+    def column_boxes(self, result: Comparison) -> list[Vertical]:
+        return [self.column_box(result, index) for index in range(len(result.columns))]
 
     async def show_columns(self, result: Comparison) -> None:
         """Fill the column lists, reusing the ones on screen: mounting is what a keypress waits for."""
@@ -248,35 +296,12 @@ class CompareScreen(Screen):
             await columns.remove_children(boxes[len(result.columns) :])
             boxes = boxes[: len(result.columns)]
         narrow = len(result.columns) > VISIBLE_COLUMNS
-        mark_style = {t: MARK_STYLES[i % len(MARK_STYLES)] for i, t in enumerate(result.shared)}
-        new_boxes = []
-        for index, column in enumerate(result.columns):
-            items = column.result.items if column.result is not None else []
-            rows = [
-                (
-                    str(rank),
-                    Text(result.shared.get(item.track.id, ""), style=mark_style.get(item.track.id, "")),
-                    Text(item.track.display_title, style=mark_style.get(item.track.id, "")),
-                    f"top {100 - item.percentile:.0f}%",
-                )
-                for rank, item in enumerate(items, 1)
-            ]
-            keys = [str(item.track.id) for item in items]
-            if not items:
-                rows, keys = [("", "", column.error or "no suggestions", "")], [None]
-            if index < len(boxes):
-                box = boxes[index]
-                box.query_one(".column-head", Label).update(self.column_head(index))
-                table = box.query_one(ColumnTable)
-            else:
-                table = ColumnTable(index, id=f"column-{index}")
-                table.add_columns("#", " ", "Title", "Rank")
-                box = Vertical(Label(self.column_head(index), classes="column-head"), table, classes="column")
-                new_boxes.append(box)
+        for index, box in enumerate(boxes):
+            box.query_one(".column-head", Label).update(self.column_head(index))
+            box.query_one(ColumnTable).set_rows(*self.column_rows(result, index))
             box.set_class(narrow, "-narrow")
-            table.set_rows(rows, keys)
-        if new_boxes:
-            await columns.mount_all(new_boxes)
+        if len(result.columns) > len(boxes):
+            await columns.mount_all([self.column_box(result, i) for i in range(len(boxes), len(result.columns))])
         if not isinstance(self.focused, ColumnTable) or self.focused.column >= len(result.columns):
             first = self.query(ColumnTable)
             if first:
@@ -312,7 +337,8 @@ class CompareScreen(Screen):
             out.append(row + "\n")
         return out
 
-    def show_metrics(self) -> None:
+    def chart_bars(self) -> tuple[list[Bar], str]:
+        """The columns' latest NDCG on your history, hot and cold, and the chart's title."""
         result = self.comparison
         bars = []
         for column in result.columns:
@@ -321,15 +347,14 @@ class CompareScreen(Screen):
                 s = m.summary(part, "NDCG") if m is not None else None
                 if s is not None:
                     bars.append(Bar(f"{column.label(result.axis)} {part}", s.mean, s.half_width, s.n, style))
+        if not bars:
+            return [], "not measured on your history yet: press e, then n, to evaluate"
         k = next((c.metrics.k for c in result.columns if c.metrics is not None), self.k)
-        chart = self.query_one("#compare-chart", MetricChart)
-        if bars:
-            run = next(c.metrics.run_id for c in result.columns if c.metrics is not None)
-            chart.show(bars, f"measured on your history: NDCG@{k}, mean ± 95 % CI (evaluation #{run})")
-        else:
-            chart.show([], "not measured on your history yet: press e, then n, to evaluate")
-        verdicts = [p.sentence for p in result.paired]
-        self.query_one("#paired", Static).update("\n".join(verdicts))
+        run = next(c.metrics.run_id for c in result.columns if c.metrics is not None)
+        return bars, f"measured on your history: NDCG@{k}, mean ± 95 % CI (evaluation #{run})"
+
+    def paired_text(self) -> str:
+        return "\n".join(p.sentence for p in self.comparison.paired)
 
     # -- the highlighted cell --------------------------------------------------------------------
 

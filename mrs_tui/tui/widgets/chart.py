@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rich.text import Text
-from textual.widgets import Static
+from textual.geometry import Size
+from textual.widget import Widget
 
 BAR = "█"
 
@@ -64,28 +65,35 @@ def render_bars(bars: list[Bar], width: int = 30, title: str = "", label_width: 
     return out
 
 
-class MetricChart(Static):
-    """A `render_bars` chart that sizes its bars to the width it gets."""
+class MetricChart(Widget):
+    """A `render_bars` chart that sizes its bars to the width it is drawn at.
+
+    Drawn in `render` rather than pushed with `update`: a resize then repaints it at the new
+    width without asking for another layout pass (its height depends on the bars, not the width).
+    """
 
     DEFAULT_CSS = "MetricChart { height: auto; }"
 
     def __init__(self, **kwargs) -> None:
-        super().__init__("", **kwargs)
+        super().__init__(**kwargs)
         self.bars: list[Bar] = []
         self.title = ""
 
     def show(self, bars: list[Bar], title: str = "") -> None:
         self.bars, self.title = bars, title
-        self.refresh_chart()
+        self.refresh(layout=True)
 
-    def on_resize(self) -> None:
-        self.refresh_chart()
-
-    def refresh_chart(self) -> None:
+    def chart(self, available: int) -> Text:
         if not self.bars:
-            self.update(self.title)
-            return
-        available = self.size.width or 80
+            return Text(self.title)
         label_width = min(max([len(b.label) for b in self.bars] + [4]), max(8, available // 3))
         width = max(6, min(50, available - label_width - 1 - NUMBERS_WIDTH))
-        self.update(render_bars(self.bars, width, self.title, label_width))
+        return render_bars(self.bars, width, self.title, label_width)
+
+    def render(self) -> Text:
+        return self.chart(self.content_size.width or 80)
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        if not self.bars and not self.title:
+            return 0
+        return len(self.chart(width).wrap(self.app.console, max(width, 1)))

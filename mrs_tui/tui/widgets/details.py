@@ -16,13 +16,13 @@ if TYPE_CHECKING:
 
 class TrackDetails(Static):
     DEFAULT_CSS = """
-    TrackDetails { height: auto; max-height: 12; padding: 0 1; }
+    TrackDetails { height: 12; padding: 0 1; }
     """
 
     def show(self, track: Track | None, *, facts: TrackFacts | None = None) -> None:
         """`facts` (plays, audio tags) arrive from a worker; until then their rows say so."""
         if track is None:
-            self.update("")
+            self.update("", layout=False)
             return
         grid = Table.grid(padding=(0, 1))
         grid.add_column(style="bold", no_wrap=True)
@@ -42,4 +42,4 @@ class TrackDetails(Static):
         status = track.status if track.status != "failed" else f"failed: {track.error}"
         grid.add_row("Status", status)
         grid.add_row("File", track.display_path)
-        self.update(grid)
+        self.update(grid, layout=False)

@@ -1,51 +1,121 @@
-"""The key footer, rebuilt only when the keys it shows change.
+"""The key footer: one widget that draws the screen's keys on one line.
 
-Textual's Footer re-creates one widget per key whenever the screen's bindings *may* have
-changed: every focus move, screen push and pop. Each rebuild mounts and styles a few dozen
-widgets, and at 10k tracks that was the largest part of a keypress on the compare screen.
-Most of those moves leave the shown keys as they were, so this footer compares what it would
-show with what it shows and keeps its widgets when nothing changed; and it shows the keys from
-its first compose instead of composing once empty and again after the first paint.
+Textual's Footer is a container with one widget per key, re-composed whenever the screen's
+bindings may have changed. Each screen push then mounts, styles and lays out a dozen or two
+widgets; measured on the compare screen that was the largest part of the keypress after the
+comparison itself. This footer draws the same line itself (key in the accent colour, then
+its description, the command palette's key on the right) and repaints only when the keys it
+shows change. A click on a key presses it, as in Textual's footer.
 """
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual import events
 from textual.screen import Screen
-from textual.widgets import Footer
+from textual.widget import Widget
 
 
-class KeyFooter(Footer):
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._shown: tuple | None = None  # what the last compose showed
+@dataclass(frozen=True)
+class ShownKey:
+    key: str  # what a click presses
+    display: str
+    description: str
+    enabled: bool
 
-    def shown_keys(self) -> tuple:
-        """Everything the footer's widgets depend on: the shown bindings and their states."""
-        keys = tuple(
-            (binding.key, binding.action, binding.description, enabled, tooltip, binding.group, binding.key_display)
-            for (_, binding, enabled, tooltip) in self.screen.active_bindings.values()
-            if binding.show
-        )
-        return keys, self.show_command_palette and self.app.ENABLE_COMMAND_PALETTE, self.compact
 
-    def compose(self) -> ComposeResult:
-        # Textual's footer composes empty and fills itself after the screen's first refresh: one
-        # more mount, layout and paint for every screen opened. The screen's bindings are known
-        # when the footer is composed; a focus change that alters them recomposes it below.
-        self.set_reactive(Footer._bindings_ready, True)
-        self._shown = self.shown_keys()
-        yield from super().compose()
+class KeyFooter(Widget):
+    ALLOW_SELECT = False
+    COMPONENT_CLASSES = {"key-footer--key", "key-footer--description", "key-footer--disabled"}
+    DEFAULT_CSS = """
+    KeyFooter {
+        dock: bottom;
+        height: 1;
+        color: $footer-foreground;
+        background: $footer-background;
+    }
+    KeyFooter > .key-footer--key { color: $footer-key-foreground; background: $footer-key-background; text-style: bold; }
+    KeyFooter > .key-footer--description {
+        color: $footer-description-foreground; background: $footer-description-background;
+    }
+    KeyFooter > .key-footer--disabled { text-style: dim; }
+    """
+
+    def __init__(self, *, show_command_palette: bool = True, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.show_command_palette = show_command_palette
+        self.keys: tuple[ShownKey, ...] = ()
+        self.palette: ShownKey | None = None
+        self._spans: list[tuple[int, int, ShownKey]] = []  # x ranges of the last render, for clicks
+
+    def on_mount(self) -> None:
+        self.screen.bindings_updated_signal.subscribe(self, self.bindings_changed)
+        self._read_keys()
+
+    def on_unmount(self) -> None:
+        self.screen.bindings_updated_signal.unsubscribe(self)
 
     def bindings_changed(self, screen: Screen) -> None:
-        self._bindings_ready = True
-        if not screen.app.app_focus:
-            return
-        if self.is_attached and screen is self.screen:
-            self.call_after_refresh(self._recompose_if_changed)
-
-    async def _recompose_if_changed(self) -> None:
         # A screen under another one reads the bindings of the one on top: it waits until it is
-        # shown again (a stack change tells it), when its keys are usually the ones it shows.
-        if self.is_attached and self.screen is self.app.screen and self.shown_keys() != self._shown:
-            await self.recompose()
+        # shown again (a stack change tells it).
+        if self.is_attached and screen is self.screen and screen is self.app.screen:
+            self._read_keys()
+
+    def _read_keys(self) -> None:
+        active = self.screen.active_bindings
+        keys: dict[str, ShownKey] = {}  # one entry per action: its first key
+        for _, binding, enabled, _tooltip in active.values():
+            if binding.show and binding.action not in keys:
+                keys[binding.action] = ShownKey(
+                    binding.key, self.app.get_key_display(binding), binding.description, enabled
+                )
+        palette = None
+        if self.show_command_palette and self.app.ENABLE_COMMAND_PALETTE:
+            found = active.get(self.app.COMMAND_PALETTE_BINDING)
+            if found is not None:
+                _, binding, enabled, _tooltip = found
+                palette = ShownKey(binding.key, self.app.get_key_display(binding), binding.description, enabled)
+        shown = tuple(keys.values())
+        if shown != self.keys or palette != self.palette:
+            self.keys, self.palette = shown, palette
+            self.refresh()
+
+    def _entry(self, key: ShownKey) -> Text:
+        style = self.get_component_rich_style("key-footer--key")
+        description = self.get_component_rich_style("key-footer--description")
+        entry = Text.assemble(
+            (f" {key.display} ", style), (f"{key.description} " if key.description else "", description)
+        )
+        if not key.enabled:
+            entry.stylize(self.get_component_rich_style("key-footer--disabled"))
+        return entry
+
+    def render(self) -> Text:
+        width = self.content_size.width
+        palette = self._entry(self.palette) if self.palette is not None else Text()
+        room = max(width - palette.cell_len - 1, 0) if self.palette is not None else width
+        line = Text(no_wrap=True, overflow="ellipsis")
+        self._spans = []
+        for key in self.keys:
+            entry = self._entry(key)
+            if line.cell_len + entry.cell_len > room:  # the rest are on the help screen (?)
+                break
+            self._spans.append((line.cell_len, line.cell_len + entry.cell_len, key))
+            line.append_text(entry)
+        if self.palette is not None:
+            start = max(width - palette.cell_len, line.cell_len)
+            line.append(" " * (start - line.cell_len))
+            self._spans.append((start, start + palette.cell_len, self.palette))
+            line.append_text(palette)
+        return line
+
+    def on_mouse_down(self, event: events.MouseDown) -> None:
+        for start, end, key in self._spans:
+            if start <= event.x < end:
+                if key.enabled:
+                    self.app.simulate_key(key.key)
+                else:
+                    self.app.bell()
+                return

@@ -22,6 +22,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Static
 
+from mrs_tui.tui.widgets.cells import fit
+
 if TYPE_CHECKING:
     from mrs_tui.store import Track
 
@@ -31,14 +33,6 @@ def fmt_duration(seconds: float | None) -> str:
         return "--:--"
     total = int(round(seconds))
     return f"{total // 60}:{total % 60:02d}"
-
-
-def _fit(text: str, width: int) -> str:
-    if width <= 0:
-        return ""
-    if len(text) <= width:
-        return text.ljust(width)
-    return text[: max(width - 1, 0)] + "…"
 
 
 class TrackList(ScrollView, can_focus=True):
@@ -74,7 +68,7 @@ class TrackList(ScrollView, can_focus=True):
         Binding("enter", "select", "Play", show=False),
     ]
 
-    cursor = reactive(0)
+    cursor = reactive(0, repaint=False)  # watch_cursor repaints only the rows it touches
 
     @dataclass
     class Highlighted(Message):
@@ -219,32 +213,37 @@ class TrackList(ScrollView, can_focus=True):
     def header_text(self) -> str:
         widths = self.column_widths()
         names = ("Title", "Artist", "Album", "Time", "Status")
-        return " ".join(_fit(n, w) for n, w in zip(names, widths, strict=True))
+        return " ".join(fit(n, w) for n, w in zip(names, widths, strict=True))
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # Styles once per pass, not per line: `rich_style` walks every ancestor's styles.
+        base = self.rich_style
+        self._pass_styles = (
+            base,
+            base + self.get_component_rich_style("tracklist--cursor"),
+            base + self.get_component_rich_style("tracklist--odd"),
+        )
+        return super().render_lines(crop)
 
     def render_line(self, y: int) -> Strip:
         row = int(self.scroll_y) + y
         width = self.scrollable_content_region.width
-        base = self.rich_style
+        base, cursor, odd = self._pass_styles
         if row >= len(self._rows):
             return Strip.blank(width, base)
         track = self.tracks[self._rows[row]]
         title_w, artist_w, album_w, time_w, status_w = self.column_widths()
-        if row == self.cursor:
-            style = base + self.get_component_rich_style("tracklist--cursor")
-        elif row % 2:
-            style = base + self.get_component_rich_style("tracklist--odd")
-        else:
-            style = base
+        style = cursor if row == self.cursor else odd if row % 2 else base
         status_style = style + self.get_component_rich_style(self._status_class(track), partial=True)
         cells = " ".join(
             (
-                _fit(track.display_title, title_w),
-                _fit(track.artist or "", artist_w),
-                _fit(track.album or "", album_w),
+                fit(track.display_title, title_w),
+                fit(track.artist or "", artist_w),
+                fit(track.album or "", album_w),
                 fmt_duration(track.duration).rjust(time_w),
             )
         )
-        segments = [Segment(cells + " ", style), Segment(_fit(self.status_text(track).plain, status_w), status_style)]
+        segments = [Segment(cells + " ", style), Segment(fit(self.status_text(track).plain, status_w), status_style)]
         strip = Strip(segments)
         return strip.adjust_cell_length(width, style if isinstance(style, Style) else None)
 

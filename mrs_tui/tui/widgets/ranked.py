@@ -25,11 +25,9 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from mrs_tui.tui.widgets.cells import fit
+
 Cell = str | Text
-
-
-def _cell_text(cell: Cell) -> Text:
-    return cell.copy() if isinstance(cell, Text) else Text(str(cell))
 
 
 class RankedList(ScrollView, can_focus=True):
@@ -54,7 +52,7 @@ class RankedList(ScrollView, can_focus=True):
         Binding("enter", "select", "Select", show=False),
     ]
 
-    cursor_row = reactive(0, init=False)
+    cursor_row = reactive(0, init=False, repaint=False)  # watch_cursor_row repaints two lines
 
     @dataclass
     class Highlighted(Message):
@@ -99,7 +97,8 @@ class RankedList(ScrollView, can_focus=True):
         self.keys = list(keys) if keys is not None else [None] * len(self.rows)
         self._widths = []
         self.set_reactive(RankedList.cursor_row, 0)
-        if not self.is_mounted:  # filled before mounting: drawn with its first paint
+        if not self.is_mounted:  # filled before mounting: drawn with its first paint, sized for it
+            self.set_reactive(ScrollView.virtual_size, Size(0, len(self.rows) + 1))
             return
         self.scroll_to(y=0, animate=False)
         self._rows_changed()
@@ -184,29 +183,46 @@ class RankedList(ScrollView, can_focus=True):
         return widths
 
     def _line(self, cells: tuple[Cell, ...], widths: list[int], style: Style) -> Strip:
-        line = Text(no_wrap=True, overflow="ellipsis")
+        """One row as segments: each cell cut or padded to its width, in its own style over the
+        row's. Rich's text rendering would cost ten times as much for these one-style cells."""
+        segments: list[Segment] = []
         for i, width in enumerate(widths):
-            text = _cell_text(cells[i]) if i < len(cells) else Text("")
-            text.truncate(width, overflow="ellipsis", pad=True)
+            cell = cells[i] if i < len(cells) else ""
             if i:
-                line.append(" ")
-            line.append_text(text)
-        segments = [
-            Segment(s.text, style + s.style if s.style else style) for s in line.render(self.app.console, end="")
-        ]
+                segments.append(Segment(" ", style))
+            if isinstance(cell, Text) and cell.spans:  # several styles in one cell: Rich cuts it
+                text = cell.copy()
+                text.truncate(width, overflow="ellipsis", pad=True)
+                segments.extend(
+                    Segment(s.text, style + s.style if s.style else style)
+                    for s in text.render(self.app.console, end="")
+                )
+                continue
+            plain, own = (cell.plain, cell.style) if isinstance(cell, Text) else (str(cell), None)
+            own_style = (Style.parse(own) if isinstance(own, str) else own) if own else None
+            segments.append(Segment(fit(plain, width), style + own_style if own_style else style))
         return Strip(segments).adjust_cell_length(self.scrollable_content_region.width, style)
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # Styles once per pass, not per line: `rich_style` walks every ancestor's styles.
+        base = self.rich_style
+        self._pass_styles = (
+            base,
+            base + self.get_component_rich_style("ranked-list--header"),
+            base + self.get_component_rich_style("ranked-list--cursor"),
+        )
+        return super().render_lines(crop)
 
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
-        base = self.rich_style
+        base, header, cursor = self._pass_styles
         widths = self.column_widths(width)
         if y == 0:
-            return self._line(tuple(self.columns), widths, base + self.get_component_rich_style("ranked-list--header"))
+            return self._line(tuple(self.columns), widths, header)
         row = int(self.scroll_y) + y - 1
         if row >= len(self.rows):
             return Strip.blank(width, base)
-        style = base + self.get_component_rich_style("ranked-list--cursor") if row == self.cursor_row else base
-        return self._line(self.rows[row], widths, style)
+        return self._line(self.rows[row], widths, cursor if row == self.cursor_row else base)
 
     def on_resize(self) -> None:
         self._widths = []

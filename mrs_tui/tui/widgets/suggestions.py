@@ -8,8 +8,8 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import Static
 
+from mrs_tui.tui.widgets.note import Note
 from mrs_tui.tui.widgets.ranked import RankedList
 
 if TYPE_CHECKING:
@@ -65,9 +65,9 @@ class NextUp(Vertical):
     """
 
     def compose(self) -> ComposeResult:
-        yield Static("Select a track to see what could come next.", id="nextup-mode")
+        yield Note("Select a track to see what could come next.", id="nextup-mode")
         yield SuggestionTable(id="suggestions")
-        yield Static("", id="nextup-reason")
+        yield Note("", id="nextup-reason")
 
     @property
     def table(self) -> SuggestionTable:
@@ -82,14 +82,14 @@ class NextUp(Vertical):
             mode += f" · seed: {result.seed.display_title}"
         if result.note:
             mode += f"\n{result.note}"
-        self.query_one("#nextup-mode", Static).update(mode)
+        self.query_one("#nextup-mode", Note).update(mode)
         self.table.show(result.items)
         if not result.items:  # otherwise the list's Highlighted (first row) shows the reason
             self.show_reason()
 
     def show_reason(self) -> None:
         item = self.table.selected
-        self.query_one("#nextup-reason", Static).update(item.reason if item else "")
+        self.query_one("#nextup-reason", Note).update(item.reason if item else "")
 
     def on_ranked_list_highlighted(self, event: RankedList.Highlighted) -> None:
         self.show_reason()

@@ -1,0 +1,21 @@
+"""Text cut to terminal cells, for the widgets that draw their own lines."""
+
+from __future__ import annotations
+
+from rich.cells import cell_len, set_cell_size
+
+
+def fit(text: str, width: int) -> str:
+    """`text` in exactly `width` terminal cells: padded, or cut with an ellipsis.
+
+    Cells, not characters: a CJK title takes two cells a character, and counting characters
+    would push every column after it out of line.
+    """
+    if width <= 0:
+        return ""
+    length = cell_len(text)
+    if length <= width:
+        return text + " " * (width - length)
+    if width == 1:
+        return "…"
+    return set_cell_size(text, width - 1) + "…"
