@@ -63,7 +63,18 @@ def train(db: Path, plan: dict[str, tuple[str, ...]]) -> None:
                 print(f"  trained {name} on {backend} in {time.perf_counter() - started:.1f} s")
 
 
-async def drive(db: Path, recommender: str, repeats: int, with_compare: bool = True) -> dict[str, list[float]]:
+async def drive(
+    db: Path, recommender: str, repeats: int, with_compare: bool = True, pause: float = 1.0
+) -> dict[str, list[float]]:
+    """Keypress to the first frame that shows the result, `repeats` times, `pause` s apart.
+
+    Keys are posted to the app as a terminal's would be, and the clock stops at the first
+    screen refresh after the widget holds the new rows (`call_after_refresh`). Pilot's
+    `press` is not used: it also waits for the whole process to go idle, in steps of 20 ms,
+    which measures the test harness more than the app.
+    """
+    from textual import events
+
     from mrs_tui.comparison import ComparisonSeed, compare
     from mrs_tui.config import Settings
     from mrs_tui.tui import messages as msg
@@ -72,57 +83,66 @@ async def drive(db: Path, recommender: str, repeats: int, with_compare: bool = T
     from mrs_tui.tui.widgets.library import TrackList
     from mrs_tui.tui.widgets.suggestions import SuggestionTable
 
-    log: list = []
+    ready: list = []  # only EngineReady: a hook that kept every message would keep every screen alive
     app = create_app(db_path=db, settings=Settings(backend="mfcc", recommender=recommender), index_on_start=False)
     out: dict[str, list[float]] = {"compare": [], "compare_core": [], "suggest": [], "suggest_core": []}
 
-    async def until(pilot, predicate, timeout=60.0):
+    async def until(predicate, timeout=60.0):
         deadline = time.monotonic() + timeout
         while not predicate():
             if time.monotonic() > deadline:
                 raise TimeoutError
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(0.001)
 
-    async with app.run_test(size=(160, 50), message_hook=log.append) as pilot:
-        await until(pilot, lambda: any(isinstance(m, msg.EngineReady) for m in log))
+    async def key_to_frame(key: str, character: str | None, filled) -> float:
+        started = time.perf_counter()
+        app.post_message(events.Key(key, character))
+        await until(filled)
+        painted = asyncio.Event()
+        app.screen.call_after_refresh(painted.set)
+        await painted.wait()
+        return time.perf_counter() - started
+
+    def compare_filled() -> bool:
+        screen = app.screen
+        return (
+            isinstance(screen, CompareScreen)
+            and screen.comparison is not None
+            and len(screen.query(".column")) == len(screen.comparison.columns)
+        )
+
+    hook = lambda m: isinstance(m, msg.EngineReady) and ready.append(m)  # noqa: E731
+    async with app.run_test(size=(160, 50), message_hook=hook) as pilot:
+        await until(lambda: bool(ready))
         library = app.screen.query_one(TrackList)
-        await until(pilot, lambda: library.row_count > 0)
+        await until(lambda: library.row_count > 0)
         library.focus()
         engine = app.engine
         await pilot.press("down")
-        await until(pilot, lambda: app.screen.query_one(SuggestionTable).row_count > 0, 120)  # warm the models
+        await until(lambda: app.screen.query_one(SuggestionTable).row_count > 0, 120)  # warm the models
+        await asyncio.sleep(pause)
         for _ in range(repeats):
-            # Keypress to a refreshed suggestion list.
             table = app.screen.query_one(SuggestionTable)
             before = table.items
-            started = time.perf_counter()
-            await pilot.press("down")
-            await until(pilot, lambda t=table, b=before: t.items is not b and t.row_count > 0)
-            out["suggest"].append(time.perf_counter() - started)
+            out["suggest"].append(
+                await key_to_frame("down", None, lambda t=table, b=before: t.items is not b and t.row_count > 0)
+            )
             seed = library.selected_track_id
             t0 = time.perf_counter()
             engine.suggest(seed)
             out["suggest_core"].append(time.perf_counter() - t0)
+            await asyncio.sleep(pause)
             if not with_compare:
                 continue
-            # Keypress to a filled comparison.
-            started = time.perf_counter()
-            await pilot.press("v")
-            await until(
-                pilot,
-                lambda: (
-                    isinstance(app.screen, CompareScreen)
-                    and app.screen.comparison is not None
-                    and len(app.screen.query(".column")) == len(app.screen.comparison.columns)
-                ),
-            )
-            out["compare"].append(time.perf_counter() - started)
+            out["compare"].append(await key_to_frame("v", "v", compare_filled))
             t0 = time.perf_counter()
             compare(engine, ComparisonSeed(track=seed), recommenders=[recommender])
             out["compare_core"].append(time.perf_counter() - t0)
+            await asyncio.sleep(pause)
             await pilot.press("escape")
-            await until(pilot, lambda: not isinstance(app.screen, CompareScreen))
+            await until(lambda: not isinstance(app.screen, CompareScreen))
             library.focus()
+            await asyncio.sleep(pause)
     return out
 
 
@@ -135,6 +155,9 @@ def main() -> None:
         "--learned", default="hybrid", help="the learned recommender of the second compare run ('none': knn only)"
     )
     parser.add_argument("--keep", type=Path, help="keep the library and trained models in this folder and reuse them")
+    parser.add_argument(
+        "--pause", type=float, default=1.0, help="seconds between keys, as a person reads (0.3: someone hurrying)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         folder = args.keep or Path(scratch)
@@ -153,7 +176,7 @@ def main() -> None:
             scenarios += [(args.learned, True), ("bert4rec", False)]
         print(f"\n{'scenario':34s} {'p50 ms':>8s} {'p95 ms':>8s} {'core p50':>9s} {'core p95':>9s} {'p95 ratio':>9s}")
         for recommender, with_compare in scenarios:
-            samples = asyncio.run(drive(db, recommender, args.repeats, with_compare))
+            samples = asyncio.run(drive(db, recommender, args.repeats, with_compare, args.pause))
             rows = [("compare", f"v: 3 backends x {recommender}")] if with_compare else []
             if recommender in ("knn", "bert4rec"):
                 rows.append(("suggest", f"cursor: next up ({recommender})"))

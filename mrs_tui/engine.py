@@ -434,6 +434,21 @@ class Engine:
             self._models[cache_key] = _FittedModel(model, key, hot_tracks)
             return model
 
+    def prepare(self, backends: Sequence[str], recommender: str | None = None) -> list[str]:
+        """Load the catalogues and fit (or load) the models that `suggest` on these backends would
+        need, so that a comparison over them answers at once; the backends made ready.
+
+        A learned recommender that is not trained for a backend is skipped: its column says so.
+        """
+        ready = []
+        for name in backends:
+            try:
+                self.fitted_model(recommender, name)
+            except UserError:  # ModelNotTrained among them
+                continue
+            ready.append(name)
+        return ready
+
     def trained_model(self, recommender: str, backend: str) -> Recommender:
         """The newest trained model of (recommender, backend, version), aligned on today's catalogue.
 

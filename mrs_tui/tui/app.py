@@ -32,6 +32,7 @@ from mrs_tui.config import Settings
 from mrs_tui.errors import AudioDecodeError, UserError
 from mrs_tui.progress import Throttle
 from mrs_tui.tui import messages as msg
+from mrs_tui.tui.collector import IdleCollectionMixin
 from mrs_tui.tui.jobs import JobsMixin
 from mrs_tui.tui.keymap import RemappableBindings, UiSettingsMixin
 from mrs_tui.tui.playback import PLAYBACK_BINDINGS, PlaybackMixin
@@ -46,6 +47,11 @@ if TYPE_CHECKING:
 
 # A big library shows this many rows first (one index seek), then reads the whole list.
 FIRST_PAGE_ROWS = 500
+# Seconds without input before the other backends are loaded for the compare screen (the
+# loading competes with the keys for the interpreter), and the largest library for which they
+# are (each costs its vectors in memory).
+WARM_COMPARISON_WHEN_IDLE = 1.0
+WARM_COMPARISON_AT_MOST = 200_000
 JOBS = {  # worker group -> (title, what the user is told when it is cancelled)
     "index": ("Indexing", "stopping analysis; what is done is kept and resumes next time"),
     "train": ("Training", "stopping training; the previous model keeps serving"),
@@ -68,7 +74,16 @@ def updates_main_screen(handler):
     return guarded
 
 
-class MrsTuiApp(RemappableBindings, JobsMixin, PlaybackMixin, PlaylistSavingMixin, UiSettingsMixin, WatchMixin, App):
+class MrsTuiApp(
+    IdleCollectionMixin,
+    RemappableBindings,
+    JobsMixin,
+    PlaybackMixin,
+    PlaylistSavingMixin,
+    UiSettingsMixin,
+    WatchMixin,
+    App,
+):
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses may live elsewhere
     TITLE = "mrs-tui"
     SUB_TITLE = "next-track suggestions from your own music"
@@ -123,6 +138,7 @@ class MrsTuiApp(RemappableBindings, JobsMixin, PlaybackMixin, PlaylistSavingMixi
         self.call_after_refresh(self.open_engine)
         self.set_interval(0.25, self.update_player_position)
         self.start_job_clock()
+        self.start_idle_collection()
 
     @property
     def main(self) -> MainScreen | None:
@@ -177,6 +193,16 @@ class MrsTuiApp(RemappableBindings, JobsMixin, PlaybackMixin, PlaylistSavingMixi
         if self.folder is not None and self.index_on_start:
             self.start_indexing()
         self.start_watching()
+        if message.complete:
+            self._warm_comparison_soon(len(message.tracks))
+
+    @work(thread=True, exclusive=True, group="warm", exit_on_error=False)
+    def warm_comparison(self) -> None:
+        """The other analysed backends' vectors and models, loaded while the user browses: the
+        first `v` then waits for the comparison alone (cold, it read every backend's vectors and
+        history first: a second at 10k tracks)."""
+        engine = self.engine
+        engine.prepare([name for name in engine.indexed_backends() if name != engine.backend])
 
     def _read_library(self) -> tuple[list[Track], set[int], set[int]]:
         """Tracks, those analysed with the current backend, and those played (in a worker)."""
@@ -260,6 +286,18 @@ class MrsTuiApp(RemappableBindings, JobsMixin, PlaybackMixin, PlaylistSavingMixi
         main = self.main
         if main is not None:
             main.show_library(message.tracks, message.analysed, message.played)
+            self._warm_comparison_soon(len(message.tracks))
+
+    def _warm_comparison_soon(self, tracks: int) -> None:
+        if tracks > WARM_COMPARISON_AT_MOST:
+            return
+
+        def when_idle() -> None:
+            if self.idle_for() >= WARM_COMPARISON_WHEN_IDLE:
+                waiting.stop()
+                self.warm_comparison()
+
+        waiting = self.set_interval(WARM_COMPARISON_WHEN_IDLE / 2, when_idle)
 
     def cancel_jobs(self) -> None:
         """Cancel analysis and training; what analysis stored is kept, training saves nothing."""
