@@ -58,7 +58,7 @@ class Catalogue:
     _index_of: dict[int, int] | None = field(default=None, repr=False)
     _faiss: object | None = field(default=None, repr=False)
     _unit: np.ndarray | None = field(default=None, repr=False)
-    approximate_above: int = APPROXIMATE_ABOVE
+    approximate_above: int = field(default_factory=lambda: APPROXIMATE_ABOVE)  # read when made: tests lower it
     build_in_background: bool = True  # False: a missing graph is built only when `search_index(wait=True)`
     folder: Path | None = None  # where the derived files live (the graph is saved there when built)
     _graph: object | None = field(default=None, repr=False)
@@ -224,6 +224,10 @@ class Catalogue:
         with self._lock:
             self._graph_saved = facts["items"]
         return path
+
+    def graph_file_matches(self, folder: Path) -> bool:
+        """Whether the graph file in `folder` is sound and holds this catalogue's first items."""
+        return self._read_graph(folder) is not None
 
     def _read_graph(self, folder: Path):
         """The graph file's index if it is sound and holds the first items of this catalogue, else None."""

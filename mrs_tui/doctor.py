@@ -2,7 +2,8 @@
 
 `diagnose` never writes: it runs SQLite's ``integrity_check`` on the database (on a read-only
 connection, so a damaged file is not made worse), compares every vector cache with a rebuild
-from the database, and checks every trained model's files. `repair` then removes what is
+from the database, checks every approximate-search graph against the vectors it must hold,
+and checks every trained model's files. `repair` then removes what is
 garbage by construction — unfinished (``.partial``) model folders left by a killed training
 and model folders no row refers to — and, when asked, rebuilds the damaged or stale vector
 caches. A damaged model cannot be rebuilt from the database: it is reported, to be trained
@@ -25,7 +26,7 @@ PARTIAL_GRACE_S = 600.0
 
 @dataclass
 class Finding:
-    kind: str  # "database", "cache", "model"
+    kind: str  # "database", "cache", "graph", "model"
     name: str  # what it is about (a file, a model)
     state: str  # "ok", "damaged", "stale", "orphan", "unfinished", "missing", "outside"
     detail: str = ""
@@ -56,7 +57,7 @@ class Diagnosis:
 
     @property
     def rebuildable(self) -> list[Finding]:
-        return [f for f in self.findings if f.kind == "cache" and f.state in ("damaged", "stale")]
+        return [f for f in self.findings if f.kind in ("cache", "graph") and f.state in ("damaged", "stale")]
 
     def to_dict(self) -> dict:
         return {
@@ -95,6 +96,7 @@ def _check_caches(store, data_folder: Path, report: Diagnosis) -> None:
 
     folder = data_folder / "indexes"
     models = {Catalogue.cache_path(folder, b, v).name: (b, v) for (b, v) in store.embedding_counts()}
+    rebuilt: dict[tuple[str, str], Catalogue] = {}  # from the database, once per model: a million vectors is slow
     for path in sorted(folder.glob("*.npz")) if folder.is_dir() else []:
         if ".tmp" in path.suffixes:
             report.findings.append(Finding("cache", path.name, "unfinished", "left by an interrupted write", path))
@@ -104,7 +106,7 @@ def _check_caches(store, data_folder: Path, report: Diagnosis) -> None:
             report.findings.append(Finding("cache", path.name, "orphan", "no vectors of that model are stored", path))
             continue
         cached = Catalogue.read_cache(path, *key)
-        fresh = Catalogue(*key)
+        fresh = rebuilt[key] = Catalogue(*key)
         fresh.rebuild(store)
         if cached is None:
             report.findings.append(Finding("cache", path.name, "damaged", "cannot be read or fails its checksum", path))
@@ -119,6 +121,35 @@ def _check_caches(store, data_folder: Path, report: Diagnosis) -> None:
             report.findings.append(Finding("cache", path.name, state, detail, path))
         else:
             report.findings.append(Finding("cache", path.name, "ok", f"{len(fresh)} vectors", path))
+    _check_graphs(store, folder, models, rebuilt, report)
+
+
+def _check_graphs(store, folder: Path, models: dict, rebuilt: dict, report: Diagnosis) -> None:
+    """The HNSW graphs beside the caches: each must hold the first vectors of its model as the
+    database has them now (a damaged one could crash a search; the app rebuilds it unasked)."""
+    from mrs_tui.catalogue import Catalogue
+
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.glob("*.tmp")):  # a graph write that was interrupted
+        report.findings.append(Finding("graph", path.name, "unfinished", "left by an interrupted write", path))
+    for path in sorted(folder.glob("*.hnsw")):
+        key = models.get(path.with_suffix(".npz").name)
+        catalogue = None
+        if key is not None:
+            catalogue = rebuilt.get(key)
+            if catalogue is None:
+                catalogue = rebuilt[key] = Catalogue(*key)
+                catalogue.rebuild(store)
+        if catalogue is None or not catalogue.approximate:
+            why = "no vectors of that model are stored" if key is None else "the library is small: exact search"
+            report.findings.append(Finding("graph", path.name, "orphan", why, path))
+        elif catalogue.graph_file_matches(folder):
+            report.findings.append(Finding("graph", path.name, "ok", f"{len(catalogue)} vectors", path))
+        else:
+            report.findings.append(
+                Finding("graph", path.name, "stale", "damaged or not the stored vectors; rebuilt on use", path)
+            )
 
 
 def _check_models(store, data_folder: Path, report: Diagnosis) -> None:
@@ -169,6 +200,8 @@ def repair(report: Diagnosis, *, rebuild: bool) -> None:
                 shutil.rmtree(path)
             else:
                 path.unlink(missing_ok=True)
+                if finding.kind == "graph":  # its facts file goes with it
+                    path.with_name(path.name + ".json").unlink(missing_ok=True)
             report.repaired.append(f"removed {path.relative_to(report.data_folder).as_posix()}")
             finding.state, finding.detail = "ok", "removed"
     if not rebuild or not report.database_ok:
@@ -176,14 +209,16 @@ def repair(report: Diagnosis, *, rebuild: bool) -> None:
     with Store.open(report.db) as store:
         counts = store.embedding_counts()
         for finding in report.rebuildable:
-            key = next(
-                (k for k in counts if Catalogue.cache_path(finding.path.parent, *k).name == finding.path.name), None
-            )
+            cache = finding.path.with_suffix(".npz")
+            key = next((k for k in counts if Catalogue.cache_path(cache.parent, *k).name == cache.name), None)
             if key is None:
                 continue
             catalogue = Catalogue(*key)
             catalogue.rebuild(store)
-            catalogue.save(finding.path.parent)
+            if finding.kind == "graph":
+                catalogue.build_in_background = False
+                catalogue.search_index(wait=True)  # built here: the save below writes it
+            catalogue.save(cache.parent)
             report.repaired.append(f"rebuilt indexes/{finding.path.name}")
             finding.state, finding.detail = "ok", "rebuilt from the database"
 

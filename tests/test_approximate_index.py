@@ -154,3 +154,39 @@ def test_a_catalogue_without_vectors_saves_and_loads(tmp_path):
     assert len(empty) == 0
     empty.save(folder)
     assert len(Catalogue.load(store, "mfcc", "1", folder=folder)) == 0
+
+
+def test_doctor_checks_the_graphs_and_rebuilds_a_damaged_one(engine, monkeypatch, capsys):
+    import json
+
+    from mrs_tui import catalogue as catalogue_module
+    from mrs_tui.cli import main
+
+    monkeypatch.setattr(catalogue_module, "APPROXIMATE_ABOVE", 100)
+    catalogue, _ = _knn(engine, 100)
+    folder = engine.data_folder / "indexes"
+    catalogue.save(folder)
+    graph = catalogue.graph_path(folder)
+    db = str(engine.store.path)
+
+    def doctor(*flags) -> dict[str, str]:
+        main(["--db", db, "doctor", "--json", *flags])
+        return {f["name"]: f["state"] for f in json.loads(capsys.readouterr().out)["findings"] if f["kind"] == "graph"}
+
+    assert doctor("--check-only") == {graph.name: "ok"}
+    data = bytearray(graph.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = b"\xff" * 64
+    graph.write_bytes(bytes(data))
+    leftover = folder / f"{graph.stem}.123.456.tmp"
+    leftover.write_bytes(b"half a graph")
+    assert doctor("--check-only") == {graph.name: "stale", leftover.name: "unfinished"}
+    assert doctor("--rebuild") == {graph.name: "ok", leftover.name: "ok"}
+    assert not leftover.exists()
+    assert catalogue.graph_file_matches(folder)  # rebuilt for the same vectors
+    assert doctor("--check-only") == {graph.name: "ok"}
+
+    # A library that shrank below the threshold searches exactly: its old graph is an orphan.
+    monkeypatch.setattr(catalogue_module, "APPROXIMATE_ABOVE", 20_000)
+    assert doctor("--check-only") == {graph.name: "orphan"}
+    doctor()
+    assert not graph.exists() and not graph.with_name(graph.name + ".json").exists()
