@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 
 class TrackDetails(Static):
+    # A fixed height: every cursor move shows another track, and an automatic height would
+    # lay out the whole screen each time (the facts arriving a moment later, once more).
     DEFAULT_CSS = """
     TrackDetails { height: 12; padding: 0 1; }
     """
