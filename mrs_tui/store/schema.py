@@ -251,6 +251,32 @@ def _migration_9(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX embeddings_stored ON embeddings(backend, version, vector IS NULL)")
 
 
+# The text of a track in the search index, as `search_index_text` computes it (registered as an
+# SQL function on every connection of the store, see `Store.__init__`).
+_INDEX_TEXT = "track_search_text({0}.title, {0}.artist, {0}.album, {0}.genre, {0}.path)"
+
+
+def _migration_10(db: sqlite_utils.Database) -> None:
+    # A trigram index of what the track search looks in, so that a search reads the rows that hold
+    # its words instead of running the search on every track. Contentless: the indexed text is
+    # computed (lowered, a non-UTF-8 path decoded as the search decodes it), so it is no column an
+    # external-content table could read back, and a stored copy would only duplicate the tracks'
+    # text. A contentless entry is removed by repeating the text it was indexed with, which the
+    # triggers recompute from the old row.
+    db.execute("CREATE VIRTUAL TABLE track_search USING fts5(text, content='', tokenize='trigram')")
+    db.execute(f"INSERT INTO track_search (rowid, text) SELECT id, {_INDEX_TEXT.format('tracks')} FROM tracks")
+    forget = (
+        f"INSERT INTO track_search (track_search, rowid, text) VALUES ('delete', OLD.id, {_INDEX_TEXT.format('OLD')});"
+    )
+    learn = f"INSERT INTO track_search (rowid, text) VALUES (NEW.id, {_INDEX_TEXT.format('NEW')});"
+    db.execute(f"CREATE TRIGGER track_search_insert AFTER INSERT ON tracks BEGIN {learn} END")
+    db.execute(f"CREATE TRIGGER track_search_delete AFTER DELETE ON tracks BEGIN {forget} END")
+    db.execute(
+        "CREATE TRIGGER track_search_update AFTER UPDATE OF id, title, artist, album, genre, path ON tracks"
+        f" BEGIN {forget} {learn} END"
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_1,
     _migration_2,
@@ -261,5 +287,6 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_7,
     _migration_8,
     _migration_9,
+    _migration_10,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
