@@ -258,16 +258,14 @@ _INDEX_TEXT = "track_search_text({0}.title, {0}.artist, {0}.album, {0}.genre, {0
 
 def _migration_10(db: sqlite_utils.Database) -> None:
     # A trigram index of what the track search looks in, so that a search reads the rows that hold
-    # its words instead of running the search on every track. Contentless: the indexed text is
-    # computed (lowered, a non-UTF-8 path decoded as the search decodes it), so it is no column an
-    # external-content table could read back, and a stored copy would only duplicate the tracks'
-    # text. A contentless entry is removed by repeating the text it was indexed with, which the
-    # triggers recompute from the old row.
-    db.execute("CREATE VIRTUAL TABLE track_search USING fts5(text, content='', tokenize='trigram')")
+    # its words instead of running the search on every track. The indexed text is computed
+    # (lowered, a non-UTF-8 path decoded as the search decodes it) and kept in the index's own
+    # table: an entry then leaves by its rowid alone. A contentless index would need the exact
+    # text it was indexed with to remove it, and any change to how the text is computed (a new
+    # Python's case folding, say) would leave entries nothing can remove.
+    db.execute("CREATE VIRTUAL TABLE track_search USING fts5(text, tokenize='trigram')")
     db.execute(f"INSERT INTO track_search (rowid, text) SELECT id, {_INDEX_TEXT.format('tracks')} FROM tracks")
-    forget = (
-        f"INSERT INTO track_search (track_search, rowid, text) VALUES ('delete', OLD.id, {_INDEX_TEXT.format('OLD')});"
-    )
+    forget = "DELETE FROM track_search WHERE rowid = OLD.id;"
     learn = f"INSERT INTO track_search (rowid, text) VALUES (NEW.id, {_INDEX_TEXT.format('NEW')});"
     db.execute(f"CREATE TRIGGER track_search_insert AFTER INSERT ON tracks BEGIN {learn} END")
     db.execute(f"CREATE TRIGGER track_search_delete AFTER DELETE ON tracks BEGIN {forget} END")
