@@ -43,6 +43,7 @@ from mrs_tui.store.records import (
     Play,
     Track,
     blob_to_vector,
+    search_index_text,
     search_matches,
     vector_to_blob,
 )
@@ -112,6 +113,7 @@ class Store(
         self._lock = threading.RLock()
         raw = _conn if _conn is not None else self._connect(self.path)
         raw.create_function("track_matches", 6, search_matches, deterministic=True)
+        raw.create_function("track_search_text", 5, search_index_text, deterministic=True)
         self.conn = LockedConnection(raw, self._lock)
         self.db = sqlite_utils.Database(self.conn)
         self._embedding_counts: tuple[tuple[int, int], dict] | None = None  # (write token, counts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,11 +70,39 @@ def search_matches(search: str | bytes, *fields: str | bytes | None) -> bool:
     """The one track search: every word of `search` occurs, in any order and case, in the title,
     artist, album, genre or path. The store runs this same function inside its queries (where
     text that is not UTF-8 arrives as bytes, see `path_to_db`)."""
-    words = (os.fsdecode(search) if isinstance(search, bytes) else search).lower().split()
+    words = search_words(search)
     if not words:
         return True
-    haystack = " ".join(os.fsdecode(f) if isinstance(f, bytes) else f for f in fields if f).lower()
+    haystack = _haystack(fields)
     return all(word in haystack for word in words)
+
+
+def search_words(search: str | bytes) -> list[str]:
+    """The words `search_matches` looks for, lowered."""
+    return (os.fsdecode(search) if isinstance(search, bytes) else search).lower().split()
+
+
+def _haystack(fields: tuple[str | bytes | None, ...]) -> str:
+    return " ".join(os.fsdecode(f) if isinstance(f, bytes) else f for f in fields if f).lower()
+
+
+# Surrogate escapes: how Python holds the bytes of a path that are not UTF-8 (see `path_to_db`).
+_UNENCODABLE = re.compile("[\ud800-\udfff]")
+
+
+def searchable(text: str) -> str:
+    """`text` as UTF-8 can hold it, one character at a time: a surrogate becomes a fixed ASCII
+    spelling. Character by character, so a substring stays a substring."""
+    return _UNENCODABLE.sub(lambda match: f"\\u{ord(match[0]):04x}", text)
+
+
+def search_index_text(*fields: str | bytes | None) -> str:
+    """What the search index holds for a track: the haystack of `search_matches`, through
+    `searchable`. A word that `search_matches` finds is, through `searchable`, a substring of
+    this text, so the index's candidates include every match whatever the case folding or the
+    encoding of the path. The index removes a track's entry by computing this again from the
+    old values: changing what it returns needs a migration that rebuilds the index."""
+    return searchable(_haystack(fields))
 
 
 @dataclass(frozen=True)

@@ -251,6 +251,30 @@ def _migration_9(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX embeddings_stored ON embeddings(backend, version, vector IS NULL)")
 
 
+# The text of a track in the search index, as `search_index_text` computes it (registered as an
+# SQL function on every connection of the store, see `Store.__init__`).
+_INDEX_TEXT = "track_search_text({0}.title, {0}.artist, {0}.album, {0}.genre, {0}.path)"
+
+
+def _migration_10(db: sqlite_utils.Database) -> None:
+    # A trigram index of what the track search looks in, so that a search reads the rows that hold
+    # its words instead of running the search on every track. The indexed text is computed
+    # (lowered, a non-UTF-8 path decoded as the search decodes it) and kept in the index's own
+    # table: an entry then leaves by its rowid alone. A contentless index would need the exact
+    # text it was indexed with to remove it, and any change to how the text is computed (a new
+    # Python's case folding, say) would leave entries nothing can remove.
+    db.execute("CREATE VIRTUAL TABLE track_search USING fts5(text, tokenize='trigram')")
+    db.execute(f"INSERT INTO track_search (rowid, text) SELECT id, {_INDEX_TEXT.format('tracks')} FROM tracks")
+    forget = "DELETE FROM track_search WHERE rowid = OLD.id;"
+    learn = f"INSERT INTO track_search (rowid, text) VALUES (NEW.id, {_INDEX_TEXT.format('NEW')});"
+    db.execute(f"CREATE TRIGGER track_search_insert AFTER INSERT ON tracks BEGIN {learn} END")
+    db.execute(f"CREATE TRIGGER track_search_delete AFTER DELETE ON tracks BEGIN {forget} END")
+    db.execute(
+        "CREATE TRIGGER track_search_update AFTER UPDATE OF id, title, artist, album, genre, path ON tracks"
+        f" BEGIN {forget} {learn} END"
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_1,
     _migration_2,
@@ -261,5 +285,6 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_7,
     _migration_8,
     _migration_9,
+    _migration_10,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager
 import sqlite_utils
 
 from mrs_tui.store.connection import LockedConnection
-from mrs_tui.store.records import Track, path_to_db
+from mrs_tui.store.records import Track, path_to_db, search_words, searchable
 from mrs_tui.store.schema import next_change
 
 # The library's order (NULL artists last), as the columns of the `tracks_library_order` index.
@@ -23,6 +23,20 @@ LIBRARY_ORDER = (
 LIBRARY_SORT = ", ".join(f"+{column}" for column in LIBRARY_ORDER.split(", "))
 # The shared track search inside a query: `search_matches` registered as an SQL function.
 SEARCH_CLAUSE = "track_matches(?, title, artist, album, genre, path)"
+# A search's rows: the tracks whose indexed text holds every long enough word (see migration 10),
+# a superset of what `SEARCH_CLAUSE` keeps. CROSS JOIN makes SQLite start from the index: asked
+# as `id IN (...)`, it prefers reading the whole table (or walking it in order to fill a page).
+INDEX_CANDIDATES = "track_search CROSS JOIN tracks ON tracks.id = track_search.rowid"
+INDEX_MATCH = "track_search MATCH ?"
+# A trigram index finds only words of at least three characters; shorter ones are left to the search.
+SHORTEST_INDEXED_WORD = 3
+
+
+def _index_query(search: str) -> str | None:
+    """The index query for the words of `search` it can look up (each a quoted phrase, all
+    required), None where there is none and every track is a candidate."""
+    terms = [term for term in map(searchable, search_words(search)) if len(term) >= SHORTEST_INDEXED_WORD]
+    return " AND ".join('"' + term.replace('"', '""') + '"' for term in terms) or None
 
 
 class TracksMixin:
@@ -76,8 +90,8 @@ class TracksMixin:
         search: str | None = None,
     ) -> list[Track]:
         """Tracks in the library's order; `search` keeps those `Track.matches`."""
-        where, params = self._track_filter(status=status, under=under, ids=ids, search=search)
-        sql = f"SELECT * FROM tracks {where} ORDER BY {LIBRARY_SORT}"
+        tables, where, params = self._track_filter(status=status, under=under, ids=ids, search=search)
+        sql = f"SELECT tracks.* FROM {tables} {where} ORDER BY {LIBRARY_SORT}"
         return [Track.from_row(row) for row in self.db.query(sql, params)]
 
     def track_page(
@@ -90,11 +104,11 @@ class TracksMixin:
     ) -> list[Track]:
         """Up to `limit` tracks in the library's order, starting right after `after` (keyset paging:
         an index seek, whatever the page's depth)."""
-        where, params = self._track_filter(status=status, search=search)
+        tables, where, params = self._track_filter(status=status, search=search)
         if after is not None:
             where += (" AND " if where else "WHERE ") + f"({LIBRARY_ORDER}) > (?, ?, ?, ?, ?, ?, ?)"
             params += list(after.order_key())
-        sql = f"SELECT * FROM tracks {where} ORDER BY {LIBRARY_ORDER} LIMIT ?"
+        sql = f"SELECT tracks.* FROM {tables} {where} ORDER BY {LIBRARY_ORDER} LIMIT ?"
         return [Track.from_row(row) for row in self.db.query(sql, [*params, int(limit)])]
 
     def _track_filter(
@@ -104,8 +118,10 @@ class TracksMixin:
         under: str | None = None,
         ids: Iterable[int] | None = None,
         search: str | None = None,
-    ) -> tuple[str, list]:
-        clauses, params = [], []
+    ) -> tuple[str, str, list]:
+        """The tables to select tracks from, the WHERE clause that keeps those asked for, and its
+        parameters."""
+        tables, clauses, params = "tracks", [], []
         if status is not None:
             statuses = [status] if isinstance(status, str) else list(status)
             clauses.append(f"status IN ({', '.join('?' for _ in statuses)})")
@@ -120,9 +136,14 @@ class TracksMixin:
             clauses.append("id IN (SELECT value FROM json_each(?))")
             params.append(json.dumps(id_list))
         if search and search.split():
+            index_query = _index_query(search)
+            if index_query:
+                tables = INDEX_CANDIDATES
+                clauses.append(INDEX_MATCH)
+                params.append(index_query)
             clauses.append(SEARCH_CLAUSE)
             params.append(path_to_db(search))  # a word typed in another encoding is bound as bytes
-        return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
+        return tables, (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
 
     def tracks_by_hash(self, content_hash: str) -> list[Track]:
         rows = self.db.query("SELECT * FROM tracks WHERE content_hash = ?", [content_hash])
