@@ -100,8 +100,8 @@ def search_index_text(*fields: str | bytes | None) -> str:
     """What the search index holds for a track: the haystack of `search_matches`, through
     `searchable`. A word that `search_matches` finds is, through `searchable`, a substring of
     this text, so the index's candidates include every match whatever the case folding or the
-    encoding of the path. The index removes a track's entry by computing this again from the
-    old values: changing what it returns needs a migration that rebuilds the index."""
+    encoding of the path. Changing what it returns leaves older entries as they were (they are
+    removed by rowid): a migration should then rebuild the index."""
     return searchable(_haystack(fields))
 
 
