@@ -19,8 +19,8 @@ import time
 
 from textual import events
 
-CHECK_EVERY = 0.5  # seconds
-QUICK_AFTER = 0.5  # seconds without a key or mouse event
+CHECK_EVERY = 0.1  # seconds
+QUICK_AFTER = 0.2  # seconds without a key or mouse event: a quick pass costs a few ms
 FULL_AFTER = 5.0
 FULL_AT_MOST_EVERY = 60.0
 
