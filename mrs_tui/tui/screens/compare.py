@@ -182,6 +182,7 @@ class CompareScreen(Screen):
         self.analysed: list[str] = []
         self.recommenders: list[str] | None = [engine.recommender]
         self.comparison: Comparison | None = None
+        self._prepared = False  # composed from `ready`: no comparison to start on mount
 
     def compose(self) -> ComposeResult:
         # A comparison computed before the screen was pushed is composed into the first layout:
