@@ -156,3 +156,53 @@ def test_the_app_collects_garbage_when_idle_and_leaves_the_collector_as_it_was(m
         assert gc.get_freeze_count() == 0
 
     asyncio.run(scenario())
+
+
+def test_titles_with_brackets_are_shown_as_written_everywhere(tmp_path):
+    """Music is full of "[Live]" and "[Remix]": they are titles, not markup (and "[/]" used to stop the app)."""
+    import numpy as np
+
+    from backends import embedding_version
+    from mrs_tui.config import Settings
+    from mrs_tui.store import Store
+    from mrs_tui.store.bulk import BulkTrack, write_bulk_history
+    from mrs_tui.tui import messages as msg
+    from mrs_tui.tui.app import create_app
+    from mrs_tui.tui.screens.queue import QueueScreen
+    from mrs_tui.tui.widgets.library import TrackList
+    from mrs_tui.tui.widgets.suggestions import SuggestionTable
+
+    title, artist = "Tune [Live] [/] at [b]Wembley", "[The] Band"
+    tracks = [BulkTrack(f"/m/{i}.flac", title if i == 0 else f"other {i}", artist, "rock") for i in range(6)]
+    vectors = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
+    with Store.open(tmp_path / "lib.db") as store:
+        write_bulk_history(store, tracks, {("mfcc", embedding_version("mfcc")): vectors}, [], source="app")
+
+    async def scenario():
+        log = []
+        app = create_app(
+            db_path=tmp_path / "lib.db", settings=Settings(backend="mfcc"), index_on_start=False, player=None
+        )
+        async with app.run_test(size=(160, 50), message_hook=log.append) as pilot:
+            while not any(isinstance(m, msg.EngineReady) for m in log):
+                await pilot.pause(0.05)
+            library = app.screen.query_one(TrackList)
+            library.focus()
+            await pilot.pause(0.3)
+            while app.screen.query_one(SuggestionTable).row_count == 0:
+                await pilot.pause(0.05)
+            await pilot.pause(0.3)
+            text = "\n".join(screen_text(app))
+            assert f"Title  {title}" in text and f"Artist {artist}" in text  # the details pane
+            nextup = app.screen.query_one("#nextup-mode").render()  # wrapped on screen: its own text
+            assert f"seed: {title}" in getattr(nextup, "plain", str(nextup))
+            track = library.tracks[library.selected_track_id]
+            app.queue_track(track, why="a test")
+            await pilot.pause(0.3)
+            queued = [n for n in app._notifications if n.message.startswith("queued: ")]
+            assert queued and title in queued[0].message and not queued[0].markup
+            app.push_screen(QueueScreen())
+            await pilot.pause(0.5)
+            assert title in "\n".join(screen_text(app))
+
+    asyncio.run(scenario())

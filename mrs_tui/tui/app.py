@@ -140,6 +140,11 @@ class MrsTuiApp(
         self.start_job_clock()
         self.start_idle_collection()
 
+    def notify(self, message: str, *, title: str = "", severity="information", timeout=None, markup=True) -> None:
+        # Notifications carry track titles, file and playlist names, never markup: "Song [Live]"
+        # keeps its brackets, and a title holding "[/]" cannot stop the app.
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+
     @property
     def main(self) -> MainScreen | None:
         """The main screen, or None while the app is starting or shutting down (late messages)."""

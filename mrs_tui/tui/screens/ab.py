@@ -14,6 +14,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Header, Label, Static
 
+from mrs_tui.tui.widgets.cells import literal
 from mrs_tui.tui.widgets.footer import KeyFooter
 
 if TYPE_CHECKING:
@@ -81,8 +82,10 @@ class BlindScreen(Screen):
     def new_round(self) -> None:
         self.decided = False
         self.query_one("#ab-prompt", Static).update(
-            f"Which list would you rather hear after {self.seed.describe(self.engine.store)}? "
-            "1: left · 2: right · =: the same. The names are shown after you choose."
+            literal(
+                f"Which list would you rather hear after {self.seed.describe(self.engine.store)}? "
+                "1: left · 2: right · =: the same. The names are shown after you choose."
+            )
         )
         self.query_one("#ab-result", Static).update("")
         self.make_round()
@@ -103,7 +106,7 @@ class BlindScreen(Screen):
             )
             items = column.result.items if column.result is not None else []
             for rank, item in enumerate(items, 1):
-                table.add_row(str(rank), item.track.display_title, item.track.artist or "")
+                table.add_row(str(rank), literal(item.track.display_title), literal(item.track.artist or ""))
             if not items:
                 table.add_row("", column.error or "no suggestions", "")
 

@@ -70,7 +70,7 @@ class SeedPicker(ModalScreen[int | None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label("Compare for… (enter picks)")
-            yield OptionList(*(Option(label, id=str(i)) for i, label in enumerate(self.labels)))
+            yield OptionList(*(Option(Text(label), id=str(i)) for i, label in enumerate(self.labels)))
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(int(event.option.id))
@@ -193,7 +193,7 @@ class CompareScreen(Screen):
         result = self._accept(ready) if ready is not None and ready.comparison is not None else None
         yield Header()
         title = self.title_text(result) if result else (ready.error if ready else None) or "comparing…"
-        yield Static(title, id="compare-title")
+        yield Static(title, id="compare-title", markup=False)
         with VerticalScroll(id="compare-body"):
             with HorizontalScroll(id="columns"):
                 if result is not None:

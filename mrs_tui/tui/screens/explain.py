@@ -65,7 +65,7 @@ class ExplainScreen(ModalScreen):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="explain-box"):
-            yield Static("working out why…", id="explain-text")
+            yield Static("working out why…", id="explain-text", markup=False)  # titles, not markup
 
     def on_mount(self) -> None:
         self.query_one("#explain-box").border_title = "Why this track · esc closes"

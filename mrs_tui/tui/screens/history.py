@@ -18,6 +18,7 @@ from textual.widgets import DataTable, Header, Static
 
 from mrs_tui.tui.keymap import RemappableBindings
 from mrs_tui.tui.screens.queue import NamePrompt
+from mrs_tui.tui.widgets.cells import literal
 from mrs_tui.tui.widgets.footer import KeyFooter
 
 SOURCES = {"app": "played here", "demo": "generated demo"}
@@ -147,8 +148,8 @@ class HistoryScreen(RemappableBindings, Screen):
             table.add_row(
                 time.strftime("%H:%M:%S", time.localtime(p["at"])),
                 p["event"],
-                p["artist"],
-                p["title"],
+                literal(p["artist"]),
+                literal(p["title"]),
                 key=str(p["id"]),
             )
 

@@ -22,6 +22,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from mrs_tui.tui.keymap import RemappableBindings
 from mrs_tui.tui.screens.prompts import ConfirmPrompt
 from mrs_tui.tui.screens.queue import NamePrompt
+from mrs_tui.tui.widgets.cells import literal
 
 
 @dataclass
@@ -109,7 +110,7 @@ class PlaylistsScreen(RemappableBindings, Screen):
         table = self.names
         table.clear()
         for name, ids in self.playlists:
-            table.add_row(name, str(len(ids)), key=name)
+            table.add_row(literal(name), str(len(ids)), key=name)
         wanted = message.select or current
         names = [name for name, _ids in self.playlists]
         if wanted in names:
@@ -147,7 +148,7 @@ class PlaylistsScreen(RemappableBindings, Screen):
         for index, track_id in enumerate(self.current_ids()):
             track = self.app.track_info(track_id)
             title = track.display_title if track else f"track {track_id} (not in the library)"
-            table.add_row(str(index + 1), title, (track.artist or "") if track else "")
+            table.add_row(str(index + 1), literal(title), literal((track.artist or "") if track else ""))
         if table.row_count:
             table.move_cursor(row=min(keep, table.row_count - 1))
         name = self.current_name()

@@ -11,6 +11,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Header, Input, Static
 
 from mrs_tui.tui.keymap import RemappableBindings
+from mrs_tui.tui.widgets.cells import literal
 from mrs_tui.tui.widgets.footer import KeyFooter
 
 if TYPE_CHECKING:
@@ -73,8 +74,8 @@ class QueueScreen(RemappableBindings, Screen):
             table.add_row(
                 str(index + 1),
                 mark,
-                track.display_title if track else f"track {entry.track_id}",
-                (track.artist or "") if track else "",
+                literal(track.display_title if track else f"track {entry.track_id}"),
+                literal((track.artist or "") if track else ""),
                 Text(entry.why, overflow="ellipsis", no_wrap=True),
                 key=str(entry.uid),
             )

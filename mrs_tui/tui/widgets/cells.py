@@ -1,8 +1,10 @@
-"""Text cut to terminal cells, for the widgets that draw their own lines."""
+"""Cells of text: cut to terminal cells for the widgets that draw their own lines, and user
+text kept literal for the widgets that read markup."""
 
 from __future__ import annotations
 
 from rich.cells import cell_len, set_cell_size
+from rich.text import Text
 
 
 def fit(text: str, width: int) -> str:
@@ -19,3 +21,10 @@ def fit(text: str, width: int) -> str:
     if width == 1:
         return "…"
     return set_cell_size(text, width - 1) + "…"
+
+
+def literal(text: str) -> Text:
+    """User text (a title, an artist, a file or playlist name) for a widget that reads markup
+    in plain strings: shown as written. "Song [Live]" would otherwise lose its brackets, and a
+    title holding "[/]" would stop the screen with a markup error."""
+    return Text(text)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 from textual.widgets import Static
 
+from mrs_tui.tui.widgets.cells import literal
 from mrs_tui.tui.widgets.library import fmt_duration
 
 if TYPE_CHECKING:
@@ -29,10 +30,10 @@ class TrackDetails(Static):
         grid = Table.grid(padding=(0, 1))
         grid.add_column(style="bold", no_wrap=True)
         grid.add_column()
-        grid.add_row("Title", track.display_title)
-        grid.add_row("Artist", track.artist or "—")
-        grid.add_row("Album", " · ".join(filter(None, (track.album, track.year))) or "—")
-        grid.add_row("Genre", track.genre or "—")
+        grid.add_row("Title", literal(track.display_title))
+        grid.add_row("Artist", literal(track.artist or "—"))
+        grid.add_row("Album", literal(" · ".join(filter(None, (track.album, track.year))) or "—"))
+        grid.add_row("Genre", literal(track.genre or "—"))
         grid.add_row("Length", fmt_duration(track.duration))
         if facts is None:
             grid.add_row("Played", "…")
@@ -40,8 +41,8 @@ class TrackDetails(Static):
             plays = facts.plays
             grid.add_row("Played", f"{plays} time{'s' if plays != 1 else ''}" if plays else "never (a new track)")
             if facts.sounds_like:
-                grid.add_row("Sounds like", ", ".join(facts.sounds_like[:5]))
+                grid.add_row("Sounds like", literal(", ".join(facts.sounds_like[:5])))
         status = track.status if track.status != "failed" else f"failed: {track.error}"
-        grid.add_row("Status", status)
-        grid.add_row("File", track.display_path)
+        grid.add_row("Status", literal(status))
+        grid.add_row("File", literal(track.display_path))
         self.update(grid, layout=False)

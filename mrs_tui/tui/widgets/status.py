@@ -8,6 +8,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Label, ProgressBar
 
+from mrs_tui.tui.widgets.cells import literal
 from mrs_tui.tui.widgets.library import fmt_duration
 
 if TYPE_CHECKING:
@@ -89,11 +90,11 @@ class PlayerBar(Horizontal):
 
     def playing(self, title: str) -> None:
         self.title_text = title
-        self.query_one("#player-title", Label).update(f"▶ {title}")
+        self.query_one("#player-title", Label).update(literal(f"▶ {title}"))
 
     def set_paused(self, paused: bool) -> None:
         title = getattr(self, "title_text", "")
-        self.query_one("#player-title", Label).update(f"{'⏸' if paused else '▶'} {title}")
+        self.query_one("#player-title", Label).update(literal(f"{'⏸' if paused else '▶'} {title}"))
 
     def set_volume(self, volume: float) -> None:
         self.query_one("#player-volume", Label).update(f"vol {volume:.0%}")

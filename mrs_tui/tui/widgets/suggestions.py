@@ -65,9 +65,9 @@ class NextUp(Vertical):
     """
 
     def compose(self) -> ComposeResult:
-        yield Note("Select a track to see what could come next.", id="nextup-mode")
+        yield Note("Select a track to see what could come next.", id="nextup-mode", markup=False)
         yield SuggestionTable(id="suggestions")
-        yield Note("", id="nextup-reason")
+        yield Note("", id="nextup-reason", markup=False)
 
     @property
     def table(self) -> SuggestionTable:
