@@ -68,3 +68,37 @@ def test_the_queue_screen_marks_the_current_entry_playing_or_stopped(db):
             await wait_for(pilot, lambda: marks() == ["·", "■"])
 
     asyncio.run(go())
+
+
+def test_the_radio_comes_back_after_a_restart_and_stays_off_once_stopped(db):
+    async def run(action):
+        app, player = make_app(db)
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot, app)
+            result = await action(app, pilot)
+            await pilot.press("q")
+        return result
+
+    async def start(app, pilot):
+        ids = app.main.library.visible_track_ids
+        await pilot.press("R")  # a radio from the highlighted track
+        await wait_for(pilot, lambda: app.radio is not None and app.queue.entries)
+        return ids[0], app.radio.seed_label
+
+    seed, label = asyncio.run(run(start))
+
+    async def restored(app, pilot):
+        await wait_for(pilot, lambda: app.radio is not None)
+        assert app.radio.seeds == [seed] and app.radio.seed_label == label
+        assert any(f"the radio from {label} is back" in n.message for n in app._notifications)
+        app.stop_radio()
+        await wait_for(pilot, lambda: app.engine.store.saved_radio() is None)
+
+    asyncio.run(run(restored))
+
+    async def stays_off(app, pilot):
+        await wait_for(pilot, lambda: app.queue.entries)  # the queue itself still comes back
+        await pilot.pause(0.3)
+        assert app.radio is None
+
+    asyncio.run(run(stays_off))

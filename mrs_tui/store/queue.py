@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ class QueueMixin:
 
     def write(self) -> AbstractContextManager[LockedConnection]: ...  # provided by Store
 
+    def tracks(self, *, ids=None, **filters) -> list: ...  # provided by Store (TracksMixin)
+
     def save_queue(self, entries: Sequence[SavedQueueEntry], position: int) -> None:
         """Replace the saved queue with `entries`, the one at `position` playing (-1: none yet)."""
         with self.write() as conn:
@@ -40,6 +43,29 @@ class QueueMixin:
                 "INSERT INTO queue_state (id, position) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET position = ?",
                 [position, position],
             )
+
+    def save_radio(self, seeds: Sequence[int] | None, label: str = "") -> None:
+        """Remember the radio filling the queue (its seed tracks and label); None: no radio."""
+        value = json.dumps([int(s) for s in seeds]) if seeds else None
+        with self.write() as conn:
+            conn.execute(
+                """INSERT INTO queue_state (id, position, radio_seeds, radio_label) VALUES (1, -1, ?, ?)
+                   ON CONFLICT(id) DO UPDATE SET radio_seeds = excluded.radio_seeds, radio_label = excluded.radio_label""",
+                [value, label if seeds else None],
+            )
+
+    def saved_radio(self) -> tuple[list[int], str] | None:
+        """The remembered radio's seeds that are still in the library, and its label; None: none."""
+        row = self.conn.execute("SELECT radio_seeds, radio_label FROM queue_state WHERE id = 1").fetchone()
+        if row is None or not row[0]:
+            return None
+        try:
+            wanted = [int(s) for s in json.loads(row[0])]
+        except (ValueError, TypeError):
+            return None  # not ours to trust: the radio simply stays off
+        present = {t.id for t in self.tracks(ids=wanted)}
+        seeds = [s for s in wanted if s in present]
+        return (seeds, row[1] or "") if seeds else None
 
     def saved_queue(self) -> tuple[list[SavedQueueEntry], int]:
         """The saved entries in order, and the position of the one that was playing (-1: none)."""

@@ -275,6 +275,13 @@ def _migration_10(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migration_11(db: sqlite_utils.Database) -> None:
+    # The radio that was filling the queue, so that it fills it again after a restart: its seed
+    # tracks (a JSON list; NULL: no radio) and what the queue says it is "radio from".
+    db.execute("ALTER TABLE queue_state ADD COLUMN radio_seeds TEXT")
+    db.execute("ALTER TABLE queue_state ADD COLUMN radio_label TEXT")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_1,
     _migration_2,
@@ -286,5 +293,6 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_8,
     _migration_9,
     _migration_10,
+    _migration_11,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -62,6 +62,7 @@ class RadioRefilled(Message):
 class QueueRestored(Message):
     entries: list  # SavedQueueEntry, in order
     position: int
+    radio: Radio | None = None  # the radio that was filling it, rebuilt from its saved seeds
 
 
 class PlaybackMixin:
@@ -291,12 +292,18 @@ class PlaybackMixin:
         else:
             radio = Radio(self.engine, self.queue, seeds, seed_label=label)
         self.radio = radio
+        self.engine.store.save_radio(radio.seeds, radio.seed_label)  # it fills the queue after a restart too
         report = radio.refill(force=True, add=False)
         self.post_message(RadioRefilled(report, advance=self.player is None or not self.player.playing))
 
     def stop_radio(self) -> None:
         self.radio = None
+        self._forget_radio()
         self.notify("radio off; the queue stays")
+
+    @work(thread=True, exclusive=True, group="radio", exit_on_error=False)
+    def _forget_radio(self) -> None:
+        self.engine.store.save_radio(None)
 
     def refill_radio(self, *, advance: bool) -> None:
         if self.radio is not None and self.engine is not None:
@@ -394,12 +401,27 @@ class PlaybackMixin:
 
     @work(thread=True, exclusive=True, group="queue-restore", exit_on_error=False)
     def _restore_queue(self) -> None:
-        entries, position = self.engine.store.saved_queue()
-        if entries:
-            self.post_message(QueueRestored(entries, position))
+        from mrs_tui.errors import UserError
+        from mrs_tui.radio import Radio
+
+        store = self.engine.store
+        entries, position = store.saved_queue()
+        radio = None
+        if (saved := store.saved_radio()) is not None:
+            try:
+                radio = Radio(self.engine, self.queue, saved[0], seed_label=saved[1] or None)
+            except UserError:
+                radio = None
+        if entries or radio is not None:
+            self.post_message(QueueRestored(entries, position, radio))
 
     def on_queue_restored(self, message: QueueRestored) -> None:
-        if self.queue.entries:  # the user started a new one meanwhile: theirs stays
+        if self.queue.entries or self.radio is not None:  # the user started a new one meanwhile: theirs stays
+            return
+        if message.radio is not None:
+            self.radio = message.radio  # it refills the queue when it runs low, as before the restart
+            self.notify(f"the radio from {message.radio.seed_label} is back (it fills the queue as it plays)")
+        if not message.entries:
             return
         self.queue.entries = [
             QueueEntry(e.track_id, why=e.why, rule=e.rule, source=e.source, score=e.score) for e in message.entries
