@@ -24,7 +24,7 @@ def screen_rows(screen: JobsScreen) -> dict[str, list[str]]:
     return {str(key.value): [str(cell) for cell in table.get_row(key)] for key in table.rows}
 
 
-def test_the_watch_is_listed_and_cancelling_it_stops_it(tmp_path):
+def test_the_watch_is_listed_cancelling_it_stops_it_and_the_next_scan_starts_it_again(tmp_path):
     root = tmp_path / "music"
     make_library(root, styles=("techno",), per_style=2, seconds=2.0, formats=(".flac",))
 
@@ -42,9 +42,15 @@ def test_the_watch_is_listed_and_cancelling_it_stops_it(tmp_path):
             assert screen_rows(screen)["watch"][0] == f"Watching {root.resolve()}"
             await pilot.press("x")
             await wait_for(pilot, lambda: "watch" not in screen_rows(screen))
-            assert app.stop_watch.is_set()
-            assert not any(w.group == "watch" and not w.is_finished for w in app.workers)
+            await wait_for(pilot, lambda: not any(w.group == "watch" and not w.is_finished for w in app.workers))
             assert "no job is running" in str(screen.query_one("#jobs-title").render())
+            assert any("i scans the folders and watches them again" in n.message for n in app._notifications)
+
+            # The next scan starts the watch again (it used to stay off until a restart).
+            await wait_for(pilot, lambda: app.stop_watch is None)
+            await pilot.press("1", "i")
+            await wait_for(pilot, lambda: any(w.group == "watch" and not w.is_finished for w in app.workers))
+            await wait_for(pilot, lambda: app.watch_ready.is_set())
 
     asyncio.run(go())
 

@@ -40,7 +40,7 @@ class JobsMixin:
 
     def _canceller(self, worker: Worker):
         if worker.group == "watch":
-            return self.stop_watching
+            return lambda: self.stop_watching(by_user=True)
         if worker.name == "apply_import":  # one transaction: it cannot stop half way
             return None
         return worker.cancel

@@ -1,6 +1,7 @@
 """The app's watch on its library folders: new files are analysed and suggested without a key press.
 
-The watch starts once the first scan is over; a file that arrived after that scan started
+The watch starts once the first scan is over, and again after any later scan if it was
+stopped (cancelled on the jobs screen); a file that arrived after that scan started
 but before the watch was in place would be seen by neither, so when the watch is ready the
 folders are walked once for audio files changed since the scan started (a stat per file, no
 database) and those go through the same path as the watch's own batches.
@@ -57,7 +58,11 @@ class WatchMixin:
                 if missed:
                     changed(missed)
 
-        watch_folders(folders, changed, stop, on_ready=ready)
+        try:
+            watch_folders(folders, changed, stop, on_ready=ready)
+        finally:
+            if self.stop_watch is stop:  # stopped (a cancel from the jobs screen): it may start again
+                self.stop_watch = None
 
     def on_library_files_changed(self, message: LibraryFilesChanged) -> None:
         if self.indexing:  # started meanwhile: it will see the files itself
@@ -70,7 +75,9 @@ class WatchMixin:
     def on_unmount(self) -> None:
         self.stop_watching()  # the watch thread polls this event: the app can exit
 
-    def stop_watching(self) -> None:
+    def stop_watching(self, *, by_user: bool = False) -> None:
         stop = getattr(self, "stop_watch", None)
         if stop is not None:
             stop.set()
+            if by_user:
+                self.notify("the watch is off until the next scan: i scans the folders and watches them again")
