@@ -72,7 +72,7 @@ def test_the_queue_screen_marks_the_current_entry_playing_or_stopped(db):
 
 def test_the_radio_comes_back_after_a_restart_and_stays_off_once_stopped(db):
     async def run(action):
-        app, player = make_app(db)
+        app, _player = make_app(db)
         async with app.run_test(size=SIZE) as pilot:
             await ready(pilot, app)
             result = await action(app, pilot)
