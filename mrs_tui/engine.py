@@ -102,6 +102,17 @@ class _FittedModel:
     hot_tracks: set[int] = field(default_factory=set)  # what the model's hot mask says, as track ids
 
 
+def _hot_mask(catalogue: Catalogue, mask: np.ndarray, was_hot: set[int], now_hot: set[int]) -> np.ndarray:
+    """A copy of `mask` (over the catalogue's items, true where `was_hot`) true where `now_hot`:
+    only the tracks that changed are touched, so after a play it costs the play, not the history."""
+    index_of = catalogue.index_of
+    hot = mask.copy()
+    for track_id in now_hot ^ was_hot:
+        if track_id in index_of:
+            hot[index_of[track_id]] = track_id in now_hot
+    return hot
+
+
 @dataclass(frozen=True)
 class TrainOutcome:
     """What became of one model in a training job."""
@@ -409,12 +420,9 @@ class Engine:
                 return cached.model
             if cached is not None and cached.key[:2] == key[:2] and hasattr(cached.model, "refit_history"):
                 # Only plays changed: vectors and index stay; the hot items follow the new plays alone.
-                index_of = catalogue.index_of
                 now_hot = self.history.hot_tracks.current()
-                hot = cached.model.hot_mask.copy()
-                for track_id in now_hot ^ cached.hot_tracks:
-                    if track_id in index_of:
-                        hot[index_of[track_id]] = track_id in now_hot
+                hot = _hot_mask(catalogue, cached.model.hot_mask, cached.hot_tracks, now_hot)
+                index_of = catalogue.index_of
                 cached.model.refit_history(hot, lambda: self.history.data(index_of).interactions)
                 cached.key, cached.hot_tracks = key, now_hot
                 return cached.model
@@ -427,9 +435,7 @@ class Engine:
             hot_tracks: set[int] = set()
             if hasattr(model, "refit_history"):  # later plays update the mask from this set
                 hot_tracks = self.history.hot_tracks.current()
-                index_of = catalogue.index_of
-                hot = np.zeros(len(catalogue), bool)
-                hot[[index_of[t] for t in hot_tracks if t in index_of]] = True
+                hot = _hot_mask(catalogue, np.zeros(len(catalogue), bool), set(), hot_tracks)
                 model.refit_history(hot, lambda: data.interactions)
             self._models[cache_key] = _FittedModel(model, key, hot_tracks)
             return model
