@@ -71,7 +71,7 @@ class PlaysMixin:
         """(how many plays, the highest play id): together they tell an addition from a deletion."""
         # Two statements: together in one, SQLite gives up both shortcuts and reads every play.
         count = self.conn.execute("SELECT count(*) FROM plays").fetchone()[0]
-        return count, self.conn.execute("SELECT coalesce(max(id), 0) FROM plays").fetchone()[0]
+        return count, self.last_play_id()
 
     def last_events(self, pairs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], str]:
         """The latest event of each (session, track) pair that has one (read through the session's index)."""
