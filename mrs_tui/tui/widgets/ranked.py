@@ -98,7 +98,7 @@ class RankedList(ScrollView, can_focus=True):
         self._widths = []
         self.set_reactive(RankedList.cursor_row, 0)
         if not self.is_mounted:  # filled before mounting: drawn with its first paint, sized for it
-            self.set_reactive(ScrollView.virtual_size, Size(0, len(self.rows) + 1))
+            self.set_reactive(ScrollView.virtual_size, self._content_size())
             return
         self.scroll_to(y=0, animate=False)
         self._rows_changed()
@@ -158,9 +158,13 @@ class RankedList(ScrollView, can_focus=True):
 
     # -- rendering -------------------------------------------------------------------------------
 
+    def _content_size(self) -> Size:
+        # The rows and the header line; no sideways scrolling: the flex column shrinks instead.
+        return Size(0, len(self.rows) + 1)
+
     def _rows_changed(self) -> None:
         self._widths = []
-        self.virtual_size = Size(0, len(self.rows) + 1)  # no sideways scrolling: the flex column shrinks
+        self.virtual_size = self._content_size()
         self.refresh()
 
     def column_widths(self, width: int) -> list[int]:
@@ -226,4 +230,4 @@ class RankedList(ScrollView, can_focus=True):
 
     def on_resize(self) -> None:
         self._widths = []
-        self.virtual_size = Size(0, len(self.rows) + 1)  # no sideways scrolling: the flex column shrinks
+        self.virtual_size = self._content_size()
