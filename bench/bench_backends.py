@@ -163,6 +163,15 @@ def measure(name: str, folder: str | None, args: argparse.Namespace) -> dict:
 # -- driver --------------------------------------------------------------------------------
 
 
+def add_child_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags a script's child runs take (hidden from --help): `--write NAME FOLDER` writes a
+    checkpoint of `--size`, `--worker NAME` measures one model, with `--weights` from a write."""
+    parser.add_argument("--write", nargs=2, metavar=("NAME", "FOLDER"), help=argparse.SUPPRESS)
+    parser.add_argument("--size", default="real", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", metavar="NAME", help=argparse.SUPPRESS)
+    parser.add_argument("--weights", help=argparse.SUPPRESS)
+
+
 def _subprocess(argv: list[str], timeout: float, script: str = __file__) -> subprocess.CompletedProcess:
     """`script` (this file by default) again in a fresh interpreter, on this checkout's code."""
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -254,10 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny models and short clips: checks the script runs")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed per backend")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    parser.add_argument("--write", nargs=2, metavar=("NAME", "FOLDER"), help=argparse.SUPPRESS)
-    parser.add_argument("--size", default="real", help=argparse.SUPPRESS)
-    parser.add_argument("--worker", metavar="NAME", help=argparse.SUPPRESS)
-    parser.add_argument("--weights", help=argparse.SUPPRESS)
+    add_child_arguments(parser)
     args = parser.parse_args(argv)
     args.seconds = args.seconds or (5.0 if args.quick else 30.0)
     args.batches = sorted({int(b) for b in (args.batches or ("1,2" if args.quick else "1,2,4")).split(",")} | {1})

@@ -36,7 +36,7 @@ for path in (ROOT, Path(__file__).resolve().parent):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from bench_backends import _clips, _peak_rss_mb, _rss_mb, _subprocess  # noqa: E402
+from bench_backends import _clips, _peak_rss_mb, _rss_mb, _subprocess, add_child_arguments  # noqa: E402
 
 # (label, backend, options) of the heavy backends that take a precision option.
 TARGETS = {
@@ -189,10 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--timeout", type=float, default=3600)
     parser.add_argument("--json", metavar="PATH")
-    parser.add_argument("--write", nargs=2, metavar=("LABEL", "FOLDER"), help=argparse.SUPPRESS)
-    parser.add_argument("--size", default="real", help=argparse.SUPPRESS)
-    parser.add_argument("--worker", metavar="LABEL", help=argparse.SUPPRESS)
-    parser.add_argument("--weights", help=argparse.SUPPRESS)
+    add_child_arguments(parser)
     args = parser.parse_args(argv)
     args.seconds = args.seconds or (5.0 if args.quick else 30.0)
     args.precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
