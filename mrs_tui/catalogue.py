@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mrs_tui.checked_files import note_checked, was_checked
 from mrs_tui.store import Store
 
 CACHE_FORMAT = 2
@@ -67,6 +68,10 @@ class Catalogue:
     _graph_builder: threading.Thread | None = field(default=None, repr=False)
     graph_error: str | None = None  # why the last background build failed (searches stay exact)
     _generation: int = field(default=0, repr=False)  # moves on every rebuild: a graph of older items is void
+    # (checksum, items, generation): the checksum of the first `items` items as a cache file has
+    # them, known from reading or writing that file. A graph file written beside the same items
+    # names the same checksum, so it is known to hold them without comparing every vector.
+    _known_prefix: tuple[str, int, int] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __len__(self) -> int:
@@ -200,6 +205,13 @@ class Catalogue:
             "track_ids": digest.hexdigest(),
         }
 
+    def _prefix_checksum(self, items: int) -> str | None:
+        """The cache checksum of exactly the first `items` items, where a cache file told it."""
+        known = self._known_prefix
+        if known is None or known[1] != items or known[2] != self._generation:
+            return None
+        return known[0]
+
     def _write_graph(self, folder: Path) -> Path | None:
         """Write the graph (atomically) with what it holds; None when it cannot be written."""
         import faiss
@@ -209,6 +221,7 @@ class Catalogue:
             if graph is None or graph.ntotal == self._graph_saved:
                 return None
             facts = self._graph_facts(graph.ntotal)
+            facts["vectors"] = self._prefix_checksum(graph.ntotal)
             data = faiss.serialize_index(graph)
         path = self.graph_path(folder)
         tmp = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -226,32 +239,45 @@ class Catalogue:
         return path
 
     def graph_file_matches(self, folder: Path) -> bool:
-        """Whether the graph file in `folder` is sound and holds this catalogue's first items."""
-        return self._read_graph(folder) is not None
+        """Whether the graph file in `folder` is sound and holds this catalogue's first items
+        (read whole and every vector compared, whatever an earlier check noted)."""
+        return self._read_graph(folder, trust_checked=False) is not None
 
-    def _read_graph(self, folder: Path):
-        """The graph file's index if it is sound and holds the first items of this catalogue, else None."""
+    def _read_graph(self, folder: Path, *, trust_checked: bool = True):
+        """The graph file's index if it is sound and holds the first items of this catalogue, else None.
+
+        With `trust_checked`, a file unchanged since a full check passed is not hashed again, and
+        a graph written beside the cache file these items came from is not compared vector by
+        vector (at a million tracks each costs seconds).
+        """
         import faiss
 
         path = self.graph_path(folder)
         try:
             facts = json.loads(path.with_name(path.name + ".json").read_text())
-            if facts != {**self._graph_facts(int(facts["items"])), "file_digest": facts["file_digest"]}:
+            expected = {**self._graph_facts(int(facts["items"])), "file_digest": facts["file_digest"]}
+            if {key: value for key, value in facts.items() if key != "vectors"} != expected:
                 return None  # another database, other items, another format
-            digest = hashlib.blake2b(digest_size=16)
-            with path.open("rb") as file:
-                while chunk := file.read(1 << 24):
-                    digest.update(chunk)
-            if digest.hexdigest() != facts["file_digest"]:
-                return None  # damaged or replaced: built again (damaged links could crash a search)
+            checked = trust_checked and was_checked(path, facts["file_digest"])
+            if not checked:
+                digest = hashlib.blake2b(digest_size=16)
+                with path.open("rb") as file:
+                    while chunk := file.read(1 << 24):
+                        digest.update(chunk)
+                if digest.hexdigest() != facts["file_digest"]:
+                    return None  # damaged or replaced: built again (damaged links could crash a search)
             graph = faiss.read_index(str(path))
             if graph.ntotal != facts["items"] or graph.d != self.dim or graph.ntotal > len(self):
                 return None
-            # The same track ids may hold other vectors (a track re-analysed since): compare them all.
-            storage = faiss.downcast_index(graph.storage)
-            stored = faiss.rev_swig_ptr(storage.get_xb(), graph.ntotal * graph.d)
-            if not np.array_equal(np.asarray(stored).reshape(graph.ntotal, graph.d), self.unit[: graph.ntotal]):
-                return None
+            known = self._prefix_checksum(graph.ntotal)
+            if not (trust_checked and known is not None and facts.get("vectors") == known):
+                # The same track ids may hold other vectors (a track re-analysed since): compare them all.
+                storage = faiss.downcast_index(graph.storage)
+                stored = faiss.rev_swig_ptr(storage.get_xb(), graph.ntotal * graph.d)
+                if not np.array_equal(np.asarray(stored).reshape(graph.ntotal, graph.d), self.unit[: graph.ntotal]):
+                    return None
+            if not checked:
+                note_checked(path, facts["file_digest"])
         except Exception:  # missing, truncated, not JSON, not an index...: built again
             return None
         graph.hnsw.efSearch = HNSW_EF_SEARCH
@@ -294,6 +320,7 @@ class Catalogue:
             self._graph_saved = 0
             self._graph_looked = True  # a graph file on disk holds the old items
             self._generation += 1
+            self._known_prefix = None
         return len(ids)
 
     def _append(self, ids: np.ndarray, matrix: np.ndarray) -> None:
@@ -338,6 +365,7 @@ class Catalogue:
         """Write the cache (atomically); None when it cannot be written: it is only a cache."""
         path = self.cache_path(folder, self.backend, self.version)
         tmp = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npz")  # writers never share one
+        checksum = self.checksum()
         try:
             folder.mkdir(parents=True, exist_ok=True)
             if path.is_dir() and not path.is_symlink():
@@ -348,19 +376,23 @@ class Catalogue:
                 vectors=self.vectors,
                 last_change=np.int64(self.last_change),
                 database_uid=np.str_(self.database_uid),
-                checksum=np.str_(self.checksum()),
+                checksum=np.str_(checksum),
             )
             tmp.replace(path)
         except OSError:
             tmp.unlink(missing_ok=True)
             return None
         self.folder = folder
+        self._known_prefix = (checksum, len(self), self._generation)
         self._write_graph(folder)
         return path
 
     @classmethod
-    def read_cache(cls, path: Path, backend: str, version: str) -> Catalogue | None:
-        """The catalogue a cache file holds, or None when it is missing or damaged in any way."""
+    def read_cache(cls, path: Path, backend: str, version: str, *, trust_checked: bool = True) -> Catalogue | None:
+        """The catalogue a cache file holds, or None when it is missing or damaged in any way.
+
+        With `trust_checked`, a file unchanged since a full check passed is not hashed again.
+        """
         try:
             with np.load(path, allow_pickle=False) as data:
                 catalogue = cls(backend, version)
@@ -371,8 +403,13 @@ class Catalogue:
                 stored = str(data["checksum"])
         except Exception:  # truncated, not a zip, a folder, an old format...: it is rebuilt
             return None
-        if stored != catalogue.checksum() or catalogue.vectors.ndim != 2:
+        if catalogue.vectors.ndim != 2:
             return None
+        if not (trust_checked and was_checked(path, stored)):
+            if stored != catalogue.checksum():
+                return None
+            note_checked(path, stored)
+        catalogue._known_prefix = (stored, len(catalogue), catalogue._generation)
         return catalogue
 
     @classmethod

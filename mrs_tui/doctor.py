@@ -105,7 +105,7 @@ def _check_caches(store, data_folder: Path, report: Diagnosis) -> None:
         if key is None:
             report.findings.append(Finding("cache", path.name, "orphan", "no vectors of that model are stored", path))
             continue
-        cached = Catalogue.read_cache(path, *key)
+        cached = Catalogue.read_cache(path, *key, trust_checked=False)
         fresh = rebuilt[key] = Catalogue(*key)
         fresh.rebuild(store)
         if cached is None:

@@ -127,6 +127,10 @@ def test_the_graph_is_saved_reloaded_and_rebuilt_when_damaged_or_stale(engine, t
     other = reload()
     other.vectors = other.vectors[::-1].copy()
     other._unit = None
+    other._known_prefix = None  # these are no longer the vectors of the cache file beside the graph
+    assert other._read_graph(folder) is None
+    # ...nor when they come from a cache file written since, beside which the graph was not.
+    other.save(tmp_path / "elsewhere")
     assert other._read_graph(folder) is None
 
 
@@ -190,3 +194,110 @@ def test_doctor_checks_the_graphs_and_rebuilds_a_damaged_one(engine, monkeypatch
     assert doctor("--check-only") == {graph.name: "orphan"}
     doctor()
     assert not graph.exists() and not graph.with_name(graph.name + ".json").exists()
+
+
+class _CountingBlake2b:
+    """hashlib as the catalogue module sees it, counting the bytes it hashes."""
+
+    def __init__(self):
+        import hashlib
+
+        self.real = hashlib
+        self.hashed = 0
+
+    def blake2b(self, data=b"", **kwargs):
+        counter, real = self, self.real.blake2b(data, **kwargs)
+
+        class Digest:
+            def update(self, chunk):
+                counter.hashed += memoryview(chunk).nbytes
+                real.update(chunk)
+
+            def hexdigest(self):
+                return real.hexdigest()
+
+        self.hashed += memoryview(data).nbytes
+        return Digest()
+
+
+def _age(path, seconds: float = 60.0) -> None:
+    """Make `path` look written a while ago (its change time cannot be set: the ledger checks it too)."""
+    import os
+    import time
+
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def test_a_start_after_a_full_check_does_not_hash_the_cache_and_graph_again(engine, monkeypatch):
+    from mrs_tui import catalogue as catalogue_module
+    from mrs_tui import checked_files
+
+    monkeypatch.setattr(checked_files, "QUIET_NS", 0)  # the change time is fresh in a test
+    catalogue, _ = _knn(engine, 100)
+    folder = engine.data_folder / "indexes"
+    catalogue.save(folder)
+    cache, graph = Catalogue.cache_path(folder, "mfcc", "1"), catalogue.graph_path(folder)
+
+    def load(counter):
+        monkeypatch.setattr(catalogue_module, "hashlib", counter)
+        fresh = Catalogue.load(engine.store, "mfcc", "1", folder=folder)
+        fresh.approximate_above = 100
+        found = fresh._current_graph()
+        return fresh, found
+
+    first_counter = _CountingBlake2b()
+    _, found = load(first_counter)
+    assert found is not None
+    assert first_counter.hashed >= cache.stat().st_size // 2 + graph.stat().st_size  # checked whole, once
+    second_counter = _CountingBlake2b()
+    second, found = load(second_counter)
+    assert found is not None and found.ntotal == N
+    assert second_counter.hashed < 64 * N  # only the track ids (8 bytes each) for the graph's facts
+    assert second._unit is None  # nor compared vector by vector
+    assert [s.track.id for s in engine.suggest(3, k=10).items]
+
+    # Damage written since is caught: the file's identity moved on (its times, here set apart
+    # explicitly since a coarse file-system clock could give a write in the same tick the same time).
+    for path in (cache, graph):
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2 : len(data) // 2 + 64] = b"\xff" * 64
+        path.write_bytes(bytes(data))
+        _age(path, 30)
+    monkeypatch.setattr(catalogue_module, "hashlib", _CountingBlake2b().real)
+    assert Catalogue.read_cache(cache, "mfcc", "1") is None
+    rebuilt = Catalogue.load(engine.store, "mfcc", "1", folder=folder)
+    rebuilt.approximate_above = 100
+    assert rebuilt._current_graph() is None
+
+
+def test_a_file_written_moments_ago_is_not_noted_as_checked(engine):
+    from mrs_tui import checked_files
+
+    catalogue = engine.catalogue()
+    folder = engine.data_folder / "indexes"
+    catalogue.save(folder)
+    cache = Catalogue.cache_path(folder, "mfcc", "1")
+    assert Catalogue.read_cache(cache, "mfcc", "1") is not None
+    # A second write in the same clock tick could leave its times as they are: not trusted yet.
+    assert not checked_files.was_checked(cache, str(np.load(cache)["checksum"]))
+
+
+def test_doctor_reads_the_files_whole_whatever_the_ledger_says(engine, monkeypatch, capsys):
+    import json
+
+    from mrs_tui import catalogue as catalogue_module
+    from mrs_tui.cli import main
+
+    monkeypatch.setattr(catalogue_module, "APPROXIMATE_ABOVE", 100)
+    catalogue, _ = _knn(engine, 100)
+    folder = engine.data_folder / "indexes"
+    catalogue.save(folder)
+    for path in (Catalogue.cache_path(folder, "mfcc", "1"), catalogue.graph_path(folder)):
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2 : len(data) // 2 + 64] = b"\xff" * 64
+        path.write_bytes(bytes(data))
+    monkeypatch.setattr(catalogue_module, "was_checked", lambda path, digest: True)  # a ledger that lies
+    main(["--db", str(engine.store.path), "doctor", "--json", "--check-only"])
+    states = {f["kind"]: f["state"] for f in json.loads(capsys.readouterr().out)["findings"] if f["kind"] != "model"}
+    assert states["cache"] == "damaged" and states["graph"] == "stale"
