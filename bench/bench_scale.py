@@ -7,6 +7,9 @@ For each size (libraries from `big_library.py`, built once and reused from `--fo
 - per CLI call, fresh processes interleaved across sizes so background load hits all alike:
   `history show --limit 5`, `library --search`, `suggest` (knn);
 - in process: knn suggestions for a seed (p50/p95), and after a new play each time;
+- in process: the first suggestion after a track is re-analysed (its old graph node retired, the
+  new vector appended), against reading the catalogue again from the database (what a
+  re-analysis cost before, plus building the graph again: the build time above);
 - first paint of the app and the moment its rows are on screen (as bench_startup.py);
 - recall@20 of the graph against exact search, for session profiles of generated vectors and for
   real MusiCNN vectors (the reference clips' patches and clip means) as the queries;
@@ -88,6 +91,35 @@ IN_PROCESS = textwrap.dedent(
         start = time.perf_counter(); engine.suggest(seed, k=20); after_play.append(time.perf_counter() - start)
     engine.store.delete_session(session)  # leave the library as it was
     print(json.dumps({"first_s": first, "plain": plain, "after_play": after_play}))
+    """
+)
+
+
+REANALYSIS = textwrap.dedent(
+    """
+    import json, sys, time
+    import numpy as np
+    from mrs_tui.config import Settings
+    from mrs_tui.engine import Engine
+    from mrs_tui.store import EmbeddingRow, Store
+    db, backend, version, repeats = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    engine = Engine(Store.open(db), Settings(backend=backend, recommender="knn"))
+    catalogue = engine.catalogue()
+    catalogue.search_index(wait=True)
+    engine.suggest(int(catalogue.track_ids[0]), k=20)
+    rng = np.random.default_rng(11)
+    after, graph_kept = [], []
+    for _ in range(repeats):
+        track = int(catalogue.track_ids[int(rng.integers(0, len(catalogue)))])
+        original = catalogue.vector(track).copy()
+        # Re-analysed: a new vector near the old one (a re-encoded file, say).
+        engine.store.put_embeddings([EmbeddingRow(track, backend, version, original * 1.001)])
+        start = time.perf_counter(); engine.suggest(track, k=20); after.append(time.perf_counter() - start)
+        graph_kept.append(hasattr(catalogue.search_index(), "hnsw"))
+        engine.store.put_embeddings([EmbeddingRow(track, backend, version, original)])  # as it was
+        engine.suggest(track, k=20)
+    start = time.perf_counter(); catalogue.rebuild(engine.store); reread = time.perf_counter() - start
+    print(json.dumps({"after": after, "graph_kept": all(graph_kept), "reread_s": reread}))
     """
 )
 
@@ -204,7 +236,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=60, help="in-process suggestions per size")
     parser.add_argument("--paints", type=int, default=2)
     parser.add_argument("--rebuild", action="store_true", help="measure the graph's build again")
-    parser.add_argument("--only", default="cli,inprocess,paint,recall,flat", help="sections to run (comma-separated)")
+    parser.add_argument(
+        "--only", default="cli,inprocess,reanalysis,paint,recall,flat", help="sections to run (comma-separated)"
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     dbs = {n: ensure_library(args.folder, n) for n in sizes}
@@ -260,6 +294,16 @@ def main() -> None:
             f"  {n:>9,}: {plain[0]:6.1f} / {plain[1]:6.1f} ({plain[1] / base_plain:4.2f}x)   "
             f"after a new play {after[0]:6.1f} / {after[1]:6.1f} ({after[1] / base_after:4.2f}x)   "
             f"first call (loads the catalogue) {result['first_s']:.2f} s"
+        )
+
+    if "reanalysis" in only:
+        print("\nin process: the first knn suggestion after a track is re-analysed, p50 / p95 ms (5 tracks)")
+    for n, db in dbs.items() if "reanalysis" in only else ():
+        result = json.loads(child(REANALYSIS, str(db), BACKEND, BACKENDS[BACKEND], "5").strip().splitlines()[-1])
+        p50, p95 = percentiles(result["after"])
+        print(
+            f"  {n:>9,}: {p50:7.1f} / {p95:7.1f}   searched through: {'the graph' if result['graph_kept'] else 'flat'}   "
+            f"reading the catalogue again instead: {result['reread_s']:.2f} s"
         )
 
     if "paint" in only:

@@ -2,16 +2,19 @@
 
 Derived from the `embeddings` table, never the other way round: it can be thrown away and
 rebuilt at any time. It is cached beside the database (``indexes/<backend>@<version>.npz``)
-and extended incrementally — only rows written since the last refresh are read, keyed on the
-store's change counter — and it rebuilds itself when rows disappear or change (a track went
-missing or was re-analysed). The cache carries a checksum: a damaged or garbled file is
-simply rebuilt from the database. One index never mixes embedding versions.
+and kept up to date incrementally — only rows written since the last refresh are read, keyed
+on the store's change counter. A track that went missing or was re-analysed loses its old item
+(the later ones move down) and a new vector is appended; many such changes at once, or another
+database, rebuild it from the store. The cache carries a checksum: a damaged or garbled file is
+simply rebuilt from the database (`checked_files` spares the hash of a file that passed it
+before and has not changed since). One index never mixes embedding versions.
 
 Above `APPROXIMATE_ABOVE` items the search goes through an HNSW graph instead of a flat scan.
 The graph is built in a background thread (the flat index answers, exactly, until it is ready),
-extended as items are appended, rebuilt when items are replaced or removed, and kept beside the
-vector cache (``<backend>@<version>.hnsw`` with a ``.hnsw.json`` that says what it holds); a
-missing, damaged or mismatched graph file is simply built again. HNSW over IVF with scalar
+extended as items are appended; the node of an item taken out is retired (`item_graph`) and the
+graph is built afresh once a tenth of its nodes are. It is kept beside the vector cache
+(``<backend>@<version>.hnsw`` with a ``.hnsw.json`` that says what it holds and which nodes are
+retired); a missing, damaged or mismatched graph file is simply built again. HNSW over IVF with scalar
 quantisation, measured on 100k generated MusiCNN-like vectors: recall@20 0.99 against 0.96 at
 the same sub-millisecond latency, and no training step, so items added later are placed as well
 as the first ones; it costs more memory (the vectors plus 16 links each) and a longer build.
@@ -33,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from mrs_tui.checked_files import note_checked, was_checked
+from mrs_tui.item_graph import ItemGraph
 from mrs_tui.store import Store
 
 CACHE_FORMAT = 2
@@ -45,6 +49,9 @@ HNSW_EF_CONSTRUCTION = 40
 # Walk depth: recall@20 against exact search on the generated libraries (bench/bench_scale.py)
 # is 0.985 at 100k and 0.948 at 1M with 128; 0.969 with 192 and 0.981 with 256 at 1M (1.7 ms).
 HNSW_EF_SEARCH = 256
+# Retired nodes (tracks removed or re-analysed since the graph was built) are walked but never
+# returned; past this share of the nodes the graph is built afresh in the background.
+MAX_RETIRED_SHARE = 0.1
 APPROXIMATE_FORMAT = 1
 
 
@@ -62,8 +69,10 @@ class Catalogue:
     approximate_above: int = field(default_factory=lambda: APPROXIMATE_ABOVE)  # read when made: tests lower it
     build_in_background: bool = True  # False: a missing graph is built only when `search_index(wait=True)`
     folder: Path | None = None  # where the derived files live (the graph is saved there when built)
-    _graph: object | None = field(default=None, repr=False)
-    _graph_saved: int = field(default=0, repr=False)  # items the graph file on disk holds
+    _graph: object | None = field(default=None, repr=False)  # the FAISS graph: its nodes, live and retired
+    _graph_alive: np.ndarray | None = field(default=None, repr=False)  # per node; None: every node is live
+    _graph_view: ItemGraph | None = field(default=None, repr=False)  # the graph as an index over items
+    _graph_saved: int = field(default=0, repr=False)  # nodes the graph file on disk holds (-1: an older state)
     _graph_looked: bool = field(default=False, repr=False)  # the file on disk was tried
     _graph_builder: threading.Thread | None = field(default=None, repr=False)
     graph_error: str | None = None  # why the last background build failed (searches stay exact)
@@ -145,17 +154,34 @@ class Catalogue:
         with self._lock:
             if self._graph is None and not self._graph_looked and self.folder is not None:
                 self._graph_looked = True
-                self._graph = self._read_graph(self.folder)
-                self._graph_saved = 0 if self._graph is None else self._graph.ntotal
+                found = self._read_graph(self.folder)
+                if found is not None:
+                    self._graph, self._graph_alive = found
+                    self._graph_view = None
+                    self._graph_saved = self._graph.ntotal
             graph = self._graph
-            if graph is None or graph.ntotal > len(self):
+            if graph is None:
                 return None
-            missing = len(self) - graph.ntotal
-            if missing > max(1000, graph.ntotal // 20):
+            live = self._graph_live()
+            if live > len(self):
+                return None
+            missing = len(self) - live
+            if missing > max(1000, live // 20):
                 return None  # many new items: the background build adds them, flat answers meanwhile
             if missing:
-                graph.add(self.unit[graph.ntotal :])
-            return graph
+                self._graph_alive = _extend_graph(graph, self._graph_alive, self.unit[live:])
+                self._graph_view = None
+            if self._graph_alive is None:
+                return graph
+            if self._graph_view is None or self._graph_view.nodes != graph.ntotal:
+                self._graph_view = ItemGraph(graph, self._graph_alive)
+            return self._graph_view
+
+    def _graph_live(self) -> int:
+        """Items the graph holds (its live nodes); called under the lock."""
+        if self._graph is None:
+            return 0
+        return self._graph.ntotal if self._graph_alive is None else int(self._graph_alive.sum())
 
     def _start_graph_build(self) -> None:
         with self._lock:
@@ -174,21 +200,23 @@ class Catalogue:
         import faiss
 
         with self._lock:
-            generation, graph = self._generation, self._graph
-            unit = self.unit
-        if graph is None or graph.ntotal > len(unit):
+            generation, graph, alive = self._generation, self._graph, self._graph_alive
+            live, unit = self._graph_live(), self.unit
+        if graph is None or live > len(unit):
             graph = faiss.IndexHNSWFlat(unit.shape[1], HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
             graph.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
             graph.hnsw.efSearch = HNSW_EF_SEARCH
+            alive, live = None, 0
         else:
             graph = faiss.clone_index(graph)  # the current one may be searched meanwhile
-        graph.add(unit[graph.ntotal :])  # outside the lock: this is the long part
+        alive = _extend_graph(graph, alive, unit[live:])  # outside the lock: this is the long part
         with self._lock:
             if generation != self._generation:
                 return  # the items were replaced meanwhile: a later build starts from them
-            if graph.ntotal < len(self):
-                graph.add(self.unit[graph.ntotal :])
-            self._graph = graph
+            live = graph.ntotal if alive is None else int(alive.sum())
+            if live < len(self):
+                alive = _extend_graph(graph, alive, self.unit[live:])
+            self._graph, self._graph_alive, self._graph_view = graph, alive, None
         if self.folder is not None:
             self._write_graph(self.folder)
 
@@ -217,12 +245,15 @@ class Catalogue:
         import faiss
 
         with self._lock:
-            graph = self._graph
+            graph, alive = self._graph, self._graph_alive
             if graph is None or graph.ntotal == self._graph_saved:
                 return None
-            facts = self._graph_facts(graph.ntotal)
-            facts["vectors"] = self._prefix_checksum(graph.ntotal)
+            live = self._graph_live()
+            facts = self._graph_facts(live)
+            facts["vectors"] = self._prefix_checksum(live)
+            facts["retired"] = [] if alive is None else np.flatnonzero(~alive).tolist()
             data = faiss.serialize_index(graph)
+            nodes = graph.ntotal
         path = self.graph_path(folder)
         tmp = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
         facts["file_digest"] = hashlib.blake2b(data, digest_size=16).hexdigest()  # the buffer, not a copy
@@ -235,7 +266,8 @@ class Catalogue:
             tmp.unlink(missing_ok=True)
             return None
         with self._lock:
-            self._graph_saved = facts["items"]
+            if self._graph is graph and self._graph_saved != -1:
+                self._graph_saved = nodes
         return path
 
     def graph_file_matches(self, folder: Path) -> bool:
@@ -244,7 +276,8 @@ class Catalogue:
         return self._read_graph(folder, trust_checked=False) is not None
 
     def _read_graph(self, folder: Path, *, trust_checked: bool = True):
-        """The graph file's index if it is sound and holds the first items of this catalogue, else None.
+        """(graph, live nodes or None when all are) of the graph file if it is sound and holds the
+        first items of this catalogue, else None.
 
         With `trust_checked`, a file unchanged since a full check passed is not hashed again, and
         a graph written beside the cache file these items came from is not compared vector by
@@ -256,7 +289,7 @@ class Catalogue:
         try:
             facts = json.loads(path.with_name(path.name + ".json").read_text())
             expected = {**self._graph_facts(int(facts["items"])), "file_digest": facts["file_digest"]}
-            if {key: value for key, value in facts.items() if key != "vectors"} != expected:
+            if {key: value for key, value in facts.items() if key not in ("vectors", "retired")} != expected:
                 return None  # another database, other items, another format
             checked = trust_checked and was_checked(path, facts["file_digest"])
             if not checked:
@@ -267,21 +300,29 @@ class Catalogue:
                 if digest.hexdigest() != facts["file_digest"]:
                     return None  # damaged or replaced: built again (damaged links could crash a search)
             graph = faiss.read_index(str(path))
-            if graph.ntotal != facts["items"] or graph.d != self.dim or graph.ntotal > len(self):
+            items, retired = int(facts["items"]), np.asarray(facts.get("retired", []), np.int64)
+            if graph.ntotal != items + len(retired) or graph.d != self.dim or items > len(self):
                 return None
-            known = self._prefix_checksum(graph.ntotal)
+            alive = None
+            if len(retired):
+                alive = np.ones(graph.ntotal, bool)
+                alive[retired] = False
+                if int(alive.sum()) != items:
+                    return None  # a node named twice
+            known = self._prefix_checksum(items)
             if not (trust_checked and known is not None and facts.get("vectors") == known):
                 # The same track ids may hold other vectors (a track re-analysed since): compare them all.
                 storage = faiss.downcast_index(graph.storage)
-                stored = faiss.rev_swig_ptr(storage.get_xb(), graph.ntotal * graph.d)
-                if not np.array_equal(np.asarray(stored).reshape(graph.ntotal, graph.d), self.unit[: graph.ntotal]):
+                stored = np.asarray(faiss.rev_swig_ptr(storage.get_xb(), graph.ntotal * graph.d))
+                stored = stored.reshape(graph.ntotal, graph.d)
+                if not np.array_equal(stored if alive is None else stored[alive], self.unit[:items]):
                     return None
             if not checked:
                 note_checked(path, facts["file_digest"])
         except Exception:  # missing, truncated, not JSON, not an index...: built again
             return None
         graph.hnsw.efSearch = HNSW_EF_SEARCH
-        return graph
+        return graph, alive
 
     # -- keeping up with the store -----------------------------------------------------------
 
@@ -289,7 +330,9 @@ class Catalogue:
         """Pull what changed since the last refresh; returns how many items were added.
 
         Keyed on the store's change counter, which never repeats: a re-analysed track, a vector
-        deleted or a track gone missing since then is always seen, and costs a rebuild.
+        deleted or a track gone missing since then is always seen. Its old item is taken out
+        (and its node in the graph retired), and a new vector is appended; a rebuild from the
+        store is left for many such changes at once, or a change of dimension.
         """
         current = store.change_count()
         if current == self.last_change and self.database_uid == store.database_uid():
@@ -297,15 +340,25 @@ class Catalogue:
         if self.database_uid != store.database_uid() or current < self.last_change:
             return self.rebuild(store)  # another database, or this one was replaced by an older copy
         ids, matrix, changed = store.embedding_matrix(self.backend, self.version, since_change=self.last_change)
-        if len(self) and np.isin(np.fromiter(changed, np.int64, len(changed)), self.track_ids).any():
-            return self.rebuild(store)  # a track was re-analysed or left the search: its old row must go
         if len(ids) and len(self) and matrix.shape[1] != self.dim:
             return self.rebuild(store)
+        changed_ids = np.fromiter(changed, np.int64, len(changed))
+        gone = np.flatnonzero(np.isin(self.track_ids, changed_ids)) if len(self) and len(changed_ids) else []
+        if len(gone) > max(1000, len(self) // 10):
+            return self.rebuild(store)  # a fresh read costs about as much as taking that many out
+        if len(gone):
+            self._remove(np.asarray(gone, np.int64))  # re-analysed or left the search: the old item goes
         if len(ids):
             self._append(ids, matrix)
         self.last_change = current
-        if len(self) != store.vector_count(self.backend, self.version):
-            return self.rebuild(store)
+        stored = store.vector_count(self.backend, self.version)
+        if len(self) != stored:
+            # Deleted vectors leave no row to read: the ids still searchable tell which ones went.
+            deleted = np.flatnonzero(~np.isin(self.track_ids, store.searchable_track_ids(self.backend, self.version)))
+            if 0 < len(deleted) <= max(1000, len(self) // 10):
+                self._remove(deleted)
+            if len(self) != stored:
+                return self.rebuild(store)
         return len(ids)
 
     def rebuild(self, store: Store) -> int:
@@ -317,6 +370,7 @@ class Catalogue:
             self._faiss = None
             self._unit = None
             self._graph = None  # its items were these: built again from the new ones
+            self._graph_alive = self._graph_view = None
             self._graph_saved = 0
             self._graph_looked = True  # a graph file on disk holds the old items
             self._generation += 1
@@ -341,6 +395,36 @@ class Catalogue:
             if self._faiss is not None:
                 with self._lock:
                     self._faiss.add(added)
+
+    def _remove(self, items: np.ndarray) -> None:
+        """Take these items out; the later ones move down. Their graph nodes are retired."""
+        import faiss
+
+        keep = np.ones(len(self), bool)
+        keep[items] = False
+        with self._lock:
+            self.track_ids, self.vectors = self.track_ids[keep], self.vectors[keep]
+            self._index_of = None
+            if self._unit is not None:
+                self._unit = self._unit[keep]
+            if self._faiss is not None:
+                self._faiss.remove_ids(faiss.IDSelectorBatch(len(items), faiss.swig_ptr(items)))
+            self._generation += 1  # a graph being built holds the removed items: it is void
+            self._known_prefix = None
+            graph = self._graph
+            if graph is None:
+                return
+            alive = np.ones(graph.ntotal, bool) if self._graph_alive is None else self._graph_alive.copy()
+            live_nodes = np.flatnonzero(alive)
+            in_graph = items[items < len(live_nodes)]  # items appended since are not in the graph yet
+            alive[live_nodes[in_graph]] = False
+            if (~alive).sum() > MAX_RETIRED_SHARE * graph.ntotal:
+                self._graph, self._graph_alive = None, None  # built afresh; the flat index answers meanwhile
+                self._graph_looked = True
+            else:
+                self._graph_alive = alive
+            self._graph_view = None
+            self._graph_saved = -1
 
     # -- the on-disk cache -----------------------------------------------------------------
 
@@ -428,3 +512,12 @@ class Catalogue:
             catalogue.refresh(store)
         catalogue.folder = folder
         return catalogue
+
+
+def _extend_graph(graph, alive: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+    """Add `rows` to `graph` as live nodes; the live-node mask that follows (None: all live)."""
+    if len(rows):
+        graph.add(rows)
+    if alive is None:
+        return None
+    return np.concatenate([alive, np.ones(graph.ntotal - len(alive), bool)])

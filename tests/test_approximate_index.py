@@ -301,3 +301,89 @@ def test_doctor_reads_the_files_whole_whatever_the_ledger_says(engine, monkeypat
     main(["--db", str(engine.store.path), "doctor", "--json", "--check-only"])
     states = {f["kind"]: f["state"] for f in json.loads(capsys.readouterr().out)["findings"] if f["kind"] != "model"}
     assert states["cache"] == "damaged" and states["graph"] == "stale"
+
+
+def _full_reads(store, monkeypatch) -> list[int]:
+    """Record the `since_change` of every read of a model's vectors (-1: the whole table, a rebuild)."""
+    reads: list[int] = []
+    real = store.embedding_matrix
+
+    def spying(backend, version, *, since_change=-1):
+        reads.append(since_change)
+        return real(backend, version, since_change=since_change)
+
+    monkeypatch.setattr(store, "embedding_matrix", spying)
+    return reads
+
+
+def test_a_track_re_analysed_or_gone_retires_its_graph_node_instead_of_rebuilding(engine, monkeypatch):
+    from mrs_tui.item_graph import ItemGraph
+    from mrs_tui.store import EmbeddingRow
+
+    catalogue, _ = _knn(engine, 100)
+    graph = catalogue._graph
+    store = engine.store
+    reanalysed, missing, dropped = (int(t) for t in catalogue.track_ids[[5, 40, 700]])
+    new_vector = catalogue.vectors[900] + 0.01  # somewhere else in the space now
+    reads = _full_reads(store, monkeypatch)
+    store.put_embeddings([EmbeddingRow(reanalysed, "mfcc", "1", new_vector)])
+    store.update_track(missing, status="missing")
+    store.delete_embeddings(dropped)
+
+    engine.catalogue()  # the engine's refresh
+    assert -1 not in reads  # no rebuild from the whole table
+    assert len(catalogue) == N - 2 and catalogue._graph is graph  # the same graph, its nodes retired
+    assert catalogue.track_ids[-1] == reanalysed and np.array_equal(catalogue.vector(reanalysed), new_vector)
+    index = catalogue.search_index()
+    assert isinstance(index, ItemGraph) and index.ntotal == len(catalogue) and index.nodes == N + 1
+
+    gone = {missing, dropped}
+    for seed in (reanalysed, int(catalogue.track_ids[3]), int(catalogue.track_ids[1000])):
+        shown = [s.track.id for s in engine.suggest(seed, k=30).items]
+        assert len(shown) == 30 and not gone & set(shown)
+    _, labels = index.search(l2_normalize(new_vector)[None, :], 5)
+    assert catalogue.track_ids[labels[0][0]] == reanalysed  # found by its new vector, as its new item
+
+    # Recall against exact search over today's vectors, with an exclusion filtered inside the walk.
+    rng = np.random.default_rng(4)
+    recalls = []
+    for _ in range(30):
+        profile = catalogue.unit[rng.integers(0, len(catalogue), 3)].mean(0)
+        allowed = np.ones(len(catalogue), bool)
+        allowed[:50] = False
+        import faiss
+
+        excluded = np.arange(50, dtype=np.int64)
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = index.hnsw.efSearch
+        params.sel = faiss.IDSelectorNot(faiss.IDSelectorBatch(len(excluded), faiss.swig_ptr(excluded)))
+        _, got = index.search(l2_normalize(profile)[None, :], 20, params=params)
+        assert not set(got[0].tolist()) & set(range(50))
+        recalls.append(len(set(got[0].tolist()) & set(_exact_ranking(catalogue, profile, allowed, 20))) / 20)
+    assert np.mean(recalls) >= 0.95
+
+    # Saved and read back with its retired nodes: the same answers.
+    folder = engine.data_folder / "indexes"
+    catalogue.save(folder)
+    reloaded = Catalogue.load(store, "mfcc", "1", folder=folder)
+    reloaded.approximate_above = 100
+    read_back = reloaded._current_graph()
+    assert isinstance(read_back, ItemGraph) and read_back.nodes == N + 1
+    query = l2_normalize(catalogue.unit[:8].mean(0))[None, :]
+    assert np.array_equal(read_back.search(query, 20)[1], index.search(query, 20)[1])
+    assert reloaded.graph_file_matches(folder)
+
+
+def test_once_many_nodes_are_retired_the_graph_is_built_afresh(engine, monkeypatch):
+    catalogue, _ = _knn(engine, 100)
+    reads = _full_reads(engine.store, monkeypatch)
+    for track_id in catalogue.track_ids[:200]:  # more than a tenth of the nodes
+        engine.store.update_track(int(track_id), status="missing")
+    engine.catalogue()
+    assert -1 not in reads and len(catalogue) == N - 200
+    assert catalogue._graph is None  # not walked with that many dead ends
+    assert not hasattr(catalogue.search_index(), "hnsw") or catalogue.search_index().ntotal == N - 200
+    graph = catalogue.search_index(wait=True)
+    assert hasattr(graph, "hnsw") and graph.ntotal == N - 200 and catalogue._graph_alive is None
+    shown = {s.track.id for s in engine.suggest(int(catalogue.track_ids[0]), k=30).items}
+    assert not shown & {int(t) for t in np.arange(1, 201)}

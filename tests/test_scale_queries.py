@@ -10,7 +10,7 @@ import pytest
 
 from mrs_tui.cli import main as cli_main
 from mrs_tui.engine import Engine
-from mrs_tui.store import Store
+from mrs_tui.store import EmbeddingRow, Store
 from mrs_tui.store.bulk import BulkPlay, BulkTrack, write_bulk_history
 
 
@@ -213,3 +213,20 @@ def test_embedding_counts_come_from_the_index_and_follow_every_write(tmp_path):
     assert store.embedding_counts() == {("mfcc", "1"): (400, 0), ("musicnn", "x"): (1, 0), ("musicnn", "y"): (0, 1)}
     store.delete_embeddings(track_id)  # this connection's own write
     assert store.embedding_counts() == {("mfcc", "1"): (399, 0)}
+
+
+def test_counting_a_models_searchable_vectors_reads_no_vector_and_no_ok_track(tmp_path):
+    """A catalogue counts them after every change to the vectors: at a million tracks, reading
+    each row (or each track's status) costs a second."""
+    db = tmp_path / "library.db"
+    store = _library(db)
+    ids = [t.id for t in store.track_page(limit=3)]
+    store.update_track(ids[0], status="missing")
+    store.put_embeddings([EmbeddingRow(ids[1], "mfcc", "1", None, error="decode failed")])
+    with Recorder(store) as counting:
+        assert store.vector_count("mfcc", "1") == 398
+    lines = [line for lines in counting.plans().values() for line in lines]
+    scans = [line for line in lines if line.startswith("SCAN") and "CONSTANT ROW" not in line]
+    assert scans == ["SCAN t USING INDEX tracks_unavailable"], lines
+    assert any("embeddings_stored" in line and "<expr>=?" in line for line in lines), lines
+    assert store.vector_count("mfcc", "1") == len(store.searchable_track_ids("mfcc", "1"))

@@ -202,11 +202,23 @@ class EmbeddingsMixin:
 
     def vector_count(self, backend: str, version: str) -> int:
         """Stored vectors of one model for tracks whose status is ok."""
+        # All the model's vectors, less those of the few tracks that are not ok: both from indexes
+        # (`(vector IS NULL) = 0` is the indexed expression; `vector IS NOT NULL` reads each row).
         return self.conn.execute(
-            """SELECT count(*) FROM embeddings e JOIN tracks t ON t.id = e.track_id
+            """SELECT (SELECT count(*) FROM embeddings WHERE backend = ? AND version = ? AND (vector IS NULL) = 0)
+                    - (SELECT count(*) FROM tracks t CROSS JOIN embeddings e ON e.track_id = t.id
+                       WHERE t.status != 'ok' AND e.backend = ? AND e.version = ? AND (e.vector IS NULL) = 0)""",
+            [backend, version, backend, version],
+        ).fetchone()[0]
+
+    def searchable_track_ids(self, backend: str, version: str) -> np.ndarray:
+        """The tracks `vector_count` counts, as ids: how a catalogue learns which vectors were deleted."""
+        rows = self.conn.execute(
+            """SELECT e.track_id FROM embeddings e JOIN tracks t ON t.id = e.track_id
                WHERE e.backend = ? AND e.version = ? AND e.vector IS NOT NULL AND t.status = 'ok'""",
             [backend, version],
-        ).fetchone()[0]
+        ).fetchall()
+        return np.fromiter((r[0] for r in rows), np.int64, len(rows))
 
     def delete_failed_embeddings(self, track_ids: Iterable[int]) -> int:
         """Forget stored backend failures of these tracks, so the next run tries them again."""

@@ -282,6 +282,13 @@ def _migration_11(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE queue_state ADD COLUMN radio_label TEXT")
 
 
+def _migration_12(db: sqlite_utils.Database) -> None:
+    # The few tracks that cannot be searched (missing, failed...), so that counting a model's
+    # searchable vectors subtracts theirs instead of looking up the status of every track: a
+    # catalogue checks that count after every change to the vectors.
+    db.execute("CREATE INDEX tracks_unavailable ON tracks(id) WHERE status != 'ok'")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_1,
     _migration_2,
@@ -294,5 +301,6 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_9,
     _migration_10,
     _migration_11,
+    _migration_12,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
