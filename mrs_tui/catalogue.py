@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from mrs_tui.checked_files import note_checked, was_checked
-from mrs_tui.item_graph import ItemGraph
+from mrs_tui.item_graph import ItemGraph, decode_nodes, encode_nodes, item_nodes
 from mrs_tui.store import Store
 
 CACHE_FORMAT = 2
@@ -70,7 +70,8 @@ class Catalogue:
     build_in_background: bool = True  # False: a missing graph is built only when `search_index(wait=True)`
     folder: Path | None = None  # where the derived files live (the graph is saved there when built)
     _graph: object | None = field(default=None, repr=False)  # the FAISS graph: its nodes, live and retired
-    _graph_alive: np.ndarray | None = field(default=None, repr=False)  # per node; None: every node is live
+    # Node -> item (-1: retired; see `item_graph`); None while node j is item j for every node.
+    _graph_nodes: np.ndarray | None = field(default=None, repr=False)
     _graph_view: ItemGraph | None = field(default=None, repr=False)  # the graph as an index over items
     _graph_saved: int = field(default=0, repr=False)  # nodes the graph file on disk holds (-1: an older state)
     _graph_looked: bool = field(default=False, repr=False)  # the file on disk was tried
@@ -156,7 +157,7 @@ class Catalogue:
                 self._graph_looked = True
                 found = self._read_graph(self.folder)
                 if found is not None:
-                    self._graph, self._graph_alive = found
+                    self._graph, self._graph_nodes = found
                     self._graph_view = None
                     self._graph_saved = self._graph.ntotal
             graph = self._graph
@@ -169,19 +170,19 @@ class Catalogue:
             if missing > max(1000, live // 20):
                 return None  # many new items: the background build adds them, flat answers meanwhile
             if missing:
-                self._graph_alive = _extend_graph(graph, self._graph_alive, self.unit[live:])
+                self._graph_nodes = _extend_graph(graph, self._graph_nodes, self.unit[live:], live)
                 self._graph_view = None
-            if self._graph_alive is None:
+            if self._graph_nodes is None:
                 return graph
             if self._graph_view is None or self._graph_view.nodes != graph.ntotal:
-                self._graph_view = ItemGraph(graph, self._graph_alive)
+                self._graph_view = ItemGraph(graph, self._graph_nodes)
             return self._graph_view
 
     def _graph_live(self) -> int:
-        """Items the graph holds (its live nodes); called under the lock."""
+        """Items the graph holds, the first ones (its live nodes); called under the lock."""
         if self._graph is None:
             return 0
-        return self._graph.ntotal if self._graph_alive is None else int(self._graph_alive.sum())
+        return self._graph.ntotal if self._graph_nodes is None else int((self._graph_nodes >= 0).sum())
 
     def _start_graph_build(self) -> None:
         with self._lock:
@@ -200,23 +201,23 @@ class Catalogue:
         import faiss
 
         with self._lock:
-            generation, graph, alive = self._generation, self._graph, self._graph_alive
+            generation, graph, nodes = self._generation, self._graph, self._graph_nodes
             live, unit = self._graph_live(), self.unit
         if graph is None or live > len(unit):
             graph = faiss.IndexHNSWFlat(unit.shape[1], HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
             graph.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
             graph.hnsw.efSearch = HNSW_EF_SEARCH
-            alive, live = None, 0
+            nodes, live = None, 0
         else:
             graph = faiss.clone_index(graph)  # the current one may be searched meanwhile
-        alive = _extend_graph(graph, alive, unit[live:])  # outside the lock: this is the long part
+        nodes = _extend_graph(graph, nodes, unit[live:], live)  # outside the lock: this is the long part
+        live = len(unit)
         with self._lock:
             if generation != self._generation:
-                return  # the items were replaced meanwhile: a later build starts from them
-            live = graph.ntotal if alive is None else int(alive.sum())
+                return  # items were replaced or removed meanwhile: a later build starts from them
             if live < len(self):
-                alive = _extend_graph(graph, alive, self.unit[live:])
-            self._graph, self._graph_alive, self._graph_view = graph, alive, None
+                nodes = _extend_graph(graph, nodes, self.unit[live:], live)
+            self._graph, self._graph_nodes, self._graph_view = graph, nodes, None
         if self.folder is not None:
             self._write_graph(self.folder)
 
@@ -245,13 +246,13 @@ class Catalogue:
         import faiss
 
         with self._lock:
-            graph, alive = self._graph, self._graph_alive
+            graph, node_items = self._graph, self._graph_nodes
             if graph is None or graph.ntotal == self._graph_saved:
                 return None
             live = self._graph_live()
             facts = self._graph_facts(live)
             facts["vectors"] = self._prefix_checksum(live)
-            facts["retired"] = [] if alive is None else np.flatnonzero(~alive).tolist()
+            facts["nodes"] = None if node_items is None else encode_nodes(node_items)
             data = faiss.serialize_index(graph)
             nodes = graph.ntotal
         path = self.graph_path(folder)
@@ -276,8 +277,8 @@ class Catalogue:
         return self._read_graph(folder, trust_checked=False) is not None
 
     def _read_graph(self, folder: Path, *, trust_checked: bool = True):
-        """(graph, live nodes or None when all are) of the graph file if it is sound and holds the
-        first items of this catalogue, else None.
+        """(graph, node -> item map or None when node j is item j) of the graph file if it is
+        sound and holds the first items of this catalogue, else None.
 
         With `trust_checked`, a file unchanged since a full check passed is not hashed again, and
         a graph written beside the cache file these items came from is not compared vector by
@@ -289,7 +290,7 @@ class Catalogue:
         try:
             facts = json.loads(path.with_name(path.name + ".json").read_text())
             expected = {**self._graph_facts(int(facts["items"])), "file_digest": facts["file_digest"]}
-            if {key: value for key, value in facts.items() if key not in ("vectors", "retired")} != expected:
+            if {key: value for key, value in facts.items() if key not in ("vectors", "nodes")} != expected:
                 return None  # another database, other items, another format
             checked = trust_checked and was_checked(path, facts["file_digest"])
             if not checked:
@@ -300,29 +301,26 @@ class Catalogue:
                 if digest.hexdigest() != facts["file_digest"]:
                     return None  # damaged or replaced: built again (damaged links could crash a search)
             graph = faiss.read_index(str(path))
-            items, retired = int(facts["items"]), np.asarray(facts.get("retired", []), np.int64)
-            if graph.ntotal != items + len(retired) or graph.d != self.dim or items > len(self):
+            items, encoded = int(facts["items"]), facts.get("nodes")
+            node_items = None if encoded is None else decode_nodes(encoded, graph.ntotal, items)
+            if (node_items is None and graph.ntotal != items) or graph.d != self.dim or items > len(self):
                 return None
-            alive = None
-            if len(retired):
-                alive = np.ones(graph.ntotal, bool)
-                alive[retired] = False
-                if int(alive.sum()) != items:
-                    return None  # a node named twice
             known = self._prefix_checksum(items)
             if not (trust_checked and known is not None and facts.get("vectors") == known):
                 # The same track ids may hold other vectors (a track re-analysed since): compare them all.
                 storage = faiss.downcast_index(graph.storage)
                 stored = np.asarray(faiss.rev_swig_ptr(storage.get_xb(), graph.ntotal * graph.d))
                 stored = stored.reshape(graph.ntotal, graph.d)
-                if not np.array_equal(stored if alive is None else stored[alive], self.unit[:items]):
+                if node_items is not None:
+                    stored = stored[item_nodes(node_items)]
+                if not np.array_equal(stored, self.unit[:items]):
                     return None
             if not checked:
                 note_checked(path, facts["file_digest"])
         except Exception:  # missing, truncated, not JSON, not an index...: built again
             return None
         graph.hnsw.efSearch = HNSW_EF_SEARCH
-        return graph, alive
+        return graph, node_items
 
     # -- keeping up with the store -----------------------------------------------------------
 
@@ -343,11 +341,22 @@ class Catalogue:
         if len(ids) and len(self) and matrix.shape[1] != self.dim:
             return self.rebuild(store)
         changed_ids = np.fromiter(changed, np.int64, len(changed))
-        gone = np.flatnonzero(np.isin(self.track_ids, changed_ids)) if len(self) and len(changed_ids) else []
-        if len(gone) > max(1000, len(self) // 10):
-            return self.rebuild(store)  # a fresh read costs about as much as taking that many out
-        if len(gone):
-            self._remove(np.asarray(gone, np.int64))  # re-analysed or left the search: the old item goes
+        touched = np.zeros(0, np.int64)
+        if len(self) and len(changed_ids):
+            touched = np.flatnonzero(np.isin(self.track_ids, changed_ids))  # items whose track changed
+        if len(touched) > max(1000, len(self) // 10):
+            return self.rebuild(store)  # a fresh read costs about as much as that many changes
+        if len(touched):
+            # Rows come in track order: each touched item's new row, if it is still searchable.
+            at = np.minimum(np.searchsorted(ids, self.track_ids[touched]), max(0, len(ids) - 1))
+            found = (ids[at] == self.track_ids[touched]) if len(ids) else np.zeros(len(touched), bool)
+            if found.any():
+                self._replace(touched[found], matrix[at[found]])  # re-analysed: the new vector in its place
+                fresh = np.ones(len(ids), bool)
+                fresh[at[found]] = False
+                ids, matrix = ids[fresh], matrix[fresh]
+            if not found.all():
+                self._remove(touched[~found])  # left the search
         if len(ids):
             self._append(ids, matrix)
         self.last_change = current
@@ -370,7 +379,7 @@ class Catalogue:
             self._faiss = None
             self._unit = None
             self._graph = None  # its items were these: built again from the new ones
-            self._graph_alive = self._graph_view = None
+            self._graph_nodes = self._graph_view = None
             self._graph_saved = 0
             self._graph_looked = True  # a graph file on disk holds the old items
             self._generation += 1
@@ -396,6 +405,37 @@ class Catalogue:
                 with self._lock:
                     self._faiss.add(added)
 
+    def _replace(self, items: np.ndarray, matrix: np.ndarray) -> None:
+        """New vectors for these items (re-analysed tracks), each in its place. In the graph
+        their old nodes are retired and the new vectors added as their nodes.
+
+        Written in place: a search running meanwhile in another thread may see a row half
+        written, which affects that row's score in that one search.
+        """
+        import faiss
+
+        from recommenders.base import l2_normalize
+
+        with self._lock:
+            self.vectors[items] = matrix
+            added = l2_normalize(matrix)
+            if self._unit is not None:
+                self._unit[items] = added
+            if self._faiss is not None:
+                flat = faiss.rev_swig_ptr(self._faiss.get_xb(), self._faiss.ntotal * self._faiss.d)
+                np.asarray(flat).reshape(self._faiss.ntotal, self._faiss.d)[items] = added
+            self._items_changed()
+            graph = self._graph
+            if graph is None:
+                return
+            in_graph = items < self._graph_live()  # items appended since are added with the others
+            nodes = self._node_map()
+            nodes[item_nodes(nodes)[items[in_graph]]] = -1
+            if in_graph.any():
+                graph.add(added[in_graph])
+                nodes = np.concatenate([nodes, items[in_graph]])
+            self._set_graph_nodes(nodes)
+
     def _remove(self, items: np.ndarray) -> None:
         """Take these items out; the later ones move down. Their graph nodes are retired."""
         import faiss
@@ -409,22 +449,37 @@ class Catalogue:
                 self._unit = self._unit[keep]
             if self._faiss is not None:
                 self._faiss.remove_ids(faiss.IDSelectorBatch(len(items), faiss.swig_ptr(items)))
-            self._generation += 1  # a graph being built holds the removed items: it is void
-            self._known_prefix = None
-            graph = self._graph
-            if graph is None:
+            self._items_changed()
+            if self._graph is None:
                 return
-            alive = np.ones(graph.ntotal, bool) if self._graph_alive is None else self._graph_alive.copy()
-            live_nodes = np.flatnonzero(alive)
-            in_graph = items[items < len(live_nodes)]  # items appended since are not in the graph yet
-            alive[live_nodes[in_graph]] = False
-            if (~alive).sum() > MAX_RETIRED_SHARE * graph.ntotal:
-                self._graph, self._graph_alive = None, None  # built afresh; the flat index answers meanwhile
-                self._graph_looked = True
-            else:
-                self._graph_alive = alive
-            self._graph_view = None
-            self._graph_saved = -1
+            nodes = self._node_map()
+            live = nodes >= 0
+            gone = np.isin(nodes, items)
+            # An item moves down by the number of items taken out before it.
+            nodes[live] -= np.searchsorted(np.sort(items), nodes[live])
+            nodes[gone] = -1
+            self._set_graph_nodes(nodes)
+
+    def _items_changed(self) -> None:
+        """Bookkeeping after items were replaced or removed; called under the lock."""
+        self._generation += 1  # a graph being built holds the old items: it is void
+        self._known_prefix = None
+        self._graph_view = None
+        self._graph_saved = -1
+
+    def _node_map(self) -> np.ndarray:
+        """A copy of the graph's node -> item map, spelled out; called under the lock."""
+        if self._graph_nodes is None:
+            return np.arange(self._graph.ntotal, dtype=np.int64)
+        return self._graph_nodes.copy()
+
+    def _set_graph_nodes(self, nodes: np.ndarray) -> None:
+        """Take the new node map, or drop the graph when too much of it is retired; under the lock."""
+        if (nodes < 0).sum() > MAX_RETIRED_SHARE * len(nodes):
+            self._graph, self._graph_nodes = None, None  # built afresh; the flat index answers meanwhile
+            self._graph_looked = True  # the file on disk is older still
+        else:
+            self._graph_nodes = nodes
 
     # -- the on-disk cache -----------------------------------------------------------------
 
@@ -514,10 +569,13 @@ class Catalogue:
         return catalogue
 
 
-def _extend_graph(graph, alive: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
-    """Add `rows` to `graph` as live nodes; the live-node mask that follows (None: all live)."""
+def _extend_graph(graph, node_items: np.ndarray | None, rows: np.ndarray, first_item: int) -> np.ndarray | None:
+    """Add `rows`, the items from `first_item` on, to `graph`; the node -> item map that follows
+    (None: node j is item j)."""
+    nodes_before = graph.ntotal
     if len(rows):
         graph.add(rows)
-    if alive is None:
+    if node_items is None and nodes_before == first_item:
         return None
-    return np.concatenate([alive, np.ones(graph.ntotal - len(alive), bool)])
+    before = np.arange(nodes_before, dtype=np.int64) if node_items is None else node_items
+    return np.concatenate([before, np.arange(first_item, first_item + len(rows), dtype=np.int64)])

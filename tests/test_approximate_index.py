@@ -323,26 +323,35 @@ def test_a_track_re_analysed_or_gone_retires_its_graph_node_instead_of_rebuildin
     catalogue, _ = _knn(engine, 100)
     graph = catalogue._graph
     store = engine.store
-    reanalysed, missing, dropped = (int(t) for t in catalogue.track_ids[[5, 40, 700]])
+    # Re-analysed: one track before the two that leave, one after them (its item moves down).
+    reanalysed, missing, dropped, later = (int(t) for t in catalogue.track_ids[[5, 40, 700, 1200]])
     new_vector = catalogue.vectors[900] + 0.01  # somewhere else in the space now
+    later_vector = catalogue.vectors[100] - 0.01
     reads = _full_reads(store, monkeypatch)
     store.put_embeddings([EmbeddingRow(reanalysed, "mfcc", "1", new_vector)])
+    store.put_embeddings([EmbeddingRow(later, "mfcc", "1", later_vector)])
     store.update_track(missing, status="missing")
     store.delete_embeddings(dropped)
 
     engine.catalogue()  # the engine's refresh
     assert -1 not in reads  # no rebuild from the whole table
     assert len(catalogue) == N - 2 and catalogue._graph is graph  # the same graph, its nodes retired
-    assert catalogue.track_ids[-1] == reanalysed and np.array_equal(catalogue.vector(reanalysed), new_vector)
+    assert catalogue.index_of[reanalysed] == 5 and np.array_equal(catalogue.vector(reanalysed), new_vector)
+    assert catalogue.index_of[later] == 1198 and np.array_equal(catalogue.vector(later), later_vector)
+    fresh = Catalogue("mfcc", "1")
+    fresh.rebuild(store)  # what reading the whole table gives: the same items, in the same order
+    assert np.array_equal(fresh.track_ids, catalogue.track_ids) and np.array_equal(fresh.vectors, catalogue.vectors)
+    assert np.array_equal(fresh.unit, catalogue.unit)
     index = catalogue.search_index()
-    assert isinstance(index, ItemGraph) and index.ntotal == len(catalogue) and index.nodes == N + 1
+    assert isinstance(index, ItemGraph) and index.ntotal == len(catalogue) and index.nodes == N + 2
 
     gone = {missing, dropped}
     for seed in (reanalysed, int(catalogue.track_ids[3]), int(catalogue.track_ids[1000])):
         shown = [s.track.id for s in engine.suggest(seed, k=30).items]
         assert len(shown) == 30 and not gone & set(shown)
-    _, labels = index.search(l2_normalize(new_vector)[None, :], 5)
-    assert catalogue.track_ids[labels[0][0]] == reanalysed  # found by its new vector, as its new item
+    for track, vector in ((reanalysed, new_vector), (later, later_vector)):
+        _, labels = index.search(l2_normalize(vector)[None, :], 5)
+        assert catalogue.track_ids[labels[0][0]] == track  # found by its new vector, as its item
 
     # Recall against exact search over today's vectors, with an exclusion filtered inside the walk.
     rng = np.random.default_rng(4)
@@ -368,7 +377,7 @@ def test_a_track_re_analysed_or_gone_retires_its_graph_node_instead_of_rebuildin
     reloaded = Catalogue.load(store, "mfcc", "1", folder=folder)
     reloaded.approximate_above = 100
     read_back = reloaded._current_graph()
-    assert isinstance(read_back, ItemGraph) and read_back.nodes == N + 1
+    assert isinstance(read_back, ItemGraph) and read_back.nodes == N + 2
     query = l2_normalize(catalogue.unit[:8].mean(0))[None, :]
     assert np.array_equal(read_back.search(query, 20)[1], index.search(query, 20)[1])
     assert reloaded.graph_file_matches(folder)
@@ -384,6 +393,20 @@ def test_once_many_nodes_are_retired_the_graph_is_built_afresh(engine, monkeypat
     assert catalogue._graph is None  # not walked with that many dead ends
     assert not hasattr(catalogue.search_index(), "hnsw") or catalogue.search_index().ntotal == N - 200
     graph = catalogue.search_index(wait=True)
-    assert hasattr(graph, "hnsw") and graph.ntotal == N - 200 and catalogue._graph_alive is None
+    assert hasattr(graph, "hnsw") and graph.ntotal == N - 200 and catalogue._graph_nodes is None
     shown = {s.track.id for s in engine.suggest(int(catalogue.track_ids[0]), k=30).items}
     assert not shown & {int(t) for t in np.arange(1, 201)}
+
+
+def test_a_node_map_that_does_not_fit_its_graph_is_refused():
+    from mrs_tui.item_graph import decode_nodes, encode_nodes, item_nodes
+
+    # Nodes 1, 2 and 4 retired; item 1 was re-analysed: its new node is the last one.
+    node_items = np.array([0, -1, -1, 2, -1, 3, 4, 1], np.int64)
+    text = encode_nodes(node_items)
+    assert np.array_equal(decode_nodes(text, len(node_items), 5), node_items)
+    assert np.array_equal(item_nodes(node_items), [0, 7, 3, 5, 6])
+    with pytest.raises(ValueError):
+        decode_nodes(text, len(node_items) + 1, 5)  # another graph
+    with pytest.raises(ValueError):
+        decode_nodes(encode_nodes(np.array([0, 1, 1, -1])), 4, 3)  # item 1 twice, item 2 nowhere

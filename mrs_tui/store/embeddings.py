@@ -127,12 +127,24 @@ class EmbeddingsMixin:
         the set holds every track whose vector or status changed since (searchable or not), so a
         catalogue can tell an addition from a replacement.
         """
-        cursor = self.conn.execute(
-            """SELECT e.track_id, e.vector, t.status FROM embeddings e JOIN tracks t ON t.id = e.track_id
-               WHERE e.backend = ? AND e.version = ? AND (e.change > ? OR t.change > ?)
-               ORDER BY e.track_id""",
-            [backend, version, since_change, since_change],
-        )
+        if since_change < 0:
+            cursor = self.conn.execute(
+                """SELECT e.track_id, e.vector, t.status FROM embeddings e JOIN tracks t ON t.id = e.track_id
+                   WHERE e.backend = ? AND e.version = ? ORDER BY e.track_id""",
+                [backend, version],
+            )
+        else:
+            # Two index searches (the vectors written since; the tracks changed since, with their
+            # vectors) instead of one OR, which SQLite answers by reading every vector of the model.
+            cursor = self.conn.execute(
+                """SELECT e.track_id, e.vector, t.status FROM embeddings e JOIN tracks t ON t.id = e.track_id
+                   WHERE e.backend = ? AND e.version = ? AND e.change > ?
+                   UNION
+                   SELECT e.track_id, e.vector, t.status FROM tracks t CROSS JOIN embeddings e ON e.track_id = t.id
+                   WHERE t.change > ? AND e.backend = ? AND e.version = ?
+                   ORDER BY 1""",
+                [backend, version, since_change, since_change, backend, version],
+            )
         rows = cursor.fetchall()
         changed = {r[0] for r in rows}
         rows = [r for r in rows if r[1] is not None and r[2] == "ok"]
