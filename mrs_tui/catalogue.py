@@ -29,7 +29,9 @@ import json
 import os
 import re
 import shutil
+import struct
 import threading
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,7 +96,7 @@ class Catalogue:
     @property
     def index_of(self) -> dict[int, int]:
         if self._index_of is None:
-            self._index_of = {int(t): i for i, t in enumerate(self.track_ids)}
+            self._index_of = dict(zip(self.track_ids.tolist(), range(len(self.track_ids)), strict=True))
         return self._index_of
 
     def vector(self, track_id: int) -> np.ndarray | None:
@@ -153,13 +155,7 @@ class Catalogue:
     def _current_graph(self):
         """The graph holding every item (extended here by a few appended items), or None."""
         with self._lock:
-            if self._graph is None and not self._graph_looked and self.folder is not None:
-                self._graph_looked = True
-                found = self._read_graph(self.folder)
-                if found is not None:
-                    self._graph, self._graph_nodes = found
-                    self._graph_view = None
-                    self._graph_saved = self._graph.ntotal
+            self._look_for_graph_file()
             graph = self._graph
             if graph is None:
                 return None
@@ -170,13 +166,26 @@ class Catalogue:
             if missing > max(1000, live // 20):
                 return None  # many new items: the background build adds them, flat answers meanwhile
             if missing:
-                self._graph_nodes = _extend_graph(graph, self._graph_nodes, self.unit[live:], live)
+                from recommenders.base import l2_normalize
+
+                rows = self._unit[live:] if self._unit is not None else l2_normalize(self.vectors[live:])
+                self._graph_nodes = _extend_graph(graph, self._graph_nodes, rows, live)
                 self._graph_view = None
             if self._graph_nodes is None:
                 return graph
             if self._graph_view is None or self._graph_view.nodes != graph.ntotal:
                 self._graph_view = ItemGraph(graph, self._graph_nodes)
             return self._graph_view
+
+    def _look_for_graph_file(self) -> None:
+        """Read the graph file, once, if no graph is in memory; called under the lock."""
+        if self._graph is None and not self._graph_looked and self.folder is not None:
+            self._graph_looked = True
+            found = self._read_graph(self.folder)
+            if found is not None:
+                self._graph, self._graph_nodes = found
+                self._graph_view = None
+                self._graph_saved = self._graph.ntotal
 
     def _graph_live(self) -> int:
         """Items the graph holds, the first ones (its live nodes); called under the lock."""
@@ -315,6 +324,9 @@ class Catalogue:
                     stored = stored[item_nodes(node_items)]
                 if not np.array_equal(stored, self.unit[:items]):
                     return None
+                if trust_checked and known is not None:  # the next start need not compare them again
+                    facts["vectors"] = known
+                    _write_text_atomically(path.with_name(path.name + ".json"), json.dumps(facts))
             if not checked:
                 note_checked(path, facts["file_digest"])
         except Exception:  # missing, truncated, not JSON, not an index...: built again
@@ -347,6 +359,9 @@ class Catalogue:
         if len(touched) > max(1000, len(self) // 10):
             return self.rebuild(store)  # a fresh read costs about as much as that many changes
         if len(touched):
+            with self._lock:  # the graph file holds the items as they were: retire nodes in it
+                if self.approximate:
+                    self._look_for_graph_file()
             # Rows come in track order: each touched item's new row, if it is still searchable.
             at = np.minimum(np.searchsorted(ids, self.track_ids[touched]), max(0, len(ids) - 1))
             found = (ids[at] == self.track_ids[touched]) if len(ids) else np.zeros(len(touched), bool)
@@ -535,16 +550,19 @@ class Catalogue:
         try:
             with np.load(path, allow_pickle=False) as data:
                 catalogue = cls(backend, version)
+                stored = str(data["checksum"])
+                trusted = trust_checked and was_checked(path, stored)
                 catalogue.track_ids = np.asarray(data["track_ids"], np.int64)
-                catalogue.vectors = np.asarray(data["vectors"], np.float32)
+                # A file checked before is mapped, not read: pages come in as searches touch them.
+                vectors = _mapped_member(path, "vectors") if trusted else None
+                catalogue.vectors = np.asarray(data["vectors"], np.float32) if vectors is None else vectors
                 catalogue.last_change = int(data["last_change"])
                 catalogue.database_uid = str(data["database_uid"])
-                stored = str(data["checksum"])
         except Exception:  # truncated, not a zip, a folder, an old format...: it is rebuilt
             return None
-        if catalogue.vectors.ndim != 2:
+        if catalogue.vectors.ndim != 2 or len(catalogue.vectors) != len(catalogue.track_ids):
             return None
-        if not (trust_checked and was_checked(path, stored)):
+        if not trusted:
             if stored != catalogue.checksum():
                 return None
             note_checked(path, stored)
@@ -564,7 +582,15 @@ class Catalogue:
             if folder is not None and len(catalogue):
                 catalogue.save(folder)  # missing or damaged: the next start reads it instead of the store
         else:
+            catalogue.folder = folder
+            before = (catalogue.last_change, catalogue.database_uid)
             catalogue.refresh(store)
+            if folder is not None and (catalogue.last_change, catalogue.database_uid) != before:
+                # Behind the database: saved as it is now, with its graph brought up to date (read
+                # while the file's items were still these), so that the next start reads both as they are.
+                if catalogue.approximate:
+                    catalogue._current_graph()
+                catalogue.save(folder)
         catalogue.folder = folder
         return catalogue
 
@@ -579,3 +605,35 @@ def _extend_graph(graph, node_items: np.ndarray | None, rows: np.ndarray, first_
         return None
     before = np.arange(nodes_before, dtype=np.int64) if node_items is None else node_items
     return np.concatenate([before, np.arange(first_item, first_item + len(rows), dtype=np.int64)])
+
+
+def _write_text_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except OSError:  # a read-only folder: compared again next time
+        tmp.unlink(missing_ok=True)
+
+
+def _mapped_member(path: Path, name: str) -> np.ndarray | None:
+    """The float32 array `name` of an uncompressed .npz file, memory-mapped copy-on-write (writes
+    stay in this process), or None where it cannot be mapped (then it is read as usual)."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(f"{name}.npy")
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None
+    with path.open("rb") as file:
+        file.seek(info.header_offset)
+        local = file.read(30)  # the member's local header, then its name and extra field
+        if len(local) != 30 or local[:4] != b"PK\x03\x04":
+            return None
+        name_length, extra_length = struct.unpack("<HH", local[26:30])
+        file.seek(info.header_offset + 30 + name_length + extra_length)
+        major, _ = np.lib.format.read_magic(file)
+        read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(file)
+        offset = file.tell()
+    if dtype != np.dtype("<f4") or fortran_order or len(shape) != 2 or 0 in shape:
+        return None
+    return np.memmap(path, dtype=dtype, mode="c", offset=offset, shape=shape)

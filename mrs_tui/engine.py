@@ -430,7 +430,7 @@ class Engine:
             model = recommender_registry.create(rec_name)
             model.fit(data.interactions, catalogue.vectors)
             if hasattr(model, "use_index") and not getattr(model, "zscore", False):
-                model.use_unit(catalogue.unit)  # one copy of the normalised vectors, not two
+                model.use_unit_source(lambda: catalogue.unit)  # one copy of the normalised vectors, not two
                 model.use_index_source(catalogue.search_index)  # flat, or the HNSW graph once built
             hot_tracks: set[int] = set()
             if hasattr(model, "refit_history"):  # later plays update the mask from this set

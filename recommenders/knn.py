@@ -49,6 +49,7 @@ class KNNRecommender(Recommender):
         self._contexts: Interactions | Callable[[], Interactions] | list[np.ndarray] = []
         self._index = None
         self._index_source: Callable[[], object] | None = None
+        self._unit_source: Callable[[], np.ndarray] | None = None
 
     def _fit(
         self,
@@ -65,6 +66,7 @@ class KNNRecommender(Recommender):
             vectors = (vectors - mean) / np.where(std > 1e-8, std, 1.0)
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self._unit = None  # normalised on first use, unless the catalogue's are handed over first
+        self._unit_source = None
         self._contexts = interactions
         self._index = None
         self._index_source = None
@@ -95,7 +97,11 @@ class KNNRecommender(Recommender):
     def unit(self) -> np.ndarray:
         unit = self._unit
         if unit is None:
-            unit = self._unit = l2_normalize(self.vectors)
+            if self._unit_source is not None:
+                self.use_unit(self._unit_source())
+                unit = self._unit
+            else:
+                unit = self._unit = l2_normalize(self.vectors)
         return unit
 
     def use_unit(self, unit: np.ndarray) -> None:
@@ -104,11 +110,22 @@ class KNNRecommender(Recommender):
             raise ValueError("these normalised vectors are not this model's items")
         self._unit = unit
 
+    def use_unit_source(self, source: Callable[[], np.ndarray]) -> None:
+        """Ask `source` for the catalogue's normalised vectors when a search first needs them all:
+        through a graph, most never do (at a million items they take a second to compute)."""
+        self._unit, self._unit_source = None, source
+
+    def _unit_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Normalised vectors of these items, without normalising all of them first."""
+        if self._unit is not None:
+            return self._unit[rows]
+        return l2_normalize(self.vectors[rows])  # row by row: the same values as unit[rows]
+
     @property
     def index(self):
         if self._index_source is not None:
             index = self._index_source()
-            if index.ntotal == self.n_items and index.d == self.unit.shape[1]:
+            if index.ntotal == self.n_items and index.d == self.vectors.shape[1]:
                 return index
         if self._index is None:
             import faiss
@@ -220,7 +237,7 @@ class KNNRecommender(Recommender):
 
     def _exact(self, profile: np.ndarray, mask: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         candidates = np.flatnonzero(mask)
-        scores = self.unit[candidates] @ profile
+        scores = self._unit_rows(candidates) @ profile
         top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
         top = top[np.lexsort((candidates[top], -scores[top]))]
         return candidates[top].astype(np.int64), scores[top].astype(np.float32)
@@ -231,6 +248,11 @@ class KNNRecommender(Recommender):
         self.vectors = np.ascontiguousarray(np.concatenate([self.vectors, new_vectors]), dtype=np.float32)
         self._unit = None
         self._index = None
+
+    def _learned(self) -> dict[str, np.ndarray]:
+        # The vectors are what a NaN would spoil; the contexts are item numbers, and working
+        # them out for the check would cost every refit what serving never reads.
+        return {"vectors": self.vectors}
 
     def _state(self) -> dict[str, np.ndarray]:
         lengths = np.array([len(c) for c in self.context_items], np.int64)

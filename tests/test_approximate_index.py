@@ -410,3 +410,50 @@ def test_a_node_map_that_does_not_fit_its_graph_is_refused():
         decode_nodes(text, len(node_items) + 1, 5)  # another graph
     with pytest.raises(ValueError):
         decode_nodes(encode_nodes(np.array([0, 1, 1, -1])), 4, 3)  # item 1 twice, item 2 nowhere
+
+
+def test_a_checked_cache_is_mapped_and_what_changes_in_memory_never_reaches_the_file(engine, monkeypatch):
+    from mrs_tui import checked_files
+    from mrs_tui.store import EmbeddingRow
+
+    monkeypatch.setattr(checked_files, "QUIET_NS", 0)
+    catalogue = engine.catalogue()
+    folder = engine.data_folder / "indexes"
+    catalogue.save(folder)
+    cache = Catalogue.cache_path(folder, "mfcc", "1")
+    original = catalogue.vectors.copy()
+    assert not isinstance(Catalogue.read_cache(cache, "mfcc", "1").vectors, np.memmap)  # checked whole
+    mapped = Catalogue.read_cache(cache, "mfcc", "1")
+    assert isinstance(mapped.vectors, np.memmap)  # checked before: mapped, not read
+    track = int(mapped.track_ids[3])
+    engine.store.put_embeddings([EmbeddingRow(track, "mfcc", "1", np.full(mapped.dim, 7.0, np.float32))])
+    mapped.refresh(engine.store)  # a re-analysis written over the mapped row, in memory only
+    assert np.all(mapped.vector(track) == 7.0)
+    on_disk = Catalogue.read_cache(cache, "mfcc", "1", trust_checked=False)
+    assert on_disk is not None and np.array_equal(on_disk.vectors, original)
+
+
+def test_a_cache_behind_the_database_is_saved_on_load_with_its_graph(engine, monkeypatch):
+    from mrs_tui import catalogue as catalogue_module
+    from mrs_tui.store import EmbeddingRow
+
+    monkeypatch.setattr(catalogue_module, "APPROXIMATE_ABOVE", 100)
+    catalogue, _ = _knn(engine, 100)
+    folder = engine.data_folder / "indexes"
+    catalogue.save(folder)
+    track = int(catalogue.track_ids[10])
+    new_vector = catalogue.vectors[20] + 0.5
+    engine.store.put_embeddings([EmbeddingRow(track, "mfcc", "1", new_vector)])  # written by another process
+
+    def load() -> Catalogue:
+        return Catalogue.load(engine.store, "mfcc", "1", folder=folder)
+
+    caught_up = load()
+    assert np.array_equal(caught_up.vector(track), new_vector)
+    # The next start finds both files as the database is: nothing to catch up, nothing to compare.
+    again = load()
+    assert again.last_change == engine.store.change_count()
+    graph = again._current_graph()
+    assert graph is not None and again._unit is None
+    _, labels = graph.search(l2_normalize(new_vector)[None, :], 1)
+    assert again.track_ids[labels[0][0]] == track
