@@ -191,7 +191,13 @@ class Catalogue:
         """Items the graph holds, the first ones (its live nodes); called under the lock."""
         if self._graph is None:
             return 0
-        return self._graph.ntotal if self._graph_nodes is None else int((self._graph_nodes >= 0).sum())
+        nodes = self._graph_nodes
+        if nodes is None:
+            return self._graph.ntotal
+        view = self._graph_view
+        if view is not None and view.node_items is nodes:
+            return view.ntotal  # counted once per map: this runs on every search
+        return int((nodes >= 0).sum())
 
     def _start_graph_build(self) -> None:
         with self._lock:

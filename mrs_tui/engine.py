@@ -25,7 +25,7 @@ from mrs_tui import training
 from mrs_tui.catalogue import Catalogue
 from mrs_tui.config import Settings
 from mrs_tui.errors import UserError
-from mrs_tui.history import History
+from mrs_tui.history import History, HotTracks
 from mrs_tui.indexing import Indexer, IndexReport, ProgressFn
 from mrs_tui.library import ScanReport, scan
 from mrs_tui.store import Play, Store, Track
@@ -99,18 +99,23 @@ class SuggestionList:
 class _FittedModel:
     model: Recommender
     key: tuple
-    hot_tracks: set[int] = field(default_factory=set)  # what the model's hot mask says, as track ids
+    hot_version: int = -1  # the version of the hot tracks the model's hot mask shows
 
 
-def _hot_mask(catalogue: Catalogue, mask: np.ndarray, was_hot: set[int], now_hot: set[int]) -> np.ndarray:
-    """A copy of `mask` (over the catalogue's items, true where `was_hot`) true where `now_hot`:
-    only the tracks that changed are touched, so after a play it costs the play, not the history."""
+def _hot_mask(catalogue: Catalogue, mask: np.ndarray | None, hot: HotTracks, since: int) -> np.ndarray:
+    """The hot mask over the catalogue's items: `mask` (as of version `since` of the hot tracks)
+    with the tracks flipped since then set again, so after a play it costs the play, not the
+    history; built from every hot track when there is no mask or it is too old."""
     index_of = catalogue.index_of
-    hot = mask.copy()
-    for track_id in now_hot ^ was_hot:
+    changed = None if mask is None else hot.changed_since(since)
+    if changed is None:
+        out, changed = np.zeros(len(catalogue), bool), hot.current()
+    else:
+        out = mask.copy()
+    for track_id in changed:
         if track_id in index_of:
-            hot[index_of[track_id]] = track_id in now_hot
-    return hot
+            out[index_of[track_id]] = hot.is_hot(track_id)
+    return out
 
 
 @dataclass(frozen=True)
@@ -420,11 +425,12 @@ class Engine:
                 return cached.model
             if cached is not None and cached.key[:2] == key[:2] and hasattr(cached.model, "refit_history"):
                 # Only plays changed: vectors and index stay; the hot items follow the new plays alone.
-                now_hot = self.history.hot_tracks.current()
-                hot = _hot_mask(catalogue, cached.model.hot_mask, cached.hot_tracks, now_hot)
+                hot_tracks = self.history.hot_tracks
+                version = hot_tracks.update()
+                hot = _hot_mask(catalogue, cached.model.hot_mask, hot_tracks, cached.hot_version)
                 index_of = catalogue.index_of
                 cached.model.refit_history(hot, lambda: self.history.data(index_of).interactions)
-                cached.key, cached.hot_tracks = key, now_hot
+                cached.key, cached.hot_version = key, version
                 return cached.model
             data = self.history.data(catalogue.index_of)
             model = recommender_registry.create(rec_name)
@@ -432,12 +438,12 @@ class Engine:
             if hasattr(model, "use_index") and not getattr(model, "zscore", False):
                 model.use_unit_source(lambda: catalogue.unit)  # one copy of the normalised vectors, not two
                 model.use_index_source(catalogue.search_index)  # flat, or the HNSW graph once built
-            hot_tracks: set[int] = set()
-            if hasattr(model, "refit_history"):  # later plays update the mask from this set
-                hot_tracks = self.history.hot_tracks.current()
-                hot = _hot_mask(catalogue, np.zeros(len(catalogue), bool), set(), hot_tracks)
+            hot_version = -1
+            if hasattr(model, "refit_history"):  # later plays update the mask from this version on
+                hot_version = self.history.hot_tracks.update()
+                hot = _hot_mask(catalogue, None, self.history.hot_tracks, hot_version)
                 model.refit_history(hot, lambda: data.interactions)
-            self._models[cache_key] = _FittedModel(model, key, hot_tracks)
+            self._models[cache_key] = _FittedModel(model, key, hot_version)
             return model
 
     def prepare(self, backends: Sequence[str], recommender: str | None = None) -> list[str]:

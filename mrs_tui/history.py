@@ -120,7 +120,13 @@ class HotTracks:
     looked at again (a listening import may add plays older than the newest, so a pair's verdict
     is read back from the store, not assumed from the new play); a deletion anywhere (the count
     of plays no longer adds up) starts over from the whole history.
+
+    Each update that changes something is a new `version`, and `changed_since` tells which tracks
+    went hot or cold since an earlier one: a hot mask follows a play by the tracks it flipped,
+    not by comparing two sets of every track ever played.
     """
+
+    KEPT_VERSIONS = 64  # how far back `changed_since` can answer
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -128,36 +134,68 @@ class HotTracks:
         self._pairs_of: dict[int, int] = {}  # track -> positive pairs it is in
         self._last_id = 0
         self._count = 0
+        self.version = 0
+        self._reset_at = 0  # the version of the last pass over the whole history
+        self._flips: list[tuple[int, set[int]]] = []  # (version, tracks flipped by that update)
 
     def current(self) -> set[int]:
+        """The hot tracks now (a copy)."""
+        self.update()
+        return set(self._pairs_of)
+
+    def is_hot(self, track_id: int) -> bool:
+        return track_id in self._pairs_of
+
+    def changed_since(self, version: int) -> set[int] | None:
+        """Tracks that went hot or cold after `version` (as of the last update); None when that is
+        too far back or before a pass over the whole history (then start from `current`)."""
+        if version < self._reset_at or (self._flips and version < self._flips[0][0] - 1):
+            return None
+        return set().union(*(tracks for at, tracks in self._flips if at > version))
+
+    def update(self) -> int:
+        """Catch up with the plays; returns the version."""
         count, last_id = self.store.play_totals()
         if self._count and last_id >= self._last_id:
             new = self.store.plays(since_id=self._last_id)
             if count == self._count + len(new):  # nothing was deleted: the new plays are all that changed
                 touched = {(p.session_id, p.track_id) for p in new}
-                for pair, event in self.store.last_events(touched).items():
-                    self._set(pair, event not in NEGATIVE_EVENTS)
+                flipped = {
+                    pair[1]
+                    for pair, event in self.store.last_events(touched).items()
+                    if self._set(pair, event not in NEGATIVE_EVENTS)
+                }
                 self._last_id, self._count = max([self._last_id, *(p.id for p in new)]), count
-                return set(self._pairs_of)
+                if flipped:
+                    self.version += 1
+                    self._flips = [*self._flips[-(self.KEPT_VERSIONS - 1) :], (self.version, flipped)]
+                return self.version
+        if count == self._count == 0:
+            return self.version  # no plays then, none now
         self._positive.clear()
         self._pairs_of.clear()
         for session_id, track_id, event, _at in self.store.play_rows():  # in time order: the last verdict stays
             self._set((session_id, track_id), event not in NEGATIVE_EVENTS)
         self._last_id, self._count = last_id, count
-        return set(self._pairs_of)
+        self.version += 1
+        self._reset_at, self._flips = self.version, []
+        return self.version
 
-    def _set(self, pair: tuple[int, int], positive: bool) -> None:
+    def _set(self, pair: tuple[int, int], positive: bool) -> bool:
+        """Record a pair's verdict; whether its track went hot or cold."""
         if positive == (pair in self._positive):
-            return
+            return False
         track = pair[1]
         if positive:
             self._positive.add(pair)
             self._pairs_of[track] = self._pairs_of.get(track, 0) + 1
-        else:
-            self._positive.discard(pair)
-            self._pairs_of[track] -= 1
-            if not self._pairs_of[track]:
-                del self._pairs_of[track]
+            return self._pairs_of[track] == 1
+        self._positive.discard(pair)
+        self._pairs_of[track] -= 1
+        if not self._pairs_of[track]:
+            del self._pairs_of[track]
+            return True
+        return False
 
 
 def first_and_last(events: Iterable[tuple[int, str, float]]) -> tuple[dict[int, float], dict[int, bool]]:

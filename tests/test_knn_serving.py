@@ -86,3 +86,30 @@ def test_each_suggestion_explains_itself_with_its_own_tags(tmp_path):
     assert "sounds like rock, guitar" in reasons[7] and "sounds like piano" in reasons[8]
     assert all("sounds like" not in r for t, r in reasons.items() if t not in tagged)
     assert engine.tracks_tags(list(reasons), "mfcc") == {t: engine.track_tags(t, "mfcc") for t in reasons}
+
+
+def test_hot_tracks_tell_which_tracks_flipped_since_a_version(tmp_path, monkeypatch):
+    from mrs_tui.history import HotTracks
+
+    engine = _engine(tmp_path)
+    hot = engine.history.hot_tracks
+    start = hot.update()
+    engine.record(100, "complete")
+    after_play = hot.update()
+    assert hot.changed_since(start) == {100} and hot.changed_since(after_play) == set()
+    engine.record(100, "skip")  # hot, then cold again: still a change to apply to an old mask
+    engine.record(101, "like")
+    hot.update()
+    assert hot.changed_since(start) == {100, 101} and hot.changed_since(after_play) == {100, 101}
+    engine.store.delete_play(engine.store.last_play_id())  # a deletion: counted again from scratch
+    hot.update()
+    assert hot.changed_since(after_play) is None
+
+    # A mask older than the versions kept is built again, and still right.
+    monkeypatch.setattr(HotTracks, "KEPT_VERSIONS", 2)
+    model = engine.fitted_model()
+    for track in (103, 104, 105, 106):
+        engine.record(track, "complete")
+        hot.update()
+    model = engine.fitted_model()
+    assert np.array_equal(model.hot_mask, _fresh_hot_mask(engine))
