@@ -3,18 +3,19 @@
 Derived from the `embeddings` table, never the other way round: it can be thrown away and
 rebuilt at any time. It is cached beside the database (``indexes/<backend>@<version>.npz``)
 and kept up to date incrementally — only rows written since the last refresh are read, keyed
-on the store's change counter. A track that went missing or was re-analysed loses its old item
-(the later ones move down) and a new vector is appended; many such changes at once, or another
-database, rebuild it from the store. The cache carries a checksum: a damaged or garbled file is
+on the store's change counter. A re-analysed track gets its new vector in its place; a track
+that left the search loses its item (the later ones move down); many such changes at once, or
+another database, rebuild it from the store. The cache carries a checksum: a damaged or garbled file is
 simply rebuilt from the database (`checked_files` spares the hash of a file that passed it
 before and has not changed since). One index never mixes embedding versions.
 
 Above `APPROXIMATE_ABOVE` items the search goes through an HNSW graph instead of a flat scan.
 The graph is built in a background thread (the flat index answers, exactly, until it is ready),
-extended as items are appended; the node of an item taken out is retired (`item_graph`) and the
-graph is built afresh once a tenth of its nodes are. It is kept beside the vector cache
-(``<backend>@<version>.hnsw`` with a ``.hnsw.json`` that says what it holds and which nodes are
-retired); a missing, damaged or mismatched graph file is simply built again. HNSW over IVF with scalar
+extended as items are appended; the node of an item taken out or re-analysed is retired
+(`item_graph`), a re-analysed item's new vector added as a node of its own, and the graph is
+built afresh once a tenth of its nodes are retired. It is kept beside the vector cache
+(``<backend>@<version>.hnsw`` with a ``.hnsw.json`` that says what it holds and which item each
+node stands for); a missing, damaged or mismatched graph file is simply built again. HNSW over IVF with scalar
 quantisation, measured on 100k generated MusiCNN-like vectors: recall@20 0.99 against 0.96 at
 the same sub-millisecond latency, and no training step, so items added later are placed as well
 as the first ones; it costs more memory (the vectors plus 16 links each) and a longer build.
@@ -37,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mrs_tui.checked_files import note_checked, was_checked
+from mrs_tui.checked_files import note_checked, was_checked, write_text_atomically
 from mrs_tui.item_graph import ItemGraph, decode_nodes, encode_nodes, item_nodes
 from mrs_tui.store import Store
 
@@ -344,7 +345,7 @@ class Catalogue:
                     return None
                 if trust_checked and known is not None:  # the next start need not compare them again
                     facts["vectors"] = known
-                    _write_text_atomically(path.with_name(path.name + ".json"), json.dumps(facts))
+                    write_text_atomically(path.with_name(path.name + ".json"), json.dumps(facts))
             if not checked:
                 note_checked(path, facts["file_digest"])
         except Exception:  # missing, truncated, not JSON, not an index...: built again
@@ -358,9 +359,10 @@ class Catalogue:
         """Pull what changed since the last refresh; returns how many items were added.
 
         Keyed on the store's change counter, which never repeats: a re-analysed track, a vector
-        deleted or a track gone missing since then is always seen. Its old item is taken out
-        (and its node in the graph retired), and a new vector is appended; a rebuild from the
-        store is left for many such changes at once, or a change of dimension.
+        deleted or a track gone missing since then is always seen. A re-analysed track's new
+        vector takes its item's place, a track that left the search is taken out (their old
+        graph nodes retired); a rebuild from the store is left for many such changes at once,
+        or a change of dimension.
         """
         current = store.change_count()
         if current == self.last_change and self.database_uid == store.database_uid():
@@ -623,15 +625,6 @@ def _extend_graph(graph, node_items: np.ndarray | None, rows: np.ndarray, first_
         return None
     before = np.arange(nodes_before, dtype=np.int64) if node_items is None else node_items
     return np.concatenate([before, np.arange(first_item, first_item + len(rows), dtype=np.int64)])
-
-
-def _write_text_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        tmp.write_text(text)
-        tmp.replace(path)
-    except OSError:  # a read-only folder: compared again next time
-        tmp.unlink(missing_ok=True)
 
 
 def _mapped_member(path: Path, name: str) -> np.ndarray | None:

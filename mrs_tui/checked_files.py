@@ -56,9 +56,17 @@ def note_checked(path: Path, digest: str) -> None:
     ledger = _read_ledger(folder)
     ledger = {name: entry for name, entry in ledger.items() if (folder / name).exists()}
     ledger[path.name] = {"identity": identity, "digest": digest}
-    tmp = folder / f"{LEDGER}.{os.getpid()}.{threading.get_ident()}.tmp"
+    write_text_atomically(folder / LEDGER, json.dumps(ledger))  # not written: hashed again next time
+
+
+def write_text_atomically(path: Path, text: str) -> bool:
+    """Replace `path` with `text` in one step (readers see the old or the new file, never half
+    of one); False when the folder cannot be written, which for a note of a derived file is fine."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        tmp.write_text(json.dumps(ledger))
-        tmp.replace(folder / LEDGER)
-    except OSError:  # a read-only folder: the file is hashed again next time
+        tmp.write_text(text)
+        tmp.replace(path)
+    except OSError:
         tmp.unlink(missing_ok=True)
+        return False
+    return True
