@@ -97,22 +97,19 @@ class KNNRecommender(Recommender):
     def unit(self) -> np.ndarray:
         unit = self._unit
         if unit is None:
-            if self._unit_source is not None:
-                self.use_unit(self._unit_source())
-                unit = self._unit
+            if self._unit_source is None:
+                unit = l2_normalize(self.vectors)
             else:
-                unit = self._unit = l2_normalize(self.vectors)
+                unit = self._unit_source()
+                if unit.shape != self.vectors.shape:
+                    raise ValueError("these normalised vectors are not this model's items")
+            self._unit = unit
         return unit
 
-    def use_unit(self, unit: np.ndarray) -> None:
-        """Take the catalogue's normalised vectors instead of a copy of our own (same rows)."""
-        if unit.shape != self.vectors.shape:
-            raise ValueError("these normalised vectors are not this model's items")
-        self._unit = unit
-
     def use_unit_source(self, source: Callable[[], np.ndarray]) -> None:
-        """Ask `source` for the catalogue's normalised vectors when a search first needs them all:
-        through a graph, most never do (at a million items they take a second to compute)."""
+        """Take the catalogue's normalised vectors instead of a copy of our own (same rows), asking
+        `source` for them when a search first needs them all: through a graph, most never do (at
+        a million items they take a second to compute)."""
         self._unit, self._unit_source = None, source
 
     def _unit_rows(self, rows: np.ndarray) -> np.ndarray:
