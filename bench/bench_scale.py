@@ -7,8 +7,8 @@ For each size (libraries from `big_library.py`, built once and reused from `--fo
 - per CLI call, fresh processes interleaved across sizes so background load hits all alike:
   `history show --limit 5`, `library --search`, `suggest` (knn);
 - in process: knn suggestions for a seed (p50/p95), and after a new play each time;
-- in process: the first suggestion after a track is re-analysed (its old graph node retired, the
-  new vector appended), against reading the catalogue again from the database (what a
+- in process: the first suggestion after a track is re-analysed (its new vector in its item's
+  place, its old graph node retired and the new vector added as a node), against reading the catalogue again from the database (what a
   re-analysis cost before, plus building the graph again: the build time above);
 - first paint of the app and the moment its rows are on screen (as bench_startup.py);
 - recall@20 of the graph against exact search, for session profiles of generated vectors and for
