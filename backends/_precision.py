@@ -25,6 +25,10 @@ Design decisions:
   taps) stays a convolution. The 2-D convolutions of the conformer front end stay float32
   too: unfolded into a matrix product they ran slower than oneDNN's direct convolution on
   this kind of CPU, quantised or not.
+- At both reduced precisions on a CPU, the wav2vec2-style waveform front end of MERT and
+  Music2Vec runs time-major (`backends._feature_encoder`): its layout, not its arithmetic,
+  was most of their time per clip. At int8 it computes in float32; at bf16, its layers after
+  the first run in bfloat16.
 - ``bf16`` runs the encoder under bfloat16 autocast (the mel front end, norms and pooling stay
   float32). It is offered only where the CPU has bfloat16 matrix instructions (AVX-512-BF16 or
   AMX, as oneDNN reports them) or on a CUDA GPU; elsewhere bfloat16 is emulated and slower
@@ -88,6 +92,10 @@ def prepare_model(model, precision: str, device_type: str, *, check: bool = True
     """`model` ready to run at `precision` (an int8 copy has quantised linear layers); eval mode."""
     if check:
         check_supported(precision, device_type)
+    if precision != DEFAULT_PRECISION and device_type == "cpu":
+        from backends._feature_encoder import use_time_major_feature_encoder
+
+        use_time_major_feature_encoder(model, torch.bfloat16 if precision == "bf16" else torch.float32)
     if precision == "int8":
         return quantize_int8(model)
     return model
