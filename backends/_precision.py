@@ -30,7 +30,7 @@ Design decisions:
   was most of their time per clip. At int8 it computes in float32; at bf16, its layers after
   the first run in bfloat16.
 - ``bf16`` runs the encoder under bfloat16 autocast (the mel front end, norms and pooling stay
-  float32). It is offered only where the CPU has bfloat16 matrix instructions (AVX-512-BF16 or
+  float32), with the 2-D convolutions channels-last (`channels_last_convolutions`). It is offered only where the CPU has bfloat16 matrix instructions (AVX-512-BF16 or
   AMX, as oneDNN reports them) or on a CUDA GPU; elsewhere bfloat16 is emulated and slower
   than float32, and the option is refused with a message saying so.
 - ``int8`` runs one clip per forward pass: activations are quantised with one scale per
@@ -96,9 +96,24 @@ def prepare_model(model, precision: str, device_type: str, *, check: bool = True
         from backends._feature_encoder import use_time_major_feature_encoder
 
         use_time_major_feature_encoder(model, torch.bfloat16 if precision == "bf16" else torch.float32)
+    if precision == "bf16" and device_type == "cpu":
+        channels_last_convolutions(model)
     if precision == "int8":
         return quantize_int8(model)
     return model
+
+
+def channels_last_convolutions(model) -> int:
+    """Store every 2-D convolution's weights channels-last, so that its maps are computed that way.
+
+    oneDNN's bfloat16 convolutions reorder channels-first maps to their blocked layout and back;
+    on the conformers' 512-channel mel front end that reorder cost more than the convolutions
+    (MusicFM at bf16: 2.1 s -> 1.2 s per 30-s clip on a CPU with AMX). At float32 it gains nothing.
+    """
+    convolutions = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    for conv in convolutions:
+        conv.to(memory_format=torch.channels_last)
+    return len(convolutions)
 
 
 def max_batch_for(precision: str, batch: int) -> int:
