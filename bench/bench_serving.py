@@ -104,21 +104,30 @@ def cli_calls(db: Path, recommender: str, seed: int, calls: int, cache: bool) ->
     return out
 
 
-def in_process(db: Path, recommender: str, seeds: list[int], cache: bool) -> list[float]:
+def in_process(db: Path, recommender: str, seeds: list[int], cache: bool, graph: bool = False):
+    """(ms per suggestion, the suggested track ids per seed, seconds until the graph was there)."""
     from mrs_tui.config import Settings
     from mrs_tui.engine import Engine
     from mrs_tui.store import Store
 
     os.environ["MRS_TUI_ITEM_SIDE_CACHE"] = "1" if cache else "0"
     with Store.open(db) as store:
-        engine = Engine(store, Settings(backend=BACKEND, recommender=recommender))
+        # background builds as in the app (the item-side graph), or none as in a CLI call
+        engine = Engine(store, Settings(backend=BACKEND, recommender=recommender), background_builds=graph)
+        start = time.perf_counter()
         engine.suggest(seeds[0], k=20)  # loads the model (and, cached, its item side)
-        out = []
+        graph_seconds = None
+        builder = engine.fitted_model(recommender, BACKEND).graph_builder if graph else None
+        if builder is not None:
+            builder.join()
+            graph_seconds = time.perf_counter() - start
+        out, answers = [], []
         for seed in seeds[1:]:
             start = time.perf_counter()
-            engine.suggest(seed, k=20)
+            result = engine.suggest(seed, k=20)
             out.append((time.perf_counter() - start) * 1000)
-    return out
+            answers.append([s.track.id for s in result.items])
+    return out, answers, graph_seconds
 
 
 def main() -> None:
@@ -130,6 +139,7 @@ def main() -> None:
     parser.add_argument(
         "--library", metavar="DB", help="measure an existing generated library (built and trained by --keep) instead"
     )
+    parser.add_argument("--no-graph", action="store_true", help="skip the runs with the item-side graph")
     parser.add_argument("--keep", metavar="DB", help="build the (single) --tracks library here and keep it")
     args = parser.parse_args()
     import recommenders
@@ -176,13 +186,26 @@ def measure(db: Path, ids: list[int], names: list[str], args: argparse.Namespace
             f" (first call {first[0]:.0f} ms) | old/cached p50 {ratio:.1f}x"
         )
     for name in names:
-        old = in_process(db, name, seeds, cache=False)
-        cached = in_process(db, name, seeds, cache=True)
+        old, _, _ = in_process(db, name, seeds, cache=False)
+        cached, exact, _ = in_process(db, name, seeds, cache=True)
         ratio = np.percentile(old, 95) / np.percentile(cached, 95)
         print(
             f"  in-process  {name:11s} old: {percentiles(old)} | cached: {percentiles(cached)}"
             f" | old/cached p95 {ratio:.1f}x"
         )
+        if args.no_graph:
+            continue
+        for label in ("built", "read"):  # the first run builds and writes the graph, the next reads it
+            walked, answers, seconds = in_process(db, name, seeds, cache=True, graph=True)
+            if seconds is None:
+                print(f"  in-process  {name:11s} no item-side graph (flat search: small, or not this model)")
+                break
+            recall = np.mean([len(set(a) & set(e)) / max(1, len(e)) for a, e in zip(answers, exact, strict=True)])
+            print(
+                f"  in-process  {name:11s} graph {label} in {seconds:6.1f} s: {percentiles(walked)}"
+                f" | cached flat/graph p95 {np.percentile(cached, 95) / np.percentile(walked, 95):.1f}x"
+                f" | recall@20 against flat {recall:.3f}"
+            )
 
 
 if __name__ == "__main__":

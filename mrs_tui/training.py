@@ -32,6 +32,7 @@ train on demand whatever the count.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -55,6 +56,11 @@ MIN_TRAINING_SESSIONS = 5
 TRACK_IDS_FILE = "track_ids.npy"
 ITEM_SIDE_FILE = "item_side.npz"
 ITEM_SIDE_FORMAT = 1
+ITEM_GRAPH_FILE = "item_side.hnsw"  # with its facts in item_side.hnsw.json
+ITEM_GRAPH_FORMAT = 1
+# Wider graph building than the knn catalogue's: item sides are not unit vectors and cluster
+# more, and at the catalogue's 40 a few queries of a clustered side found none of their top 20.
+ITEM_GRAPH_EF_CONSTRUCTION = 200
 
 
 def item_side_cache_enabled() -> bool:
@@ -282,6 +288,52 @@ class ItemSideCache:
             return False
         return True
 
+    # -- the graph over the item side (long-lived processes, see `AlignedModel.keep_item_graph`) --
+
+    def _graph_key(self, track_ids: np.ndarray, side: np.ndarray) -> str:
+        """The model and items of the cache key, plus rows sampled from the side itself."""
+        digest = hashlib.blake2b(digest_size=16)
+        digest.update(f"{ITEM_GRAPH_FORMAT}|{self._key(track_ids)}|{side.shape}|".encode())
+        digest.update(np.ascontiguousarray(side[:: max(1, len(side) // 4096)], np.float32).tobytes())
+        return digest.hexdigest()
+
+    def read_graph(self, track_ids: np.ndarray, side: np.ndarray):
+        """The graph written for exactly this item side, or None: missing, damaged or stale."""
+        if self.path is None:
+            return None
+        path = self.path.with_name(ITEM_GRAPH_FILE)
+        try:
+            import faiss
+
+            facts = json.loads(path.with_name(ITEM_GRAPH_FILE + ".json").read_text(encoding="utf-8"))
+            if facts.get("key") != self._graph_key(track_ids, side):
+                return None
+            graph = faiss.read_index(str(path))
+        except Exception:  # missing, truncated, garbled: built again
+            return None
+        if graph.ntotal != len(side) or graph.d != side.shape[1] + 1 or not hasattr(graph, "hnsw"):
+            return None
+        return graph
+
+    def write_graph(self, track_ids: np.ndarray, side: np.ndarray, graph) -> bool:
+        """The graph first, then the facts naming it: a reader never pairs new facts with an old graph."""
+        if self.path is None:
+            return False
+        import faiss
+
+        from mrs_tui.checked_files import write_text_atomically
+
+        path = self.path.with_name(ITEM_GRAPH_FILE)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            faiss.write_index(graph, str(tmp))
+            tmp.replace(path)
+        except (OSError, RuntimeError):  # FAISS reports a write error as RuntimeError
+            tmp.unlink(missing_ok=True)
+            return False
+        facts = {"format": ITEM_GRAPH_FORMAT, "key": self._graph_key(track_ids, side), "items": len(side)}
+        return write_text_atomically(path.with_name(ITEM_GRAPH_FILE + ".json"), json.dumps(facts))
+
 
 def _positions(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     """Index in `keys` (unique ids) of each of `wanted`, -1 where absent; vectorised for 100k-track catalogues."""
@@ -319,6 +371,8 @@ class AlignedModel(Recommender):
         self.item_side_cache: ItemSideCache | None = None
         self.cached_item_side_ids: np.ndarray | None = None  # what the disk cache holds now
         self.light = False  # answering from the cached item side alone (`recommenders.serving`)
+        self.graph_builder: threading.Thread | None = None
+        self.graph_error: str | None = None
 
     def covers(self, catalogue) -> bool:
         """Whether every catalogue track is one of the model's items (nothing to append)."""
@@ -382,7 +436,73 @@ class AlignedModel(Recommender):
         self.gone = np.flatnonzero(self.to_catalogue < 0).tolist()
         self.catalogue_key = key
         self._store_item_side()
+        if catalogue.build_in_background:
+            self.keep_item_graph()
         return self
+
+    def keep_item_graph(self) -> threading.Thread | None:
+        """Search a big item side through an HNSW graph from now on; returns the thread getting it.
+
+        For long-lived processes (the app): the graph is read from the model's folder or built
+        in the background, and exact flat search answers until it is there. A one-off CLI call
+        does not bother: one flat pass costs less than reading the graph. A side that changes
+        (tracks appended) drops its graph, and the next one is built for the new side.
+        """
+        from mrs_tui.catalogue import APPROXIMATE_ABOVE
+        from recommenders.serving import await_item_graph
+
+        holder = getattr(self.model, "item_index", None)
+        item_side = getattr(self.model, "item_side", None)
+        if holder is None or item_side is None or not getattr(self.model, "item_graph", False):
+            return None
+        if not item_side_cache_enabled():
+            return None
+        side = item_side()
+        if side is None or len(side) <= APPROXIMATE_ABOVE or len(side) != len(self.model_track_ids):
+            return None
+        attached = holder.get("graph")
+        if attached is not None and attached[0] is side:
+            return None
+        builder = self.graph_builder
+        if builder is not None and builder.is_alive() and getattr(builder, "side", None) is side:
+            return builder
+        await_item_graph(holder, side)
+        builder = threading.Thread(
+            target=self._get_item_graph, args=(side, self.model_track_ids.copy()), name="item-graph", daemon=True
+        )
+        builder.side = side  # type: ignore[attr-defined]
+        self.graph_builder = builder
+        builder.start()
+        return builder
+
+    def _get_item_graph(self, side: np.ndarray, track_ids: np.ndarray) -> None:
+        from mrs_tui.catalogue import HNSW_LINKS, hnsw_ef_search
+        from recommenders.serving import build_item_graph, item_graph_awaited, use_item_graph
+
+        holder = self.model.item_index
+
+        def replaced() -> bool:  # tracks appended or the model refitted: this side is no longer served
+            return not item_graph_awaited(holder, side)
+
+        cache = self.item_side_cache
+        try:
+            graph = cache.read_graph(track_ids, side) if cache is not None else None
+            built = graph is None
+            if built:
+                graph = build_item_graph(
+                    side,
+                    links=HNSW_LINKS,
+                    ef_construction=ITEM_GRAPH_EF_CONSTRUCTION,
+                    ef_search=hnsw_ef_search(len(side)),
+                    cancel=replaced,
+                )
+            if graph is None or replaced():
+                return
+            use_item_graph(holder, side, graph)
+            if built and cache is not None:
+                cache.write_graph(track_ids, side, graph)
+        except Exception as exc:  # noqa: BLE001 - out of memory, say: the flat search keeps answering, exactly
+            self.graph_error = f"the search graph of the {self.name} model could not be built ({exc})"
 
     def _model_query(self, query: Query) -> Query:
         def mapped(items) -> list[int]:

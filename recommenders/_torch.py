@@ -121,6 +121,8 @@ class LearnedRecommender(Recommender):
     sequences for session queries, the loss curve)."""
 
     Params = LearnedParams
+    # Whether a big item side may be searched through an HNSW graph (`recommenders.serving`).
+    item_graph = True
 
     def __init__(self, *, seed: int = 0, **params: object) -> None:
         super().__init__(seed=seed, **params)
@@ -131,7 +133,7 @@ class LearnedRecommender(Recommender):
         self.skips = None
         # Serving: the item side (`item_side`), computed on first use and kept, and a FAISS index over it.
         self._item_side: np.ndarray | None = None
-        self._item_index: dict = {}  # {"index": FAISS index over the item side}, see `inner_product_search`
+        self.item_index: dict = {}  # FAISS indexes over the item side, see `inner_product_search`
         # Set while `_fit` runs: the CPU generator of every random draw, and the training device.
         self.generator: torch.Generator | None = None
         self.train_device: torch.device | None = None
@@ -194,18 +196,18 @@ class LearnedRecommender(Recommender):
         if matrix.ndim != 2 or len(matrix) != self._item_count():
             raise ValueError(f"an item side of {len(matrix)} rows does not fit a model of {self._item_count()} items")
         self._item_side = matrix
-        self._item_index.clear()
+        self.item_index.clear()
 
     def _forget_item_side(self) -> None:
         """The weights changed: the item side is computed again on first use."""
         self._item_side = None
-        self._item_index.clear()
+        self.item_index.clear()
 
     def _grow_item_side(self, new_rows: Callable[[], np.ndarray]) -> None:
         """Items were appended: extend a computed item side by their rows only (nothing to do when lazy)."""
         if self._item_side is not None:
             self._item_side = np.ascontiguousarray(np.concatenate([self._item_side, new_rows()]), dtype=np.float32)
-            self._item_index.clear()
+            self.item_index.clear()
 
     def _ready_to_serve(self) -> bool:
         return False
@@ -234,7 +236,7 @@ class LearnedRecommender(Recommender):
         vector = None if side is None or len(side) != self.n_items else self.query_side(query)
         if vector is None:
             return self.recommend(query, k)
-        return inner_product_search(self, self._item_index, side, vector, query, k, self._query_correction(query))
+        return inner_product_search(self, self.item_index, side, vector, query, k, self._query_correction(query))
 
     def skip_columns(self, columns: np.ndarray) -> dict[str, object]:
         """`train_autoencoder`'s skip arguments for a matrix restricted to `columns` (none without skips)."""
