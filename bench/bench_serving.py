@@ -15,7 +15,11 @@ Then, for each model:
   the calls after it, and the first call is printed on its own);
 - in process: `Engine.suggest` for `--queries` different seeds in one session, old path (the
   model's item side recomputed and the full score vector ranked) against the cached path (one
-  query-side pass and one FAISS search over the cached item matrix).
+  query-side pass and one FAISS search over the cached item matrix);
+- in process, as the app runs (background builds on): the cached path through the HNSW graph
+  of the item side, once after building it (and writing it beside the model) and once after
+  reading it back, with the seconds until it was there and recall@20 of the suggestions
+  against the flat search's (`--no-graph` skips these).
 
 Figures: p50/p95 in ms, and the ratio old/cached measured in the same run. The goal from the
 issue: in-process p95 under 20 ms at 100k tracks.
@@ -28,6 +32,14 @@ quiet machine's; the ratios are the comparable part), quick-trained models, 200-
             contrastive 14.3 -> 2.6, bert4rec 12.6 -> 13.4 contrastive 29 -> 20, bert4rec 38 -> 31
     100k    shallow 14.7 s -> 4.2 s, hybrid 13.2 -> 4.5,  shallow 105 -> 55 ms, hybrid 79 -> 54,
             contrastive 14.7 -> 4.1, bert4rec 13.4 -> 12.4 contrastive 80 -> 52, bert4rec 58 -> 50
+
+On a quiet 2-core machine (load average 0.2, Xeon with AVX-512), quick-trained models, p95 of
+in-process suggestions, cached flat -> through the graph (build time; recall@20 against flat):
+
+    100k    shallow 8.6 -> 1.8 ms (23 s; 0.991), hybrid 5.8 -> 1.6 (9 s; 1.000),
+            contrastive 5.6 -> 1.5 (8 s; 0.997), bert4rec 5.9 (flat only)
+    1M      shallow 69.5 -> 4.0 ms (424 s, read back in 3.3 s; 0.970), hybrid 43.8 -> 2.5
+            (181 s; 0.983), contrastive 41.9 -> 2.6 (187 s; 0.981), bert4rec 34.6 (flat only)
 
 The cached CLI path imports no torch (bert4rec's query side is a transformer pass, so it still
 does). The in-process "old" column already has the engine's cached played-track set, which is

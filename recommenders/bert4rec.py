@@ -190,9 +190,9 @@ class Bert4RecRecommender(LearnedRecommender):
     Params = Bert4RecParams
     selects_by_validation = True
     # Its query side (a transformer's output) lies off its item rows: through an HNSW graph,
-    # recall@20 was 0.91 at the graph's usual depth on a trained 100k-track model, against
-    # 0.99+ for the others. Its item side is narrow (64 values), so a flat pass stays cheap:
-    # 15 ms at a million items at 32 values.
+    # recall@20 was 0.91 at the graph's usual walk depth on a trained 100k-track model, against
+    # 0.99+ for the other models. Its item side is narrow (64 values by default, 32 in the quick
+    # settings), so a flat pass stays cheap: 15 ms p95 over a million items of 32 values.
     item_graph = False
     quick_params = {"epochs": 40, "batch_size": 64, "hidden": 32, "max_len": 20, "min_steps": 0, "threads": 1}
     paper_params = {
