@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--random", action="store_true", help="random weights (same speed)")
     parser.add_argument("--clips", type=int, default=6, help="30-s clips per measurement")
     parser.add_argument("--batches", default="1,4,8", help="tracks per call to try")
-    parser.add_argument("--passes", default="10,40", help="patches per forward pass to try")
+    parser.add_argument("--passes", default="2,10,40", help="patches per forward pass to try")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tf-python", help="a Python with tensorflow-cpu 2.15 and musicnn 0.1.0 installed")
     parser.add_argument("--index-tracks", type=int, default=0, help="also index this many files, sampling RSS")
