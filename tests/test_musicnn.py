@@ -420,3 +420,25 @@ def test_indexing_stores_tags_that_explain_suggestions(installed, library, tmp_p
         assert result.items and all("sounds like" in s.reason for s in result.items)
     finally:
         store.close()
+
+
+def test_cpu_shards_give_the_single_pass_numbers_and_leave_the_callers_threads_alone(tmp_path):
+    import torch
+
+    write_random_checkpoint("musicnn", tmp_path, size="real")
+    backend = MusicnnBackend().load(tmp_path)
+    patches = np.random.default_rng(4).random((7, 187, 96), dtype=np.float32) * 3
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        sharded = backend.run_patches(patches)  # 3 shards of 3, 2, 2 patches, in passes of 2
+        assert torch.get_num_threads() == 3  # the workers' one thread each is theirs only
+        assert backend._pool_workers == 3
+        torch.set_num_threads(1)
+        whole = backend.run_patches(patches)  # one thread: no shards, the calling thread runs it
+    finally:
+        torch.set_num_threads(before)
+    for name in ("penultimate", "logits", "mean_pool", "max_pool"):
+        got, want = getattr(sharded, name), getattr(whole, name)
+        assert got.shape == want.shape  # every patch once, in order
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
