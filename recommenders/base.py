@@ -248,6 +248,13 @@ class Interactions:
         return np.asarray(self.matrix(binary=True).sum(axis=0)).ravel()
 
 
+def top_k_of(candidates: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k best of `candidates` (item numbers) by their `scores`, best first, equal scores by item number."""
+    top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+    top = top[np.lexsort((candidates[top], -scores[top]))]
+    return candidates[top].astype(np.int64), scores[top].astype(np.float32)
+
+
 @dataclass
 class Query:
     """What to recommend for.

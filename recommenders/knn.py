@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recommenders.base import Interactions, Params, ProgressCallback, Query, Recommender, l2_normalize
+from recommenders.base import Interactions, Params, ProgressCallback, Query, Recommender, l2_normalize, top_k_of
 
 # Through an HNSW graph, a pool of at most this many candidates is ranked exactly over its own
 # vectors: a filtered graph walk finds few of them, a scan of this many costs about a millisecond.
@@ -234,10 +234,7 @@ class KNNRecommender(Recommender):
 
     def _exact(self, profile: np.ndarray, mask: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         candidates = np.flatnonzero(mask)
-        scores = self._unit_rows(candidates) @ profile
-        top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-        top = top[np.lexsort((candidates[top], -scores[top]))]
-        return candidates[top].astype(np.int64), scores[top].astype(np.float32)
+        return top_k_of(candidates, self._unit_rows(candidates) @ profile, k)
 
     def _extend_items(self, new_vectors: np.ndarray) -> None:
         if self.zscore:

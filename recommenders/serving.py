@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recommenders.base import ContextSequences, Query, Recommender, l2_normalize
+from recommenders.base import ContextSequences, Query, Recommender, l2_normalize, top_k_of
 
 LIGHT_MODELS = ("shallow", "contrastive", "hybrid")
 # Through a graph, a pool of at most this many candidates is ranked exactly (as in knn).
@@ -69,10 +69,7 @@ def inner_product_search(
 
 def _exact_search(side: np.ndarray, vector: np.ndarray, mask: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     candidates = np.flatnonzero(mask)
-    scores = side[candidates] @ np.asarray(vector, np.float32)
-    top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-    top = top[np.lexsort((candidates[top], -scores[top]))]
-    return candidates[top].astype(np.int64), scores[top].astype(np.float32)
+    return top_k_of(candidates, side[candidates] @ np.asarray(vector, np.float32), k)
 
 
 def _index_search(holder, side, graph, vector, mask, n_candidates: int, k: int) -> tuple[np.ndarray, np.ndarray]:
