@@ -43,8 +43,9 @@ def inner_product_search(
     """Top-k (items, scores) of ``side · vector`` among `model`'s candidates for `query`.
 
     `holder["index"]` keeps the flat FAISS index over `side` between calls, `holder["graph"]` an
-    attached graph (`use_item_graph`); the caller clears `holder` when the side changes. `correction` = (items, delta): those items score delta more than their
-    inner product (ELSA's ``− x``); the top k + m are fetched so the corrected top k is exact.
+    attached graph (`use_item_graph`); the caller clears `holder` when the side changes.
+    `correction` = (items, delta): those items score delta more than their inner product
+    (ELSA's ``− x``); the top k + m are fetched so the corrected top k is exact.
     """
     mask = model.candidate_mask(query)
     n_candidates = int(np.count_nonzero(mask))
