@@ -30,9 +30,10 @@ Design decisions:
   was most of their time per clip. At int8 it computes in float32; at bf16, its layers after
   the first run in bfloat16.
 - ``bf16`` runs the encoder under bfloat16 autocast (the mel front end, norms and pooling stay
-  float32), with the 2-D convolutions channels-last (`channels_last_convolutions`). It is offered only where the CPU has bfloat16 matrix instructions (AVX-512-BF16 or
-  AMX, as oneDNN reports them) or on a CUDA GPU; elsewhere bfloat16 is emulated and slower
-  than float32, and the option is refused with a message saying so.
+  float32), with the 2-D convolutions channels-last (`channels_last_convolutions`). It is
+  offered only where the CPU has bfloat16 matrix instructions (AVX-512-BF16 or AMX, as oneDNN
+  reports them) or on a CUDA GPU; elsewhere bfloat16 is emulated and slower than float32, and
+  the option is refused with a message saying so.
 - ``int8`` runs one clip per forward pass: activations are quantised with one scale per
   tensor, so in a batch a clip's vector would depend on the clips beside it, and the indexer
   (batches) and ``mrs-tui embed`` (one file) would disagree. On a CPU batching gains little.
