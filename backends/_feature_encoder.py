@@ -66,11 +66,10 @@ class TimeMajorConvLayer(nn.Module):
         self.out_channels = conv.out_channels
         # The first layer and every layer with a folded norm compute in float32 (see the notes).
         self.dtype = torch.float32 if isinstance(norm, nn.GroupNorm) or conv.in_channels == 1 else dtype
-        with torch.no_grad():
-            # (out, in, k) -> (out, k * in): a window is k time steps of all channels.
-            weight = conv.weight.permute(0, 2, 1).reshape(conv.out_channels, -1)
+        # (out, in, k) -> (out, k * in): a window is k time steps of all channels.
+        weight = conv.weight.detach().permute(0, 2, 1).reshape(conv.out_channels, -1)
         bias = conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels)
-        self.register_buffer("weight", weight.detach().to(self.dtype).contiguous(), persistent=False)
+        self.register_buffer("weight", weight.to(self.dtype).contiguous(), persistent=False)
         self.register_buffer("bias", bias.to(device=weight.device, dtype=self.dtype), persistent=False)
         self.norm = norm
         self.activation = activation

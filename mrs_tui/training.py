@@ -373,7 +373,6 @@ class AlignedModel(Recommender):
         self.cached_item_side_ids: np.ndarray | None = None  # what the disk cache holds now
         self.light = False  # answering from the cached item side alone (`recommenders.serving`)
         self.graph_builder: threading.Thread | None = None  # getting the item side's graph (`keep_item_graph`)
-        self._graph_for: np.ndarray | None = None  # the item side it is getting it for
         self.graph_error: str | None = None
 
     def covers(self, catalogue) -> bool:
@@ -451,7 +450,7 @@ class AlignedModel(Recommender):
         (tracks appended) drops its graph, and the next one is built for the new side.
         """
         from mrs_tui.catalogue import APPROXIMATE_ABOVE
-        from recommenders.serving import await_item_graph
+        from recommenders.serving import await_item_graph, item_graph_awaited
 
         holder = getattr(self.model, "item_index", None)
         item_side = getattr(self.model, "item_side", None)
@@ -465,13 +464,13 @@ class AlignedModel(Recommender):
         if attached is not None and attached[0] is side:
             return None
         builder = self.graph_builder
-        if builder is not None and builder.is_alive() and self._graph_for is side:
+        if builder is not None and builder.is_alive() and item_graph_awaited(holder, side):
             return builder
         await_item_graph(holder, side)
         builder = threading.Thread(
             target=self._get_item_graph, args=(side, self.model_track_ids.copy()), name="item-graph", daemon=True
         )
-        self.graph_builder, self._graph_for = builder, side
+        self.graph_builder = builder
         builder.start()
         return builder
 
